@@ -1,0 +1,116 @@
+/* MVCC key-value store: etcd's revision model over a copy-on-write B+tree.
+ *
+ * One writer (the sequencer thread) changes the store; any number of reader threads read
+ * published snapshots concurrently, without locks shared with the writer. The writer works
+ * on a private "working" version; mvcc_publish() makes it the snapshot readers see. Memory
+ * that only older snapshots reach is retired through the qsbr domain given at creation, so a
+ * reader may use any pointer it got from a view until its next quiescent point.
+ *
+ * Revision model (etcd's): the store starts at revision 1 with no keys. Every write
+ * transaction that changes at least one key takes the next main revision; all its changes
+ * share it. Per key: create_revision (revision of the put that created the current
+ * generation), mod_revision, version (1 for the creating put, +1 per put, reset by a
+ * delete), lease. A delete ends a generation (a tombstone at the delete's revision).
+ * Compaction at revision C keeps, for each key, the newest version with mod_revision <= C
+ * unless it is a tombstone, and everything newer; reads below C fail with -MVCC_ECOMPACTED.
+ *
+ * Ranges use etcd's conventions: end_len == 0 is the single key `key`; end == "\0"
+ * (length 1) means every key >= key; key == "\0" with end == "\0" means every key.
+ * Keys compare as unsigned bytes, shorter first on a common prefix.
+ *
+ * Errors are negative: -MVCC_ECOMPACTED, -MVCC_EFUTURE. This module does not know about
+ * protobuf, the network, leases' lifetimes or durability.
+ */
+#ifndef UETCD_STORAGE_MVCC_H
+#define UETCD_STORAGE_MVCC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct qsbr;
+struct mvcc_store;
+
+enum { MVCC_ECOMPACTED = 1000, MVCC_EFUTURE = 1001 };
+
+/* One version of one key as seen from a view. The pointers stay valid until the reading
+ * thread's next quiescent point (readers) or the next write (writer). */
+struct mvcc_kv {
+	const uint8_t *key;
+	size_t key_len;
+	const uint8_t *value;
+	size_t value_len;
+	int64_t create_revision;
+	int64_t mod_revision;
+	int64_t version;
+	int64_t lease;
+};
+
+/* A consistent point to read from. `rev` is the newest revision the view contains;
+ * `compact_rev` the store's compacted revision when the view was taken (0 if never). */
+struct mvcc_view {
+	const void *root;
+	int64_t rev;
+	int64_t compact_rev;
+	const struct mvcc_store *store;
+};
+
+/* Return 0 to continue, anything else to stop the iteration (and have it returned). */
+typedef int (*mvcc_kv_fn)(void *arg, const struct mvcc_kv *kv);
+
+struct mvcc_store *mvcc_store_new(struct qsbr *q);
+void mvcc_store_free(struct mvcc_store *s);
+
+/* ---- readers (any thread) ---- */
+
+/* The latest published snapshot (acquire). */
+void mvcc_view_published(const struct mvcc_store *s, struct mvcc_view *out);
+
+/* Visits every live key in the range as of revision `rev` (0: the view's own revision), in
+ * ascending key order, or descending with `descending`. Checks rev against the view first:
+ * rev > view->rev is -MVCC_EFUTURE, rev < view->compact_rev is -MVCC_ECOMPACTED.
+ * Returns 0, such an error, or the callback's non-zero result. */
+int mvcc_range(const struct mvcc_view *v, const uint8_t *key, size_t key_len, const uint8_t *end,
+	       size_t end_len, int64_t rev, bool descending, mvcc_kv_fn fn, void *arg);
+
+/* Looks up one key as of `rev` (0: the view's). Returns 1 and fills *out if it exists,
+ * 0 if not, or a negative error as mvcc_range. */
+int mvcc_get(const struct mvcc_view *v, const uint8_t *key, size_t key_len, int64_t rev, struct mvcc_kv *out);
+
+/* ---- the writer (one thread) ---- */
+
+/* The writer's working state: everything applied so far, published or not. Ranges inside
+ * a write transaction see the transaction's own earlier changes (as etcd's do). */
+/* Inside a transaction that has changed something, the view's rev is that transaction's. */
+void mvcc_view_working(const struct mvcc_store *s, struct mvcc_view *out);
+
+/* Starts a write transaction. Its changes take revision (current + 1). */
+void mvcc_txn_begin(struct mvcc_store *s);
+/* Puts key = value with `lease`. If prev is not NULL it receives the previous live version
+ * (return 1) or nothing (return 0). The key and value bytes are copied. */
+int mvcc_put(struct mvcc_store *s, const uint8_t *key, size_t key_len, const uint8_t *value, size_t value_len,
+	     int64_t lease, struct mvcc_kv *prev);
+/* Deletes every live key in the range (conventions above), calling fn (if not NULL) with
+ * each key's last version before deleting it. Returns the number of keys deleted. */
+int64_t mvcc_delete_range(struct mvcc_store *s, const uint8_t *key, size_t key_len, const uint8_t *end,
+			  size_t end_len, mvcc_kv_fn fn, void *arg);
+/* Ends the transaction and returns the store's revision after it: the transaction's
+ * revision if it changed anything, else the unchanged current revision. */
+int64_t mvcc_txn_end(struct mvcc_store *s);
+
+/* Compacts history up to `rev`. -MVCC_ECOMPACTED if rev <= the compacted revision,
+ * -MVCC_EFUTURE if rev > the current revision. Memory is retired at once. */
+int mvcc_compact(struct mvcc_store *s, int64_t rev);
+
+/* Makes the working state the published snapshot (release), then advances the qsbr epoch
+ * so that memory only older snapshots could reach is freed when readers allow. */
+void mvcc_publish(struct mvcc_store *s);
+
+/* Current revision and compacted revision of the working state. */
+int64_t mvcc_rev(const struct mvcc_store *s);
+int64_t mvcc_compact_rev(const struct mvcc_store *s);
+/* Number of live keys and of stored versions (for metrics and Status). */
+uint64_t mvcc_keys_live(const struct mvcc_store *s);
+uint64_t mvcc_versions_total(const struct mvcc_store *s);
+
+#endif
