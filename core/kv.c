@@ -1,0 +1,1039 @@
+/* etcd's KV semantics over storage/mvcc. See kv.h.
+ *
+ * The shapes follow etcd 3.5/3.6's applier exactly where clients can tell:
+ * - Range: with a sort order or a min/max revision filter everything in the range is
+ *   fetched, filtered, sorted (stable; Go's sort.Sort is stable for the short results
+ *   clients compare) and cut to `limit`; otherwise limit+1 keys are fetched to know `more`.
+ *   `count` is the number of live keys in the whole range, ignoring limit and filters.
+ * - Txn: every compare on the chosen path (nested txns too) is evaluated against the state
+ *   before the txn, then puts on the path are checked (ignore_* need the key, a lease must
+ *   exist), then ranges (revision bounds), and only then is anything applied — so a txn
+ *   is never half-applied. Nested response headers carry only a revision, as etcd's.
+ * - Revisions: a write that changes nothing leaves the revision alone.
+ */
+#include "core/kv.h"
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "core/arena.h"
+#include "rpc.pb-c.h"
+#include "kv.pb-c.h"
+#include "storage/mvcc.h"
+
+typedef Etcdserverpb__RangeRequest RangeRequest;
+typedef Etcdserverpb__RangeResponse RangeResponse;
+typedef Etcdserverpb__PutRequest PutRequest;
+typedef Etcdserverpb__PutResponse PutResponse;
+typedef Etcdserverpb__DeleteRangeRequest DeleteRangeRequest;
+typedef Etcdserverpb__DeleteRangeResponse DeleteRangeResponse;
+typedef Etcdserverpb__TxnRequest TxnRequest;
+typedef Etcdserverpb__TxnResponse TxnResponse;
+typedef Etcdserverpb__RequestOp RequestOp;
+typedef Etcdserverpb__ResponseOp ResponseOp;
+typedef Etcdserverpb__Compare Compare;
+typedef Etcdserverpb__CompactionRequest CompactionRequest;
+typedef Etcdserverpb__CompactionResponse CompactionResponse;
+typedef Etcdserverpb__ResponseHeader ResponseHeader;
+typedef Mvccpb__KeyValue KeyValue;
+
+struct kv_error {
+	enum grpc_code code;
+	const char *message;
+};
+
+/* etcd's rpctypes errors, as clients see them. */
+static const struct kv_error err_empty_key = {GRPC_INVALID_ARGUMENT, "etcdserver: key is not provided"};
+static const struct kv_error err_key_not_found = {GRPC_INVALID_ARGUMENT, "etcdserver: key not found"};
+static const struct kv_error err_value_provided = {GRPC_INVALID_ARGUMENT, "etcdserver: value is provided"};
+static const struct kv_error err_lease_provided = {GRPC_INVALID_ARGUMENT, "etcdserver: lease is provided"};
+static const struct kv_error err_too_many_ops = {GRPC_INVALID_ARGUMENT,
+						 "etcdserver: too many operations in txn request"};
+static const struct kv_error err_duplicate_key = {GRPC_INVALID_ARGUMENT,
+						  "etcdserver: duplicate key given in txn request"};
+static const struct kv_error err_invalid_sort = {GRPC_INVALID_ARGUMENT, "etcdserver: invalid sort option"};
+static const struct kv_error err_too_large = {GRPC_INVALID_ARGUMENT, "etcdserver: request is too large"};
+static const struct kv_error err_compacted = {GRPC_OUT_OF_RANGE,
+					      "etcdserver: mvcc: required revision has been compacted"};
+static const struct kv_error err_future_rev = {GRPC_OUT_OF_RANGE,
+					       "etcdserver: mvcc: required revision is a future revision"};
+static const struct kv_error err_lease_not_found = {GRPC_NOT_FOUND, "etcdserver: requested lease not found"};
+static const struct kv_error err_bad_message = {GRPC_INTERNAL, "grpc: error unmarshalling request"};
+
+static void kv_set_error(struct kv_result *res, const struct kv_error *e)
+{
+	res->code = e->code;
+	res->message = e->message;
+	res->resp = NULL;
+}
+
+static const struct kv_error *kv_mvcc_error(int rc)
+{
+	return rc == -MVCC_ECOMPACTED ? &err_compacted : &err_future_rev;
+}
+
+static const ProtobufCMessageDescriptor *const kv_request_desc[KV_METHODS] = {
+	[KV_RANGE] = &etcdserverpb__range_request__descriptor,
+	[KV_PUT] = &etcdserverpb__put_request__descriptor,
+	[KV_DELETE_RANGE] = &etcdserverpb__delete_range_request__descriptor,
+	[KV_TXN] = &etcdserverpb__txn_request__descriptor,
+	[KV_COMPACT] = &etcdserverpb__compaction_request__descriptor,
+};
+
+struct ProtobufCMessage *kv_decode(enum kv_method method, struct arena *a, const uint8_t *msg, size_t len)
+{
+	ProtobufCAllocator al;
+
+	arena_pb_allocator(a, &al);
+	return protobuf_c_message_unpack(kv_request_desc[method], &al, len, msg);
+}
+
+static ResponseHeader *kv_header_new(struct arena *a, int64_t rev)
+{
+	ResponseHeader *h = arena_alloc(a, sizeof *h);
+
+	etcdserverpb__response_header__init(h);
+	h->revision = rev;
+	return h;
+}
+
+/* ---------- request checks (etcd's v3rpc layer) ---------- */
+
+static bool kv_empty(ProtobufCBinaryData b) { return b.len == 0; }
+
+static int kv_check_range(const RangeRequest *r, const struct kv_error **err)
+{
+	if (kv_empty(r->key)) {
+		*err = &err_empty_key;
+		return -1;
+	}
+	if ((unsigned)r->sort_order > ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__DESCEND ||
+	    (unsigned)r->sort_target > ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__VALUE) {
+		*err = &err_invalid_sort;
+		return -1;
+	}
+	return 0;
+}
+
+static int kv_check_put(const PutRequest *r, const struct kv_error **err)
+{
+	if (kv_empty(r->key))
+		*err = &err_empty_key;
+	else if (r->ignore_value && r->value.len != 0)
+		*err = &err_value_provided;
+	else if (r->ignore_lease && r->lease != 0)
+		*err = &err_lease_provided;
+	else
+		return 0;
+	return -1;
+}
+
+static int kv_check_txn(const TxnRequest *r, int64_t max_ops, const struct kv_error **err);
+
+static int kv_check_op(const RequestOp *op, int64_t max_ops, const struct kv_error **err)
+{
+	switch (op->request_case) {
+	case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE:
+		return kv_check_range(op->request_range, err);
+	case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT:
+		return kv_check_put(op->request_put, err);
+	case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE:
+		if (kv_empty(op->request_delete_range->key)) {
+			*err = &err_empty_key;
+			return -1;
+		}
+		return 0;
+	case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN:
+		return kv_check_txn(op->request_txn, max_ops, err);
+	default:
+		return 0;
+	}
+}
+
+static int kv_check_txn(const TxnRequest *r, int64_t max_ops, const struct kv_error **err)
+{
+	int64_t opc = (int64_t)r->n_compare;
+
+	if (opc < (int64_t)r->n_success)
+		opc = (int64_t)r->n_success;
+	if (opc < (int64_t)r->n_failure)
+		opc = (int64_t)r->n_failure;
+	if (opc > max_ops) {
+		*err = &err_too_many_ops;
+		return -1;
+	}
+	for (size_t i = 0; i < r->n_compare; i++) {
+		if (kv_empty(r->compare[i]->key)) {
+			*err = &err_empty_key;
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < r->n_success; i++)
+		if (kv_check_op(r->success[i], max_ops - opc, err))
+			return -1;
+	for (size_t i = 0; i < r->n_failure; i++)
+		if (kv_check_op(r->failure[i], max_ops - opc, err))
+			return -1;
+	return 0;
+}
+
+/* ---- duplicate keys in a txn: etcd's checkIntervals, with small arrays ---- */
+
+struct kv_keyset {
+	const ProtobufCBinaryData **keys;
+	size_t n, cap;
+};
+
+/* Delete intervals: a point when end.len == 0, else [key, end) compared as plain bytes
+ * (so a from-key end "\0" covers nothing, exactly as etcd's interval tree behaves). */
+struct kv_ivset {
+	const ProtobufCBinaryData **key, **end;
+	size_t n, cap;
+};
+
+static int kv_bytes_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+	size_t n = alen < blen ? alen : blen;
+	int c = n ? memcmp(a, b, n) : 0;
+
+	if (c)
+		return c;
+	return alen < blen ? -1 : alen > blen;
+}
+
+static int kv_bin_cmp(const ProtobufCBinaryData *a, const ProtobufCBinaryData *b)
+{
+	return kv_bytes_cmp(a->data, a->len, b->data, b->len);
+}
+
+static bool kv_keyset_has(const struct kv_keyset *s, const ProtobufCBinaryData *k)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (kv_bin_cmp(s->keys[i], k) == 0)
+			return true;
+	return false;
+}
+
+static void kv_keyset_add(struct arena *a, struct kv_keyset *s, const ProtobufCBinaryData *k)
+{
+	if (s->n == s->cap) {
+		size_t ncap = s->cap ? s->cap * 2 : 8;
+		const ProtobufCBinaryData **n = arena_alloc(a, ncap * sizeof *n);
+		if (s->n)
+			memcpy(n, s->keys, s->n * sizeof *n);
+		s->keys = n;
+		s->cap = ncap;
+	}
+	s->keys[s->n++] = k;
+}
+
+static void kv_ivset_add(struct arena *a, struct kv_ivset *s, const ProtobufCBinaryData *k, const ProtobufCBinaryData *e)
+{
+	if (s->n == s->cap) {
+		size_t ncap = s->cap ? s->cap * 2 : 8;
+		const ProtobufCBinaryData **nk = arena_alloc(a, ncap * sizeof *nk);
+		const ProtobufCBinaryData **ne = arena_alloc(a, ncap * sizeof *ne);
+		if (s->n) {
+			memcpy(nk, s->key, s->n * sizeof *nk);
+			memcpy(ne, s->end, s->n * sizeof *ne);
+		}
+		s->key = nk;
+		s->end = ne;
+		s->cap = ncap;
+	}
+	s->key[s->n] = k;
+	s->end[s->n] = e;
+	s->n++;
+}
+
+static bool kv_ivset_hits(const struct kv_ivset *s, const ProtobufCBinaryData *p)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		if (s->end[i]->len == 0) {
+			if (kv_bin_cmp(s->key[i], p) == 0)
+				return true;
+		} else if (kv_bin_cmp(s->key[i], p) <= 0 && kv_bin_cmp(p, s->end[i]) < 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+static int kv_check_intervals(struct arena *a, RequestOp **reqs, size_t n, struct kv_keyset *puts,
+			      struct kv_ivset *dels)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (reqs[i]->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE)
+			continue;
+		const DeleteRangeRequest *d = reqs[i]->request_delete_range;
+		kv_ivset_add(a, dels, &d->key, &d->range_end);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (reqs[i]->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN)
+			continue;
+		const TxnRequest *t = reqs[i]->request_txn;
+		struct kv_keyset pthen = {0}, pelse = {0};
+		struct kv_ivset dthen = {0}, delse = {0};
+		if (kv_check_intervals(a, t->success, t->n_success, &pthen, &dthen) ||
+		    kv_check_intervals(a, t->failure, t->n_failure, &pelse, &delse))
+			return -1;
+		for (size_t j = 0; j < pthen.n; j++) {
+			if (kv_keyset_has(puts, pthen.keys[j]) || kv_ivset_hits(dels, pthen.keys[j]))
+				return -1;
+			kv_keyset_add(a, puts, pthen.keys[j]);
+		}
+		for (size_t j = 0; j < pelse.n; j++) {
+			/* then and else are exclusive: a key put by both is fine */
+			if (kv_keyset_has(puts, pelse.keys[j]) && !kv_keyset_has(&pthen, pelse.keys[j]))
+				return -1;
+			if (kv_ivset_hits(dels, pelse.keys[j]))
+				return -1;
+			kv_keyset_add(a, puts, pelse.keys[j]);
+		}
+		for (size_t j = 0; j < dthen.n; j++)
+			kv_ivset_add(a, dels, dthen.key[j], dthen.end[j]);
+		for (size_t j = 0; j < delse.n; j++)
+			kv_ivset_add(a, dels, delse.key[j], delse.end[j]);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (reqs[i]->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT)
+			continue;
+		const ProtobufCBinaryData *k = &reqs[i]->request_put->key;
+		if (kv_keyset_has(puts, k) || kv_ivset_hits(dels, k))
+			return -1;
+		kv_keyset_add(a, puts, k);
+	}
+	return 0;
+}
+
+/* Bytes etcd adds around a request when it wraps it for raft (request header with a
+ * 64-bit id, field tag and length): the request-too-large check counts them. */
+static size_t kv_raft_overhead(size_t len)
+{
+	size_t v = 1;
+
+	while (len >= 0x80) {
+		len >>= 7;
+		v++;
+	}
+	return 14 + 1 + v;
+}
+
+int kv_check(enum kv_method method, const struct ProtobufCMessage *req, size_t wire_len,
+	     const struct kv_limits *lim, struct arena *a, struct kv_result *res)
+{
+	const struct kv_error *err = NULL;
+	int rc = 0;
+
+	switch (method) {
+	case KV_RANGE:
+		rc = kv_check_range((const RangeRequest *)req, &err);
+		break;
+	case KV_PUT:
+		rc = kv_check_put((const PutRequest *)req, &err);
+		break;
+	case KV_DELETE_RANGE:
+		if (kv_empty(((const DeleteRangeRequest *)req)->key)) {
+			err = &err_empty_key;
+			rc = -1;
+		}
+		break;
+	case KV_TXN: {
+		const TxnRequest *t = (const TxnRequest *)req;
+		rc = kv_check_txn(t, lim->max_txn_ops, &err);
+		if (!rc) {
+			struct kv_keyset p = {0};
+			struct kv_ivset d = {0};
+			struct kv_keyset p2 = {0};
+			struct kv_ivset d2 = {0};
+			if (kv_check_intervals(a, t->success, t->n_success, &p, &d) ||
+			    kv_check_intervals(a, t->failure, t->n_failure, &p2, &d2)) {
+				err = &err_duplicate_key;
+				rc = -1;
+			}
+		}
+		break;
+	}
+	case KV_COMPACT:
+	default:
+		break;
+	}
+	if (!rc && method != KV_RANGE && wire_len + kv_raft_overhead(wire_len) > lim->max_request_bytes) {
+		err = &err_too_large;
+		rc = -1;
+	}
+	if (rc)
+		kv_set_error(res, err);
+	return rc;
+}
+
+static bool kv_ops_read_only(RequestOp **ops, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		switch (ops[i]->request_case) {
+		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE:
+			break;
+		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN:
+			if (!kv_is_read_only(KV_TXN, &ops[i]->request_txn->base))
+				return false;
+			break;
+		default:
+			return false;
+		}
+	}
+	return true;
+}
+
+int kv_is_read_only(enum kv_method method, const struct ProtobufCMessage *req)
+{
+	if (method == KV_RANGE)
+		return 1;
+	if (method != KV_TXN)
+		return 0;
+	const TxnRequest *t = (const TxnRequest *)req;
+	return kv_ops_read_only(t->success, t->n_success) && kv_ops_read_only(t->failure, t->n_failure);
+}
+
+/* ---------- Range ---------- */
+
+struct kv_collect {
+	struct arena *a;
+	KeyValue **kvs;
+	size_t n, cap;
+	int64_t count;
+	int64_t keep; /* collect at most this many; 0: all */
+	bool count_only;
+	bool copy; /* under the writer: later changes in the batch may move what mvcc lent */
+};
+
+static KeyValue *kv_make(struct arena *a, const struct mvcc_kv *m)
+{
+	KeyValue *kv = arena_alloc(a, sizeof *kv);
+
+	mvccpb__key_value__init(kv);
+	kv->key.data = (uint8_t *)m->key;
+	kv->key.len = m->key_len;
+	kv->value.data = (uint8_t *)m->value;
+	kv->value.len = m->value_len;
+	kv->create_revision = m->create_revision;
+	kv->mod_revision = m->mod_revision;
+	kv->version = m->version;
+	kv->lease = m->lease;
+	return kv;
+}
+
+static KeyValue *kv_copy(struct arena *a, const struct mvcc_kv *m)
+{
+	KeyValue *kv = kv_make(a, m);
+
+	/* the version may be retired by a later change in the same batch: keep a copy */
+	kv->key.data = arena_memdup(a, m->key, m->key_len);
+	kv->value.data = arena_memdup(a, m->value, m->value_len);
+	return kv;
+}
+
+static void kv_collect_push(struct kv_collect *c, KeyValue *kv)
+{
+	if (c->n == c->cap) {
+		size_t ncap = c->cap ? c->cap * 2 : 16;
+		KeyValue **n = arena_alloc(c->a, ncap * sizeof *n);
+		if (c->n)
+			memcpy(n, c->kvs, c->n * sizeof *n);
+		c->kvs = n;
+		c->cap = ncap;
+	}
+	c->kvs[c->n++] = kv;
+}
+
+static int kv_collect_fn(void *arg, const struct mvcc_kv *m)
+{
+	struct kv_collect *c = arg;
+
+	c->count++;
+	if (c->count_only || (c->keep > 0 && (int64_t)c->n >= c->keep))
+		return 0;
+	kv_collect_push(c, c->copy ? kv_copy(c->a, m) : kv_make(c->a, m));
+	return 0;
+}
+
+/* The range end as mvcc takes it: etcd's "\0" means "every key >= key". */
+static void kv_range_bounds(const ProtobufCBinaryData *end, const uint8_t **e, size_t *elen)
+{
+	*e = end->data;
+	*elen = end->len;
+}
+
+static int kv_sort_cmp(const KeyValue *a, const KeyValue *b, int target)
+{
+	switch (target) {
+	case ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__VERSION:
+		return (a->version > b->version) - (a->version < b->version);
+	case ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__CREATE:
+		return (a->create_revision > b->create_revision) - (a->create_revision < b->create_revision);
+	case ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__MOD:
+		return (a->mod_revision > b->mod_revision) - (a->mod_revision < b->mod_revision);
+	case ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__VALUE:
+		return kv_bytes_cmp(a->value.data, a->value.len, b->value.data, b->value.len);
+	default:
+		return kv_bytes_cmp(a->key.data, a->key.len, b->key.data, b->key.len);
+	}
+}
+
+/* Stable merge sort; `desc` sorts by the reversed order, ties keeping key order. */
+static void kv_sort(struct arena *a, KeyValue **v, size_t n, int target, bool desc)
+{
+	KeyValue **tmp;
+
+	if (n < 2)
+		return;
+	tmp = arena_alloc(a, n * sizeof *tmp);
+	for (size_t w = 1; w < n; w *= 2) {
+		for (size_t lo = 0; lo < n; lo += 2 * w) {
+			size_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+			size_t i = lo, j = mid, k = lo;
+			while (i < mid && j < hi) {
+				int c = kv_sort_cmp(v[j], v[i], target);
+				if (desc)
+					c = -c;
+				tmp[k++] = c < 0 ? v[j++] : v[i++];
+			}
+			while (i < mid)
+				tmp[k++] = v[i++];
+			while (j < hi)
+				tmp[k++] = v[j++];
+		}
+		memcpy(v, tmp, n * sizeof *v);
+	}
+}
+
+static void kv_prune(struct kv_collect *c, const RangeRequest *r)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < c->n; i++) {
+		const KeyValue *kv = c->kvs[i];
+		if (r->max_mod_revision != 0 && kv->mod_revision > r->max_mod_revision)
+			continue;
+		if (r->min_mod_revision != 0 && kv->mod_revision < r->min_mod_revision)
+			continue;
+		if (r->max_create_revision != 0 && kv->create_revision > r->max_create_revision)
+			continue;
+		if (r->min_create_revision != 0 && kv->create_revision < r->min_create_revision)
+			continue;
+		c->kvs[o++] = c->kvs[i];
+	}
+	c->n = o;
+}
+
+static RangeResponse *kv_range_exec(const struct mvcc_view *v, const RangeRequest *r, struct arena *a, bool copy,
+				    const struct kv_error **err)
+{
+	bool filtered = r->min_mod_revision || r->max_mod_revision || r->min_create_revision || r->max_create_revision;
+	int sort_order = r->sort_order;
+	int64_t limit = r->limit;
+	struct kv_collect c = {.a = a, .count_only = r->count_only, .copy = copy};
+	const uint8_t *e;
+	size_t elen;
+	int rc;
+
+	if (sort_order != ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__NONE || filtered)
+		limit = 0;
+	c.keep = limit > 0 ? limit + 1 : 0;
+	kv_range_bounds(&r->range_end, &e, &elen);
+	rc = mvcc_range(v, r->key.data, r->key.len, e, elen, r->revision > 0 ? r->revision : 0, false, kv_collect_fn,
+			&c);
+	if (rc < 0) {
+		*err = kv_mvcc_error(rc);
+		return NULL;
+	}
+	if (filtered)
+		kv_prune(&c, r);
+	if (r->sort_target != ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY &&
+	    sort_order == ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__NONE)
+		sort_order = ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__ASCEND;
+	else if (r->sort_target == ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY &&
+		 sort_order == ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__ASCEND)
+		sort_order = ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__NONE;
+	if (sort_order != ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__NONE)
+		kv_sort(a, c.kvs, c.n, r->sort_target, sort_order == ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__DESCEND);
+
+	RangeResponse *resp = arena_alloc(a, sizeof *resp);
+	etcdserverpb__range_response__init(resp);
+	if (r->limit > 0 && (int64_t)c.n > r->limit) {
+		c.n = (size_t)r->limit;
+		resp->more = 1;
+	}
+	resp->header = kv_header_new(a, v->rev);
+	resp->count = c.count;
+	resp->n_kvs = c.n;
+	resp->kvs = c.kvs;
+	if (r->keys_only)
+		for (size_t i = 0; i < c.n; i++)
+			c.kvs[i]->value.len = 0, c.kvs[i]->value.data = NULL;
+	return resp;
+}
+
+/* ---------- Txn compares ---------- */
+
+static int kv_cmp_i64(int64_t a, int64_t b) { return (a > b) - (a < b); }
+
+static bool kv_compare_kv(const Compare *c, const KeyValue *kv)
+{
+	int result = 0;
+	int64_t want = 0;
+
+	switch (c->target) {
+	case ETCDSERVERPB__COMPARE__COMPARE_TARGET__VALUE: {
+		ProtobufCBinaryData v = {0, NULL};
+		if (c->target_union_case == ETCDSERVERPB__COMPARE__TARGET_UNION_VALUE)
+			v = c->value;
+		result = kv_bytes_cmp(kv->value.data, kv->value.len, v.data, v.len);
+		break;
+	}
+	case ETCDSERVERPB__COMPARE__COMPARE_TARGET__CREATE:
+		if (c->target_union_case == ETCDSERVERPB__COMPARE__TARGET_UNION_CREATE_REVISION)
+			want = c->create_revision;
+		result = kv_cmp_i64(kv->create_revision, want);
+		break;
+	case ETCDSERVERPB__COMPARE__COMPARE_TARGET__MOD:
+		if (c->target_union_case == ETCDSERVERPB__COMPARE__TARGET_UNION_MOD_REVISION)
+			want = c->mod_revision;
+		result = kv_cmp_i64(kv->mod_revision, want);
+		break;
+	case ETCDSERVERPB__COMPARE__COMPARE_TARGET__VERSION:
+		if (c->target_union_case == ETCDSERVERPB__COMPARE__TARGET_UNION_VERSION)
+			want = c->version;
+		result = kv_cmp_i64(kv->version, want);
+		break;
+	case ETCDSERVERPB__COMPARE__COMPARE_TARGET__LEASE:
+		if (c->target_union_case == ETCDSERVERPB__COMPARE__TARGET_UNION_LEASE)
+			want = c->lease;
+		result = kv_cmp_i64(kv->lease, want);
+		break;
+	default:
+		break;
+	}
+	switch (c->result) {
+	case ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL:
+		return result == 0;
+	case ETCDSERVERPB__COMPARE__COMPARE_RESULT__NOT_EQUAL:
+		return result != 0;
+	case ETCDSERVERPB__COMPARE__COMPARE_RESULT__GREATER:
+		return result > 0;
+	case ETCDSERVERPB__COMPARE__COMPARE_RESULT__LESS:
+		return result < 0;
+	default:
+		return true;
+	}
+}
+
+struct kv_cmp_walk {
+	const Compare *c;
+	bool ok, any;
+	struct arena *a;
+};
+
+static int kv_cmp_fn(void *arg, const struct mvcc_kv *m)
+{
+	struct kv_cmp_walk *w = arg;
+	KeyValue kv;
+
+	w->any = true;
+	mvccpb__key_value__init(&kv);
+	kv.key.data = (uint8_t *)m->key;
+	kv.key.len = m->key_len;
+	kv.value.data = (uint8_t *)m->value;
+	kv.value.len = m->value_len;
+	kv.create_revision = m->create_revision;
+	kv.mod_revision = m->mod_revision;
+	kv.version = m->version;
+	kv.lease = m->lease;
+	if (!kv_compare_kv(w->c, &kv)) {
+		w->ok = false;
+		return 1;
+	}
+	return 0;
+}
+
+static bool kv_compare(const struct mvcc_view *v, const Compare *c)
+{
+	struct kv_cmp_walk w = {.c = c, .ok = true};
+	const uint8_t *e;
+	size_t elen;
+
+	kv_range_bounds(&c->range_end, &e, &elen);
+	if (mvcc_range(v, c->key.data, c->key.len, e, elen, 0, false, kv_cmp_fn, &w) < 0)
+		return false;
+	if (!w.any) {
+		/* a value compare on a missing key always fails; others compare zero values */
+		if (c->target == ETCDSERVERPB__COMPARE__COMPARE_TARGET__VALUE)
+			return false;
+		KeyValue zero;
+		mvccpb__key_value__init(&zero);
+		return kv_compare_kv(c, &zero);
+	}
+	return w.ok;
+}
+
+/* The chosen branch of every txn on the path, in etcd's pre-order: path[0] is this txn. */
+struct kv_path {
+	bool *taken;
+	size_t n, cap;
+};
+
+static void kv_path_push(struct arena *a, struct kv_path *p, bool t)
+{
+	if (p->n == p->cap) {
+		size_t ncap = p->cap ? p->cap * 2 : 8;
+		bool *nt = arena_alloc(a, ncap);
+		if (p->n)
+			memcpy(nt, p->taken, p->n);
+		p->taken = nt;
+		p->cap = ncap;
+	}
+	p->taken[p->n++] = t;
+}
+
+static void kv_compare_path(const struct mvcc_view *v, const TxnRequest *t, struct arena *a, struct kv_path *p)
+{
+	bool ok = true;
+
+	for (size_t i = 0; i < t->n_compare && ok; i++)
+		ok = kv_compare(v, t->compare[i]);
+	kv_path_push(a, p, ok);
+	RequestOp **ops = ok ? t->success : t->failure;
+	size_t n = ok ? t->n_success : t->n_failure;
+	for (size_t i = 0; i < n; i++)
+		if (ops[i]->request_case == ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN)
+			kv_compare_path(v, ops[i]->request_txn, a, p);
+}
+
+typedef int (*kv_op_check_fn)(const struct mvcc_view *v, const RequestOp *op, const struct kv_error **err);
+
+static int kv_check_path(const struct mvcc_view *v, const TxnRequest *t, const struct kv_path *p, size_t *pi,
+			 kv_op_check_fn f, const struct kv_error **err)
+{
+	bool ok = p->taken[(*pi)++];
+	RequestOp **ops = ok ? t->success : t->failure;
+	size_t n = ok ? t->n_success : t->n_failure;
+
+	for (size_t i = 0; i < n; i++) {
+		if (ops[i]->request_case == ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN) {
+			if (kv_check_path(v, ops[i]->request_txn, p, pi, f, err))
+				return -1;
+		} else if (f(v, ops[i], err)) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int kv_lease_exists(int64_t lease)
+{
+	/* Leases arrive with the Lease service; until then no lease id exists. */
+	return lease == 0;
+}
+
+static int kv_check_put_op(const struct mvcc_view *v, const RequestOp *op, const struct kv_error **err)
+{
+	if (op->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT)
+		return 0;
+	const PutRequest *p = op->request_put;
+	if (p->ignore_value || p->ignore_lease) {
+		struct mvcc_kv prev;
+		if (mvcc_get(v, p->key.data, p->key.len, 0, &prev) != 1) {
+			*err = &err_key_not_found;
+			return -1;
+		}
+	}
+	if (!kv_lease_exists(p->lease)) {
+		*err = &err_lease_not_found;
+		return -1;
+	}
+	return 0;
+}
+
+static int kv_check_range_op(const struct mvcc_view *v, const RequestOp *op, const struct kv_error **err)
+{
+	if (op->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE)
+		return 0;
+	int64_t rev = op->request_range->revision;
+	if (rev == 0)
+		return 0;
+	if (rev > v->rev) {
+		*err = &err_future_rev;
+		return -1;
+	}
+	if (rev < v->compact_rev) {
+		*err = &err_compacted;
+		return -1;
+	}
+	return 0;
+}
+
+/* ---------- writes (sequencer) ---------- */
+
+static PutResponse *kv_put_exec(struct mvcc_store *s, const PutRequest *p, struct arena *a)
+{
+	PutResponse *resp = arena_alloc(a, sizeof *resp);
+	struct mvcc_kv prev;
+	struct mvcc_view v;
+	int found = 0;
+	const uint8_t *val = p->value.data;
+	size_t vlen = p->value.len;
+	int64_t lease = p->lease;
+
+	etcdserverpb__put_response__init(resp);
+	if (p->ignore_value || p->ignore_lease || p->prev_kv) {
+		mvcc_view_working(s, &v);
+		found = mvcc_get(&v, p->key.data, p->key.len, 0, &prev) == 1;
+	}
+	if (found && p->ignore_value) {
+		val = arena_memdup(a, prev.value, prev.value_len);
+		vlen = prev.value_len;
+	}
+	if (found && p->ignore_lease)
+		lease = prev.lease;
+	if (found && p->prev_kv)
+		resp->prev_kv = kv_copy(a, &prev);
+	mvcc_put(s, p->key.data, p->key.len, val, vlen, lease, NULL);
+	mvcc_view_working(s, &v);
+	resp->header = kv_header_new(a, v.rev);
+	return resp;
+}
+
+struct kv_del_walk {
+	struct arena *a;
+	bool prev;
+	KeyValue **kvs;
+	size_t n, cap;
+};
+
+static int kv_del_fn(void *arg, const struct mvcc_kv *m)
+{
+	struct kv_del_walk *w = arg;
+
+	if (!w->prev)
+		return 0;
+	struct kv_collect c = {.a = w->a, .kvs = w->kvs, .n = w->n, .cap = w->cap};
+	kv_collect_push(&c, kv_copy(w->a, m));
+	w->kvs = c.kvs;
+	w->n = c.n;
+	w->cap = c.cap;
+	return 0;
+}
+
+static DeleteRangeResponse *kv_delete_exec(struct mvcc_store *s, const DeleteRangeRequest *d, struct arena *a)
+{
+	DeleteRangeResponse *resp = arena_alloc(a, sizeof *resp);
+	struct kv_del_walk w = {.a = a, .prev = d->prev_kv};
+	struct mvcc_view v;
+	const uint8_t *e;
+	size_t elen;
+
+	etcdserverpb__delete_range_response__init(resp);
+	kv_range_bounds(&d->range_end, &e, &elen);
+	resp->deleted = mvcc_delete_range(s, d->key.data, d->key.len, e, elen, kv_del_fn, &w);
+	resp->n_prev_kvs = w.n;
+	resp->prev_kvs = w.kvs;
+	mvcc_view_working(s, &v);
+	resp->header = kv_header_new(a, v.rev);
+	return resp;
+}
+
+/* Executes the ops of one txn level along the path; writes only when s is not NULL. */
+static TxnResponse *kv_txn_exec(const struct mvcc_view *rv, struct mvcc_store *s, const TxnRequest *t,
+				const struct kv_path *p, size_t *pi, struct arena *a)
+{
+	TxnResponse *resp = arena_alloc(a, sizeof *resp);
+	bool ok = p->taken[(*pi)++];
+	RequestOp **ops = ok ? t->success : t->failure;
+	size_t n = ok ? t->n_success : t->n_failure;
+
+	etcdserverpb__txn_response__init(resp);
+	resp->header = kv_header_new(a, 0);
+	resp->succeeded = ok;
+	resp->n_responses = n;
+	resp->responses = arena_alloc(a, (n ? n : 1) * sizeof *resp->responses);
+	for (size_t i = 0; i < n; i++) {
+		ResponseOp *r = arena_alloc(a, sizeof *r);
+		const struct kv_error *err;
+		struct mvcc_view wv;
+
+		etcdserverpb__response_op__init(r);
+		resp->responses[i] = r;
+		switch (ops[i]->request_case) {
+		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE:
+			if (s)
+				mvcc_view_working(s, &wv);
+			else
+				wv = *rv;
+			r->response_case = ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_RANGE;
+			r->response_range = kv_range_exec(&wv, ops[i]->request_range, a, s != NULL, &err);
+			if (!r->response_range) {
+				/* checked before anything was applied: cannot happen */
+				RangeResponse *empty = arena_alloc(a, sizeof *empty);
+				etcdserverpb__range_response__init(empty);
+				r->response_range = empty;
+			}
+			break;
+		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT:
+			r->response_case = ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_PUT;
+			r->response_put = kv_put_exec(s, ops[i]->request_put, a);
+			break;
+		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE:
+			r->response_case = ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_DELETE_RANGE;
+			r->response_delete_range = kv_delete_exec(s, ops[i]->request_delete_range, a);
+			break;
+		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN:
+			r->response_case = ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_TXN;
+			r->response_txn = kv_txn_exec(rv, s, ops[i]->request_txn, p, pi, a);
+			break;
+		default:
+			break;
+		}
+	}
+	return resp;
+}
+
+/* The whole txn: compares, path checks, then execution. s == NULL for a read-only txn. */
+static TxnResponse *kv_txn(const struct mvcc_view *v, struct mvcc_store *s, const TxnRequest *t, struct arena *a,
+			   const struct kv_error **err)
+{
+	struct kv_path path = {0};
+	size_t pi = 0;
+
+	kv_compare_path(v, t, a, &path);
+	if (kv_check_path(v, t, &path, &pi, kv_check_put_op, err))
+		return NULL;
+	pi = 0;
+	if (kv_check_path(v, t, &path, &pi, kv_check_range_op, err))
+		return NULL;
+	pi = 0;
+	return kv_txn_exec(v, s, t, &path, &pi, a);
+}
+
+void kv_read(enum kv_method method, const struct mvcc_view *v, const struct ProtobufCMessage *req,
+	     struct arena *a, struct kv_result *res)
+{
+	const struct kv_error *err = NULL;
+
+	res->code = GRPC_OK;
+	res->message = NULL;
+	if (method == KV_RANGE) {
+		res->resp = (ProtobufCMessage *)kv_range_exec(v, (const RangeRequest *)req, a, false, &err);
+	} else {
+		TxnResponse *t = kv_txn(v, NULL, (const TxnRequest *)req, a, &err);
+		if (t)
+			t->header->revision = v->rev;
+		res->resp = (ProtobufCMessage *)t;
+	}
+	if (!res->resp)
+		kv_set_error(res, err);
+}
+
+void kv_write(enum kv_method method, struct mvcc_store *s, const struct ProtobufCMessage *req, struct arena *a,
+	      struct kv_result *res)
+{
+	const struct kv_error *err = NULL;
+	struct mvcc_view v;
+	int64_t rev;
+
+	res->code = GRPC_OK;
+	res->message = NULL;
+	res->resp = NULL;
+	switch (method) {
+	case KV_PUT: {
+		const PutRequest *p = (const PutRequest *)req;
+		if (!kv_lease_exists(p->lease)) {
+			err = &err_lease_not_found;
+			break;
+		}
+		if (p->ignore_value || p->ignore_lease) {
+			struct mvcc_kv prev;
+			mvcc_view_working(s, &v);
+			if (mvcc_get(&v, p->key.data, p->key.len, 0, &prev) != 1) {
+				err = &err_key_not_found;
+				break;
+			}
+		}
+		mvcc_txn_begin(s);
+		PutResponse *r = kv_put_exec(s, p, a);
+		r->header->revision = mvcc_txn_end(s);
+		res->resp = &r->base;
+		break;
+	}
+	case KV_DELETE_RANGE: {
+		mvcc_txn_begin(s);
+		DeleteRangeResponse *r = kv_delete_exec(s, (const DeleteRangeRequest *)req, a);
+		r->header->revision = mvcc_txn_end(s);
+		res->resp = &r->base;
+		break;
+	}
+	case KV_TXN: {
+		mvcc_view_working(s, &v);
+		mvcc_txn_begin(s);
+		TxnResponse *r = kv_txn(&v, s, (const TxnRequest *)req, a, &err);
+		rev = mvcc_txn_end(s);
+		if (r) {
+			r->header->revision = rev;
+			res->resp = &r->base;
+		}
+		break;
+	}
+	case KV_COMPACT: {
+		const CompactionRequest *c = (const CompactionRequest *)req;
+		int rc = mvcc_compact(s, c->revision);
+		if (rc < 0) {
+			err = kv_mvcc_error(rc);
+			break;
+		}
+		CompactionResponse *r = arena_alloc(a, sizeof *r);
+		etcdserverpb__compaction_response__init(r);
+		r->header = kv_header_new(a, mvcc_rev(s));
+		res->resp = &r->base;
+		break;
+	}
+	case KV_RANGE: {
+		mvcc_view_working(s, &v);
+		kv_read(method, &v, req, a, res);
+		return;
+	}
+	default:
+		err = &err_bad_message;
+		break;
+	}
+	if (!res->resp)
+		kv_set_error(res, err);
+}
+
+void kv_fill_header(struct ProtobufCMessage *resp, enum kv_method method, const struct kv_header_ids *ids)
+{
+	ResponseHeader *h = NULL;
+
+	switch (method) {
+	case KV_RANGE:
+		h = ((RangeResponse *)resp)->header;
+		break;
+	case KV_PUT:
+		h = ((PutResponse *)resp)->header;
+		break;
+	case KV_DELETE_RANGE:
+		h = ((DeleteRangeResponse *)resp)->header;
+		break;
+	case KV_TXN:
+		h = ((TxnResponse *)resp)->header;
+		break;
+	case KV_COMPACT:
+		h = ((CompactionResponse *)resp)->header;
+		break;
+	default:
+		break;
+	}
+	if (h) {
+		h->cluster_id = ids->cluster_id;
+		h->member_id = ids->member_id;
+		h->raft_term = ids->raft_term;
+	}
+}

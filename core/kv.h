@@ -1,0 +1,60 @@
+/* etcd's KV service semantics (Range, Put, DeleteRange, Txn, Compact) over storage/mvcc.
+ *
+ * Reads run on a reactor against a published view; writes run on the sequencer inside one
+ * mvcc write transaction each. Request validation that etcd does before a request reaches
+ * raft (empty key, too many txn ops, duplicate keys, flags that contradict) is kv_check(),
+ * run on the reactor so that a bad request never costs the sequencer anything.
+ * Responses are built in the caller's arena; their KeyValue bytes may point into the view's
+ * memory, so pack them before the reading thread's next quiescent point. Error codes and
+ * messages are etcd's own, because clients match on them. */
+#ifndef UETCD_CORE_KV_H
+#define UETCD_CORE_KV_H
+
+#include <stdint.h>
+
+#include "net/grpc.h"
+
+struct arena;
+struct mvcc_store;
+struct mvcc_view;
+struct ProtobufCMessage;
+
+/* A gRPC status and message; code GRPC_OK means `resp` holds the response. */
+struct kv_result {
+	enum grpc_code code;
+	const char *message;
+	struct ProtobufCMessage *resp;
+};
+
+struct kv_limits {
+	uint32_t max_txn_ops;       /* --max-txn-ops */
+	uint64_t max_request_bytes; /* --max-request-bytes */
+};
+
+struct kv_header_ids {
+	uint64_t cluster_id, member_id, raft_term;
+};
+
+/* The KV methods, numbered for routing and for the sequencer. */
+enum kv_method { KV_RANGE, KV_PUT, KV_DELETE_RANGE, KV_TXN, KV_COMPACT, KV_METHODS };
+
+/* Decodes a request message of `method` into the arena; NULL if it is not valid protobuf. */
+struct ProtobufCMessage *kv_decode(enum kv_method method, struct arena *a, const uint8_t *msg, size_t len);
+/* etcd's pre-raft checks. Returns 0, or fills *res with the error and returns -1. */
+int kv_check(enum kv_method method, const struct ProtobufCMessage *req, size_t wire_len,
+	     const struct kv_limits *lim, struct arena *a, struct kv_result *res);
+/* True when a request only reads (a Range, or a Txn all of whose ops on every branch read):
+ * it can be answered on the reactor from the published view. */
+int kv_is_read_only(enum kv_method method, const struct ProtobufCMessage *req);
+
+/* Read path: a Range or a read-only Txn answered from a view. */
+void kv_read(enum kv_method method, const struct mvcc_view *v, const struct ProtobufCMessage *req,
+	     struct arena *a, struct kv_result *res);
+/* Write path (sequencer only): applies one request to the store's working state. */
+void kv_write(enum kv_method method, struct mvcc_store *s, const struct ProtobufCMessage *req, struct arena *a,
+	      struct kv_result *res);
+/* Fills the top-level response header's cluster, member and term (revision is set by
+ * kv_read / kv_write). */
+void kv_fill_header(struct ProtobufCMessage *resp, enum kv_method method, const struct kv_header_ids *ids);
+
+#endif

@@ -1,0 +1,119 @@
+/* uetcd: start-up and shutdown. Parses etcd's command line, opens the data directory,
+ * builds the store, starts the sequencer and one reactor per thread, then waits for a
+ * signal. Signals are blocked in every thread and taken here with sigwait, so no handler
+ * ever runs on a reactor. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/log.h"
+#include "core/qsbr.h"
+#include "core/reactor.h"
+#include "core/seq.h"
+#include "core/server.h"
+#include "storage/meta.h"
+#include "storage/mvcc.h"
+
+#define GRPC_OVERHEAD_BYTES (512 * 1024) /* etcd's slack above --max-request-bytes */
+#define STREAMS_MAX_DEFAULT 4096
+
+static void main_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static void main_deliver(void *arg, int reactor, struct seq_req *list)
+{
+	struct server *srv = arg;
+
+	reactor_deliver(srv->reactors[reactor], list);
+}
+
+int main(int argc, char **argv, char **envp)
+{
+	static struct config cfg;
+	struct server srv;
+	struct meta meta;
+	sigset_t sigs;
+	int rc, sig;
+
+	rc = config_parse(&cfg, argc, argv, envp);
+	if (rc == 1)
+		return 0;
+	if (rc < 0)
+		return 2;
+
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	main_raise_nofile();
+
+	rc = meta_open(cfg.data_dir, &meta);
+	if (rc < 0)
+		log_fatal("cannot open data directory %s: %s", cfg.data_dir, strerror(-rc));
+
+	memset(&srv, 0, sizeof srv);
+	srv.cfg = &cfg;
+	srv.nreactors = cfg.threads > 0 ? cfg.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (srv.nreactors < 1)
+		srv.nreactors = 1;
+	srv.ids.cluster_id = meta.cluster_id;
+	srv.ids.member_id = meta.member_id;
+	srv.ids.raft_term = 2; /* a single node's term after its first election, as etcd reports */
+	srv.limits.max_txn_ops = cfg.max_txn_ops;
+	srv.limits.max_request_bytes = cfg.max_request_bytes;
+	grpc_conn_config_default(&srv.grpc);
+	srv.grpc.max_recv_msg_size = (uint32_t)(cfg.max_request_bytes + GRPC_OVERHEAD_BYTES);
+	if (cfg.max_concurrent_streams && cfg.max_concurrent_streams < STREAMS_MAX_DEFAULT)
+		srv.grpc.max_concurrent_streams = cfg.max_concurrent_streams;
+	srv.qsbr = qsbr_new(srv.nreactors);
+	srv.store = mvcc_store_new(srv.qsbr);
+	srv.seq = seq_new(srv.store, &srv.ids, srv.nreactors, main_deliver, &srv);
+	srv.reactors = calloc((size_t)srv.nreactors, sizeof *srv.reactors);
+	if (!srv.reactors)
+		log_fatal("out of memory");
+	for (int i = 0; i < srv.nreactors; i++) {
+		srv.reactors[i] = reactor_new(&srv, i);
+		for (int u = 0; u < cfg.n_listen_client; u++) {
+			rc = reactor_listen(srv.reactors[i], &cfg.listen_client[u]);
+			if (rc < 0)
+				log_fatal("listen on %s: %s", cfg.listen_client[u].text, strerror(-rc));
+		}
+	}
+	if ((rc = seq_start(srv.seq)) < 0)
+		log_fatal("cannot start the sequencer: %s", strerror(-rc));
+	for (int i = 0; i < srv.nreactors; i++)
+		if ((rc = reactor_start(srv.reactors[i])) < 0)
+			log_fatal("cannot start reactor %d: %s", i, strerror(-rc));
+	for (int u = 0; u < cfg.n_listen_client; u++)
+		log_info("serving client traffic on %s (name %s, data dir %s, %d reactors)", cfg.listen_client[u].text,
+			 cfg.name, cfg.data_dir, srv.nreactors);
+	log_info("ready to serve client requests");
+
+	for (;;) {
+		if (sigwait(&sigs, &sig) != 0)
+			continue;
+		if (sig == SIGHUP)
+			continue; /* certificate reload arrives with TLS */
+		break;
+	}
+	log_info("received %s, shutting down", strsignal(sig));
+	atomic_store(&srv.stopping, true);
+	for (int i = 0; i < srv.nreactors; i++)
+		reactor_stop(srv.reactors[i]);
+	seq_stop(srv.seq);
+	return 0;
+}

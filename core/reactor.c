@@ -1,0 +1,682 @@
+/* The reactor loop. One turn:
+ *   1. answer what the sequencer finished (one exchange on the `done` stack),
+ *   2. hand this turn's writes to the sequencer (one queue operation),
+ *   3. start one gathered sendmsg per connection that has output and none in flight,
+ *   4. announce a quiescent point (no snapshot pointer is held past here),
+ *   5. submit and wait in one io_uring_enter, offline for reclamation while asleep,
+ *   6. reap every completion in a batch with one cq_advance.
+ *
+ * Receives are multishot with buffers from a provided buffer ring, so an idle connection
+ * holds no receive buffer; every buffer goes back to the ring as soon as the HTTP/2 layer
+ * has taken its bytes. Accepts are multishot too. A connection is freed only when no
+ * operation of it is still in the kernel (`inflight` reaches zero after shutdown(2)).
+ *
+ * Completions are named by user_data = type | generation | slot, so a completion for a
+ * connection slot that has since been reused is recognised and dropped.
+ */
+#include "core/reactor.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/log.h"
+#include "core/qsbr.h"
+#include "core/seq.h"
+#include "core/server.h"
+#include "core/svc.h"
+#include "net/grpc.h"
+
+#define RING_ENTRIES 4096
+#define RING_CQ_ENTRIES 16384
+#define RECV_BUF_COUNT 512 /* power of two */
+#define RECV_BUF_SIZE (16 * 1024)
+#define RECV_BGID 1
+#define CONN_IOV_MAX 64
+#define TICK_MS 100
+#define SLOT_BITS 24
+#define SLOTS_MAX (1u << SLOT_BITS)
+
+enum ud_type { UD_ACCEPT = 1, UD_RECV, UD_SEND, UD_WAKE, UD_TICK };
+
+static uint64_t ud_make(enum ud_type t, uint32_t gen, uint32_t slot)
+{
+	return (uint64_t)t << 56 | (uint64_t)(gen & 0xffffffu) << SLOT_BITS | slot;
+}
+static enum ud_type ud_type(uint64_t ud) { return (enum ud_type)(ud >> 56); }
+static uint32_t ud_gen(uint64_t ud) { return (uint32_t)(ud >> SLOT_BITS) & 0xffffffu; }
+static uint32_t ud_slot(uint64_t ud) { return (uint32_t)ud & (SLOTS_MAX - 1); }
+
+struct conn {
+	struct reactor *r;
+	int fd;
+	uint32_t slot, gen;
+	struct grpc_conn *g;
+	int inflight;           /* operations of this connection in the kernel */
+	bool recv_armed, sending, closing, close_when_flushed, dirty;
+	struct conn *next_dirty;
+	struct msghdr msg;
+	struct iovec iov[CONN_IOV_MAX];
+};
+
+struct reactor {
+	struct server *srv;
+	int index;
+	struct io_uring ring;
+	pthread_t thread;
+	bool started;
+	int efd;
+	uint64_t efd_val;
+	_Alignas(64) _Atomic(struct seq_req *) done;
+	_Alignas(64) _Atomic int waiting;
+	int listen_fds[CONFIG_URLS_MAX];
+	int n_listen;
+	struct io_uring_buf_ring *br;
+	uint8_t *bufs;
+	struct conn **conns; /* by slot; NULL when free */
+	uint32_t n_slots, cap_slots;
+	uint32_t *free_slots;
+	uint32_t n_free_slots;
+	uint32_t gen_next;
+	struct conn *dirty;
+	struct svc_thread *svc;
+	struct __kernel_timespec tick_ts;
+	int qsbr_slot;
+	uint64_t now_ms;
+	uint64_t n_conns;
+};
+
+static struct grpc_server_callbacks reactor_grpc_cb;
+
+static uint64_t reactor_clock_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static struct io_uring_sqe *reactor_sqe(struct reactor *r)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+
+	while (!sqe) {
+		int rc = io_uring_submit(&r->ring);
+		if (rc < 0 && rc != -EBUSY && rc != -EAGAIN)
+			log_fatal("reactor %d: io_uring_submit: %s", r->index, strerror(-rc));
+		sqe = io_uring_get_sqe(&r->ring);
+	}
+	return sqe;
+}
+
+/* ---------- listeners ---------- */
+
+static int reactor_resolve(const struct config_url *u, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *res;
+	char port[8];
+	const char *host = u->host[0] ? u->host : NULL;
+	int rc;
+
+	if (host && (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "*") == 0))
+		host = NULL;
+	snprintf(port, sizeof port, "%u", u->port);
+	if (!host)
+		hints.ai_family = AF_INET;
+	rc = getaddrinfo(host, port, &hints, &res);
+	if (rc)
+		return -EADDRNOTAVAIL;
+	/* like etcd, "localhost" means the IPv4 loopback first */
+	struct addrinfo *pick = res;
+	for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+		if (ai->ai_family == AF_INET) {
+			pick = ai;
+			break;
+		}
+	memcpy(ss, pick->ai_addr, pick->ai_addrlen);
+	*len = pick->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+int reactor_listen(struct reactor *r, const struct config_url *u)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd, one = 1, rc;
+
+	if (r->n_listen >= CONFIG_URLS_MAX)
+		return -E2BIG;
+	rc = reactor_resolve(u, &ss, &len);
+	if (rc)
+		return rc;
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0 || bind(fd, (struct sockaddr *)&ss, len) < 0 ||
+	    listen(fd, 4096) < 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	r->listen_fds[r->n_listen++] = fd;
+	return 0;
+}
+
+static void reactor_arm_accept(struct reactor *r, int li)
+{
+	struct io_uring_sqe *sqe = reactor_sqe(r);
+
+	io_uring_prep_multishot_accept(sqe, r->listen_fds[li], NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, ud_make(UD_ACCEPT, 0, (uint32_t)li));
+}
+
+/* ---------- connections ---------- */
+
+static uint64_t conn_id(const struct conn *c) { return (uint64_t)c->gen << 32 | c->slot; }
+
+static struct conn *reactor_conn_lookup(struct reactor *r, uint32_t slot, uint32_t gen)
+{
+	if (slot >= r->n_slots)
+		return NULL;
+	struct conn *c = r->conns[slot];
+	return c && (c->gen & 0xffffffu) == (gen & 0xffffffu) ? c : NULL;
+}
+
+static void conn_mark_dirty(struct conn *c)
+{
+	if (c->dirty)
+		return;
+	c->dirty = true;
+	c->next_dirty = c->r->dirty;
+	c->r->dirty = c;
+}
+
+static void conn_arm_recv(struct conn *c)
+{
+	struct io_uring_sqe *sqe = reactor_sqe(c->r);
+
+	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = RECV_BGID;
+	io_uring_sqe_set_data64(sqe, ud_make(UD_RECV, c->gen, c->slot));
+	c->recv_armed = true;
+	c->inflight++;
+}
+
+static void conn_free(struct conn *c)
+{
+	struct reactor *r = c->r;
+
+	grpc_conn_free(c->g);
+	close(c->fd);
+	r->conns[c->slot] = NULL;
+	r->free_slots[r->n_free_slots++] = c->slot;
+	r->n_conns--;
+	free(c);
+}
+
+static void conn_close(struct conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	/* ends the multishot receive (and any send) so inflight can drain */
+	shutdown(c->fd, SHUT_RDWR);
+	if (c->inflight == 0 && !c->dirty)
+		conn_free(c);
+}
+
+static void conn_op_done(struct conn *c)
+{
+	c->inflight--;
+	if (c->closing && c->inflight == 0 && !c->dirty)
+		conn_free(c);
+}
+
+static void reactor_accept(struct reactor *r, int fd)
+{
+	struct conn *c;
+	int one = 1;
+
+	if (r->n_free_slots == 0) {
+		if (r->n_slots == r->cap_slots) {
+			uint32_t ncap = r->cap_slots ? r->cap_slots * 2 : 1024;
+			if (ncap > SLOTS_MAX || !(r->conns = realloc(r->conns, ncap * sizeof *r->conns)) ||
+			    !(r->free_slots = realloc(r->free_slots, ncap * sizeof *r->free_slots))) {
+				log_warn("reactor %d: connection table full, refusing a connection", r->index);
+				close(fd);
+				return;
+			}
+			r->cap_slots = ncap;
+		}
+		r->conns[r->n_slots] = NULL;
+		r->free_slots[r->n_free_slots++] = r->n_slots++;
+	}
+	c = calloc(1, sizeof *c);
+	if (!c) {
+		close(fd);
+		return;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	c->r = r;
+	c->fd = fd;
+	c->slot = r->free_slots[--r->n_free_slots];
+	c->gen = ++r->gen_next & 0xffffffu;
+	c->g = grpc_conn_new(&r->srv->grpc, &reactor_grpc_cb, c);
+	if (!c->g) {
+		r->free_slots[r->n_free_slots++] = c->slot;
+		close(fd);
+		free(c);
+		return;
+	}
+	grpc_conn_set_now(c->g, r->now_ms);
+	r->conns[c->slot] = c;
+	r->n_conns++;
+	conn_arm_recv(c);
+	conn_mark_dirty(c); /* our SETTINGS go first */
+}
+
+static void reactor_recv_done(struct reactor *r, struct conn *c, struct io_uring_cqe *cqe)
+{
+	if (cqe->res > 0 && (cqe->flags & IORING_CQE_F_BUFFER)) {
+		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+		uint8_t *data = r->bufs + (size_t)bid * RECV_BUF_SIZE;
+		if (!c->closing && !c->close_when_flushed) {
+			grpc_conn_set_now(c->g, r->now_ms);
+			if (grpc_conn_recv(c->g, data, (size_t)cqe->res) < 0)
+				c->close_when_flushed = true;
+			conn_mark_dirty(c);
+		}
+		io_uring_buf_ring_add(r->br, data, RECV_BUF_SIZE, (unsigned short)bid,
+				      io_uring_buf_ring_mask(RECV_BUF_COUNT), 0);
+		io_uring_buf_ring_advance(r->br, 1);
+	}
+	if (cqe->flags & IORING_CQE_F_MORE)
+		return;
+	c->recv_armed = false;
+	if (cqe->res == 0 || (cqe->res < 0 && cqe->res != -ENOBUFS)) {
+		conn_op_done(c);
+		if (!c->closing) {
+			/* the peer is gone (or reset): nothing it sends can be answered */
+			conn_close(c);
+		}
+		return;
+	}
+	/* multishot ended (buffers ran out, or the kernel stopped it): arm again */
+	c->inflight--;
+	if (!c->closing)
+		conn_arm_recv(c);
+	else if (c->inflight == 0 && !c->dirty)
+		conn_free(c);
+}
+
+static void conn_send(struct conn *c)
+{
+	size_t n = grpc_conn_output(c->g, c->iov, CONN_IOV_MAX);
+	struct io_uring_sqe *sqe;
+
+	if (n == 0)
+		return;
+	memset(&c->msg, 0, sizeof c->msg);
+	c->msg.msg_iov = c->iov;
+	c->msg.msg_iovlen = n;
+	sqe = reactor_sqe(c->r);
+	io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, ud_make(UD_SEND, c->gen, c->slot));
+	c->sending = true;
+	c->inflight++;
+}
+
+static void reactor_send_done(struct conn *c, int res)
+{
+	c->sending = false;
+	if (res < 0) {
+		conn_op_done(c);
+		if (!c->closing)
+			conn_close(c);
+		return;
+	}
+	grpc_conn_output_consumed(c->g, (size_t)res);
+	conn_mark_dirty(c);
+	conn_op_done(c);
+}
+
+/* Step 3 of the turn: one send per connection with output and nothing in flight. */
+static void reactor_flush(struct reactor *r)
+{
+	struct conn *c = r->dirty, *n;
+
+	r->dirty = NULL;
+	for (; c; c = n) {
+		n = c->next_dirty;
+		c->dirty = false;
+		if (c->closing) {
+			if (c->inflight == 0)
+				conn_free(c);
+			continue;
+		}
+		if (!c->sending && grpc_conn_has_output(c->g))
+			conn_send(c);
+		else if (!c->sending && (c->close_when_flushed || grpc_conn_done(c->g)))
+			conn_close(c);
+	}
+}
+
+/* ---------- cross-thread completions ---------- */
+
+void reactor_deliver(struct reactor *r, struct seq_req *list)
+{
+	struct seq_req *last = list;
+
+	while (last->next)
+		last = last->next;
+	/* push the chain in arrival order onto a newest-first stack: reverse it on take */
+	struct seq_req *old = atomic_load_explicit(&r->done, memory_order_relaxed);
+	struct seq_req *rev = NULL, *n;
+	for (struct seq_req *q = list; q; q = n) {
+		n = q->next;
+		q->next = rev;
+		rev = q;
+	}
+	do {
+		list->next = old;
+	} while (!atomic_compare_exchange_weak(&r->done, &old, rev));
+	if (atomic_load(&r->waiting) && atomic_exchange(&r->waiting, 0)) {
+		uint64_t one = 1;
+		if (write(r->efd, &one, sizeof one) < 0 && errno != EAGAIN)
+			log_fatal("reactor %d: eventfd write: %s", r->index, strerror(errno));
+	}
+}
+
+static void reactor_drain_done(struct reactor *r)
+{
+	struct seq_req *list = atomic_exchange(&r->done, NULL), *fifo = NULL, *n;
+
+	for (; list; list = n) {
+		n = list->next;
+		list->next = fifo;
+		fifo = list;
+	}
+	for (struct seq_req *q = fifo; q; q = n) {
+		n = q->next;
+		q->next = NULL;
+		struct conn *c = reactor_conn_lookup(r, (uint32_t)q->conn_id, (uint32_t)(q->conn_id >> 32));
+		if (c && !c->closing) {
+			svc_complete(r->svc, c->g, q);
+			conn_mark_dirty(c);
+		} else {
+			svc_complete(r->svc, NULL, q);
+		}
+	}
+}
+
+static void reactor_arm_wake(struct reactor *r)
+{
+	struct io_uring_sqe *sqe = reactor_sqe(r);
+
+	io_uring_prep_read(sqe, r->efd, &r->efd_val, sizeof r->efd_val, 0);
+	io_uring_sqe_set_data64(sqe, ud_make(UD_WAKE, 0, 0));
+}
+
+static void reactor_arm_tick(struct reactor *r)
+{
+	struct io_uring_sqe *sqe = reactor_sqe(r);
+
+	r->tick_ts.tv_sec = 0;
+	r->tick_ts.tv_nsec = TICK_MS * 1000000L;
+	io_uring_prep_timeout(sqe, &r->tick_ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, ud_make(UD_TICK, 0, 0));
+}
+
+static void reactor_tick(struct reactor *r)
+{
+	for (uint32_t i = 0; i < r->n_slots; i++) {
+		struct conn *c = r->conns[i];
+		if (c && !c->closing) {
+			grpc_conn_tick(c->g, r->now_ms);
+			if (grpc_conn_has_output(c->g))
+				conn_mark_dirty(c);
+		}
+	}
+}
+
+static void reactor_handle(struct reactor *r, struct io_uring_cqe *cqe)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	struct conn *c;
+
+	switch (ud_type(ud)) {
+	case UD_ACCEPT:
+		if (cqe->res >= 0)
+			reactor_accept(r, cqe->res);
+		else if (cqe->res != -ECANCELED)
+			log_warn("reactor %d: accept: %s", r->index, strerror(-cqe->res));
+		if (!(cqe->flags & IORING_CQE_F_MORE) && !atomic_load(&r->srv->stopping))
+			reactor_arm_accept(r, (int)ud_slot(ud));
+		break;
+	case UD_RECV:
+		c = reactor_conn_lookup(r, ud_slot(ud), ud_gen(ud));
+		if (c)
+			reactor_recv_done(r, c, cqe);
+		break;
+	case UD_SEND:
+		c = reactor_conn_lookup(r, ud_slot(ud), ud_gen(ud));
+		if (c)
+			reactor_send_done(c, cqe->res);
+		break;
+	case UD_WAKE:
+		reactor_arm_wake(r);
+		break;
+	case UD_TICK:
+		r->now_ms = reactor_clock_ms();
+		reactor_tick(r);
+		reactor_arm_tick(r);
+		break;
+	default:
+		break;
+	}
+}
+
+/* ---------- grpc callbacks: the connection is `user` ---------- */
+
+static int reactor_cb_route(void *user, const char *path, size_t len) { return svc_route(path, len); }
+
+static void reactor_cb_call_start(void *user, uint32_t sid, int method, const struct grpc_header *h, size_t n) {}
+
+static void reactor_cb_message(void *user, uint32_t sid, int method, const uint8_t *msg, size_t len)
+{
+	struct conn *c = user;
+
+	svc_on_message(c->r->svc, c->g, conn_id(c), sid, method, msg, len);
+}
+
+static void reactor_cb_half_close(void *user, uint32_t sid, int method) {}
+static void reactor_cb_call_end(void *user, uint32_t sid, int method) {}
+
+static struct grpc_server_callbacks reactor_grpc_cb = {
+	.route = reactor_cb_route,
+	.on_call_start = reactor_cb_call_start,
+	.on_message = reactor_cb_message,
+	.on_half_close = reactor_cb_half_close,
+	.on_call_end = reactor_cb_call_end,
+};
+
+/* ---------- thread ---------- */
+
+static int reactor_ring_init(struct reactor *r)
+{
+	struct io_uring_params p;
+	int rc;
+
+	/* SINGLE_ISSUER + DEFER_TASKRUN: only this thread submits, and completion work runs
+	 * when we enter the ring to wait, not by interrupting us mid-turn. COOP_TASKRUN is the
+	 * fallback for kernels without DEFER_TASKRUN. CQSIZE: many multishot completions can
+	 * land in one turn. */
+	memset(&p, 0, sizeof p);
+	p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER |
+		  IORING_SETUP_DEFER_TASKRUN;
+	p.cq_entries = RING_CQ_ENTRIES;
+	rc = io_uring_queue_init_params(RING_ENTRIES, &r->ring, &p);
+	if (rc == -EINVAL) {
+		memset(&p, 0, sizeof p);
+		p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN;
+		p.cq_entries = RING_CQ_ENTRIES;
+		rc = io_uring_queue_init_params(RING_ENTRIES, &r->ring, &p);
+	}
+	if (rc < 0)
+		return rc;
+
+	size_t ring_bytes = RECV_BUF_COUNT * sizeof(struct io_uring_buf);
+	void *mem = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	if (mem == MAP_FAILED)
+		return -errno;
+	struct io_uring_buf_reg reg = {.ring_addr = (unsigned long)mem, .ring_entries = RECV_BUF_COUNT, .bgid = RECV_BGID};
+	rc = io_uring_register_buf_ring(&r->ring, &reg, 0);
+	if (rc < 0)
+		return rc;
+	r->br = mem;
+	io_uring_buf_ring_init(r->br);
+	r->bufs = malloc((size_t)RECV_BUF_COUNT * RECV_BUF_SIZE);
+	if (!r->bufs)
+		return -ENOMEM;
+	for (unsigned i = 0; i < RECV_BUF_COUNT; i++)
+		io_uring_buf_ring_add(r->br, r->bufs + (size_t)i * RECV_BUF_SIZE, RECV_BUF_SIZE, (unsigned short)i,
+				      io_uring_buf_ring_mask(RECV_BUF_COUNT), (int)i);
+	io_uring_buf_ring_advance(r->br, RECV_BUF_COUNT);
+	return 0;
+}
+
+static void *reactor_main(void *arg)
+{
+	struct reactor *r = arg;
+	struct qsbr *q = r->srv->qsbr;
+	int rc;
+
+	rc = reactor_ring_init(r);
+	if (rc < 0)
+		log_fatal("reactor %d: io_uring setup: %s", r->index, strerror(-rc));
+	r->now_ms = reactor_clock_ms();
+	for (int i = 0; i < r->n_listen; i++)
+		reactor_arm_accept(r, i);
+	reactor_arm_wake(r);
+	reactor_arm_tick(r);
+
+	while (!atomic_load(&r->srv->stopping)) {
+		reactor_drain_done(r);
+		svc_flush(r->svc);
+		reactor_flush(r);
+		qsbr_quiescent(q, r->qsbr_slot);
+
+		atomic_store(&r->waiting, 1);
+		if (atomic_load(&r->done)) {
+			atomic_store(&r->waiting, 0);
+			rc = io_uring_submit_and_get_events(&r->ring); /* runs deferred task work too */
+		} else {
+			qsbr_offline(q, r->qsbr_slot);
+			rc = io_uring_submit_and_wait(&r->ring, 1);
+			qsbr_online(q, r->qsbr_slot);
+			atomic_store(&r->waiting, 0);
+		}
+		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME)
+			log_fatal("reactor %d: io_uring_enter: %s", r->index, strerror(-rc));
+		r->now_ms = reactor_clock_ms();
+
+		struct io_uring_cqe *cqe;
+		unsigned head, seen = 0;
+		io_uring_for_each_cqe(&r->ring, head, cqe)
+		{
+			reactor_handle(r, cqe);
+			seen++;
+		}
+		io_uring_cq_advance(&r->ring, seen);
+	}
+	qsbr_offline(q, r->qsbr_slot);
+	return NULL;
+}
+
+struct reactor *reactor_new(struct server *srv, int index)
+{
+	struct reactor *r = aligned_alloc(64, (sizeof *r + 63) & ~(size_t)63);
+
+	if (!r)
+		log_fatal("reactor: out of memory");
+	memset(r, 0, sizeof *r);
+	r->srv = srv;
+	r->index = index;
+	atomic_init(&r->done, NULL);
+	atomic_init(&r->waiting, 0);
+	r->efd = eventfd(0, EFD_CLOEXEC); /* blocking: io_uring would answer EAGAIN on a non-blocking one */
+	if (r->efd < 0)
+		log_fatal("reactor: eventfd: %s", strerror(errno));
+	r->svc = svc_thread_new(srv, index);
+	/* registered here, before any thread runs, so reclamation never skips a reader */
+	r->qsbr_slot = qsbr_reader_register(srv->qsbr);
+	qsbr_offline(srv->qsbr, r->qsbr_slot);
+	return r;
+}
+
+int reactor_start(struct reactor *r)
+{
+	char name[16];
+	int rc = pthread_create(&r->thread, NULL, reactor_main, r);
+
+	if (rc)
+		return -rc;
+	snprintf(name, sizeof name, "uetcd-r%d", r->index);
+	pthread_setname_np(r->thread, name);
+	r->started = true;
+	return 0;
+}
+
+void reactor_stop(struct reactor *r)
+{
+	uint64_t one = 1;
+
+	if (!r->started)
+		return;
+	if (write(r->efd, &one, sizeof one) < 0 && errno != EAGAIN)
+		log_warn("reactor %d: eventfd write: %s", r->index, strerror(errno));
+	pthread_join(r->thread, NULL);
+	r->started = false;
+}
+
+void reactor_free(struct reactor *r)
+{
+	if (!r)
+		return;
+	reactor_stop(r);
+	for (uint32_t i = 0; i < r->n_slots; i++) {
+		struct conn *c = r->conns[i];
+		if (c) {
+			grpc_conn_free(c->g);
+			close(c->fd);
+			free(c);
+		}
+	}
+	for (int i = 0; i < r->n_listen; i++)
+		close(r->listen_fds[i]);
+	if (r->br)
+		io_uring_queue_exit(&r->ring);
+	svc_thread_free(r->svc);
+	free(r->bufs);
+	free(r->conns);
+	free(r->free_slots);
+	close(r->efd);
+	free(r);
+}

@@ -1,0 +1,24 @@
+/* A reactor: one thread, one io_uring ring, its own SO_REUSEPORT listener per listen URL,
+ * and the connections it accepted, for their whole life. It never blocks except in the
+ * ring's wait. See reactor.c for the ring's flags and the loop's order. */
+#ifndef UETCD_CORE_REACTOR_H
+#define UETCD_CORE_REACTOR_H
+
+struct server;
+struct reactor;
+struct seq_req;
+struct config_url;
+
+struct reactor *reactor_new(struct server *srv, int index);
+/* Opens this reactor's listening socket for `u` (SO_REUSEPORT: every reactor opens one).
+ * Returns 0 or -errno. */
+int reactor_listen(struct reactor *r, const struct config_url *u);
+int reactor_start(struct reactor *r);
+/* Wakes the reactor so it sees srv->stopping, then joins it. */
+void reactor_stop(struct reactor *r);
+void reactor_free(struct reactor *r);
+
+/* Sequencer side: hands back finished requests (a chain) and wakes the reactor if it sleeps. */
+void reactor_deliver(struct reactor *r, struct seq_req *list);
+
+#endif

@@ -1,0 +1,204 @@
+/* See seq.h. The queue is a Treiber stack: producers push a whole chain with one CAS, the
+ * sequencer takes everything with one exchange and reverses it into arrival order. The
+ * sequencer sleeps on an eventfd only after announcing it (`sleeping`) and re-checking the
+ * queue, so a producer wakes it with one write(2) at most per sleep. */
+#include "core/seq.h"
+
+#include <errno.h>
+#include <protobuf-c/protobuf-c.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "core/arena.h"
+#include "core/log.h"
+#include "storage/mvcc.h"
+
+struct seq {
+	_Alignas(64) _Atomic(struct seq_req *) head;
+	_Alignas(64) _Atomic int sleeping;
+	_Atomic bool stop;
+	int efd;
+	pthread_t thread;
+	bool started;
+	struct mvcc_store *store;
+	struct kv_header_ids ids;
+	int reactors;
+	seq_deliver_fn deliver;
+	void *deliver_arg;
+	struct seq_req **out_first, **out_last; /* per reactor, one batch */
+	_Atomic uint64_t batches;
+};
+
+struct seq *seq_new(struct mvcc_store *store, const struct kv_header_ids *ids, int reactors, seq_deliver_fn fn,
+		    void *arg)
+{
+	struct seq *s = aligned_alloc(64, (sizeof *s + 63) & ~(size_t)63);
+
+	if (!s)
+		log_fatal("seq: out of memory");
+	atomic_init(&s->head, NULL);
+	atomic_init(&s->sleeping, 0);
+	atomic_init(&s->stop, false);
+	atomic_init(&s->batches, 0);
+	s->efd = eventfd(0, EFD_CLOEXEC);
+	if (s->efd < 0)
+		log_fatal("seq: eventfd: %s", strerror(errno));
+	s->started = false;
+	s->store = store;
+	s->ids = *ids;
+	s->reactors = reactors;
+	s->deliver = fn;
+	s->deliver_arg = arg;
+	s->out_first = calloc((size_t)reactors, sizeof *s->out_first);
+	s->out_last = calloc((size_t)reactors, sizeof *s->out_last);
+	if (!s->out_first || !s->out_last)
+		log_fatal("seq: out of memory");
+	return s;
+}
+
+static void seq_wake(struct seq *s)
+{
+	uint64_t one = 1;
+
+	if (write(s->efd, &one, sizeof one) < 0 && errno != EAGAIN)
+		log_fatal("seq: eventfd write: %s", strerror(errno));
+}
+
+void seq_submit(struct seq *s, struct seq_req *first, struct seq_req *last)
+{
+	/* The stack holds newest first: link our chain reversed in front of the old head. */
+	struct seq_req *rev = NULL, *n;
+
+	for (struct seq_req *r = first; r; r = n) {
+		n = r->next;
+		r->next = rev;
+		rev = r;
+		if (r == last)
+			break;
+	}
+	/* rev is now `last`, and `first` ends the reversed chain */
+	struct seq_req *old = atomic_load_explicit(&s->head, memory_order_relaxed);
+	do {
+		first->next = old;
+	} while (!atomic_compare_exchange_weak(&s->head, &old, rev)); /* seq_cst: pairs with `sleeping` */
+	if (atomic_load(&s->sleeping) && atomic_exchange(&s->sleeping, 0))
+		seq_wake(s);
+}
+
+static struct seq_req *seq_take(struct seq *s)
+{
+	struct seq_req *list = atomic_exchange(&s->head, NULL), *fifo = NULL, *n;
+
+	for (; list; list = n) {
+		n = list->next;
+		list->next = fifo;
+		fifo = list;
+	}
+	return fifo;
+}
+
+static void seq_apply(struct seq *s, struct seq_req *r)
+{
+	struct kv_result res;
+
+	kv_write((enum kv_method)r->method, s->store, r->msg, r->arena, &res);
+	r->code = res.code;
+	r->message = res.message;
+	r->resp = NULL;
+	r->resp_len = 0;
+	if (res.code != GRPC_OK)
+		return;
+	kv_fill_header(res.resp, (enum kv_method)r->method, &s->ids);
+	/* Packed now, before the publish lets anything it points at be reclaimed. */
+	r->resp_len = protobuf_c_message_get_packed_size(res.resp);
+	r->resp = arena_alloc(r->arena, r->resp_len ? r->resp_len : 1);
+	protobuf_c_message_pack(res.resp, r->resp);
+}
+
+static void seq_run_batch(struct seq *s, struct seq_req *batch)
+{
+	struct seq_req *n;
+
+	for (struct seq_req *r = batch; r; r = r->next)
+		seq_apply(s, r);
+	/* Durability point: the batch's log record and its fdatasync go here (log issue). */
+	mvcc_publish(s->store);
+	atomic_fetch_add_explicit(&s->batches, 1, memory_order_relaxed);
+	for (struct seq_req *r = batch; r; r = n) {
+		n = r->next;
+		r->next = NULL;
+		if (s->out_last[r->reactor])
+			s->out_last[r->reactor]->next = r;
+		else
+			s->out_first[r->reactor] = r;
+		s->out_last[r->reactor] = r;
+	}
+	for (int i = 0; i < s->reactors; i++) {
+		if (!s->out_first[i])
+			continue;
+		s->deliver(s->deliver_arg, i, s->out_first[i]);
+		s->out_first[i] = s->out_last[i] = NULL;
+	}
+}
+
+static void *seq_main(void *arg)
+{
+	struct seq *s = arg;
+
+	while (!atomic_load(&s->stop)) {
+		struct seq_req *batch = seq_take(s);
+		if (!batch) {
+			atomic_store(&s->sleeping, 1);
+			batch = seq_take(s);
+			if (!batch) {
+				uint64_t v;
+				if (read(s->efd, &v, sizeof v) < 0 && errno != EINTR)
+					log_fatal("seq: eventfd read: %s", strerror(errno));
+				atomic_store(&s->sleeping, 0);
+				continue;
+			}
+			atomic_store(&s->sleeping, 0);
+		}
+		seq_run_batch(s, batch);
+	}
+	return NULL;
+}
+
+int seq_start(struct seq *s)
+{
+	int rc = pthread_create(&s->thread, NULL, seq_main, s);
+
+	if (rc)
+		return -rc;
+	pthread_setname_np(s->thread, "uetcd-seq");
+	s->started = true;
+	return 0;
+}
+
+void seq_stop(struct seq *s)
+{
+	if (!s->started)
+		return;
+	atomic_store(&s->stop, true);
+	seq_wake(s);
+	pthread_join(s->thread, NULL);
+	s->started = false;
+}
+
+void seq_free(struct seq *s)
+{
+	if (!s)
+		return;
+	seq_stop(s);
+	close(s->efd);
+	free(s->out_first);
+	free(s->out_last);
+	free(s);
+}
+
+uint64_t seq_batches(const struct seq *s) { return atomic_load_explicit(&s->batches, memory_order_relaxed); }

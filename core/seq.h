@@ -1,0 +1,56 @@
+/* The sequencer: the one thread that changes the store.
+ *
+ * Reactors hand it write requests through one multi-producer queue; it drains everything
+ * pending as a batch, applies the requests in arrival order (assigning revisions), makes
+ * the batch durable (the log slots in here), publishes the new index root, and only then
+ * hands each result back to the reactor that owns the request. So no client is answered,
+ * and no reader sees a write, before its batch is published.
+ *
+ * Ownership: a seq_req belongs to its reactor until seq_submit(), to the sequencer until it
+ * is delivered back, then to the reactor again. Its arena holds the decoded request and the
+ * packed response. */
+#ifndef UETCD_CORE_SEQ_H
+#define UETCD_CORE_SEQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/kv.h"
+
+struct seq;
+struct arena;
+struct mvcc_store;
+struct ProtobufCMessage;
+
+struct seq_req {
+	struct seq_req *next;
+	int reactor;       /* owner's index */
+	uint64_t conn_id;  /* owner's name for the connection */
+	uint32_t stream_id;
+	int method;        /* enum kv_method */
+	struct ProtobufCMessage *msg;
+	struct arena *arena;
+	/* result, filled by the sequencer */
+	enum grpc_code code;
+	const char *message;
+	uint8_t *resp;
+	size_t resp_len;
+};
+
+/* Called on the sequencer thread with the finished requests of one reactor, in order. */
+typedef void (*seq_deliver_fn)(void *arg, int reactor, struct seq_req *list);
+
+struct seq *seq_new(struct mvcc_store *store, const struct kv_header_ids *ids, int reactors, seq_deliver_fn fn,
+		    void *arg);
+int seq_start(struct seq *s);
+/* Stops the thread after the batch in progress; requests still queued are not applied. */
+void seq_stop(struct seq *s);
+void seq_free(struct seq *s);
+
+/* Queues a chain of requests linked by ->next (first to last in arrival order). */
+void seq_submit(struct seq *s, struct seq_req *first, struct seq_req *last);
+
+/* Batches applied and requests applied, for metrics. */
+uint64_t seq_batches(const struct seq *s);
+
+#endif

@@ -1,0 +1,31 @@
+/* The process: configuration, the store, the sequencer and the reactors, created by main()
+ * and shared read-only by every thread after start-up. */
+#ifndef UETCD_CORE_SERVER_H
+#define UETCD_CORE_SERVER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "core/config.h"
+#include "core/kv.h"
+#include "net/grpc.h"
+
+struct qsbr;
+struct mvcc_store;
+struct seq;
+struct reactor;
+
+struct server {
+	const struct config *cfg;
+	struct qsbr *qsbr;
+	struct mvcc_store *store;
+	struct seq *seq;
+	struct kv_header_ids ids;
+	struct kv_limits limits;
+	struct grpc_conn_config grpc;
+	int nreactors;
+	struct reactor **reactors;
+	_Atomic bool stopping;
+};
+
+#endif

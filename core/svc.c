@@ -1,0 +1,224 @@
+/* See svc.h. Reads are answered inside the callback that delivered the request: decode
+ * into the thread's scratch arena, read the published view, pack into the thread's pack
+ * buffer, hand the bytes to the connection — no allocation once warm. Writes are decoded
+ * straight into a pooled seq_req's own arena, checked (a bad request never reaches the
+ * sequencer), and chained for svc_flush. */
+#include "core/svc.h"
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/arena.h"
+#include "core/kv.h"
+#include "core/log.h"
+#include "core/seq.h"
+#include "core/server.h"
+#include "net/grpc.h"
+#include "storage/mvcc.h"
+
+#define SVC_REQ_POOL_MAX 4096
+
+struct svc_thread {
+	struct server *srv;
+	int reactor;
+	struct arena *scratch;
+	uint8_t *pack;
+	size_t pack_cap;
+	struct seq_req *free_reqs;
+	size_t n_free;
+	struct seq_req *pend_first, *pend_last;
+};
+
+struct svc_route_entry {
+	const char *path;
+	int method;
+};
+
+static const struct svc_route_entry svc_routes[] = {
+	{"/etcdserverpb.KV/Range", KV_RANGE},
+	{"/etcdserverpb.KV/Put", KV_PUT},
+	{"/etcdserverpb.KV/DeleteRange", KV_DELETE_RANGE},
+	{"/etcdserverpb.KV/Txn", KV_TXN},
+	{"/etcdserverpb.KV/Compact", KV_COMPACT},
+};
+
+int svc_route(const char *path, size_t len)
+{
+	for (size_t i = 0; i < sizeof svc_routes / sizeof svc_routes[0]; i++)
+		if (strlen(svc_routes[i].path) == len && memcmp(svc_routes[i].path, path, len) == 0)
+			return svc_routes[i].method;
+	return -1;
+}
+
+struct svc_thread *svc_thread_new(struct server *srv, int reactor_index)
+{
+	struct svc_thread *t = calloc(1, sizeof *t);
+
+	if (!t)
+		log_fatal("svc: out of memory");
+	t->srv = srv;
+	t->reactor = reactor_index;
+	t->scratch = arena_new(64 * 1024);
+	return t;
+}
+
+void svc_thread_free(struct svc_thread *t)
+{
+	struct seq_req *n;
+
+	if (!t)
+		return;
+	for (struct seq_req *r = t->free_reqs; r; r = n) {
+		n = r->next;
+		arena_free(r->arena);
+		free(r);
+	}
+	arena_free(t->scratch);
+	free(t->pack);
+	free(t);
+}
+
+static struct seq_req *svc_req_get(struct svc_thread *t)
+{
+	struct seq_req *r = t->free_reqs;
+
+	if (r) {
+		t->free_reqs = r->next;
+		t->n_free--;
+	} else {
+		r = calloc(1, sizeof *r);
+		if (!r)
+			log_fatal("svc: out of memory");
+		r->arena = arena_new(4096);
+	}
+	r->next = NULL;
+	r->reactor = t->reactor;
+	return r;
+}
+
+static void svc_req_put(struct svc_thread *t, struct seq_req *r)
+{
+	arena_reset(r->arena);
+	if (t->n_free >= SVC_REQ_POOL_MAX) {
+		arena_free(r->arena);
+		free(r);
+		return;
+	}
+	r->next = t->free_reqs;
+	t->free_reqs = r;
+	t->n_free++;
+}
+
+/* Packs into the thread's buffer (grown to the largest response seen) and sends. */
+static void svc_send_response(struct svc_thread *t, struct grpc_conn *c, uint32_t sid, const ProtobufCMessage *m)
+{
+	size_t len = protobuf_c_message_get_packed_size(m);
+
+	if (len > t->pack_cap) {
+		size_t cap = t->pack_cap ? t->pack_cap : 4096;
+		while (cap < len)
+			cap *= 2;
+		free(t->pack);
+		t->pack = malloc(cap);
+		if (!t->pack)
+			log_fatal("svc: out of memory");
+		t->pack_cap = cap;
+	}
+	protobuf_c_message_pack(m, t->pack);
+	if (grpc_send_message(c, sid, t->pack, len) == 0)
+		grpc_send_status(c, sid, GRPC_OK, NULL);
+}
+
+static void svc_reply(struct svc_thread *t, struct grpc_conn *c, uint32_t sid, int method, struct kv_result *res)
+{
+	if (res->code != GRPC_OK) {
+		grpc_send_status(c, sid, res->code, res->message);
+		return;
+	}
+	kv_fill_header(res->resp, (enum kv_method)method, &t->srv->ids);
+	svc_send_response(t, c, sid, res->resp);
+}
+
+static void svc_kv_read(struct svc_thread *t, struct grpc_conn *c, uint32_t sid, int method,
+			const ProtobufCMessage *req, struct arena *a)
+{
+	struct mvcc_view v;
+	struct kv_result res;
+
+	mvcc_view_published(t->srv->store, &v);
+	kv_read((enum kv_method)method, &v, req, a, &res);
+	svc_reply(t, c, sid, method, &res);
+}
+
+void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id, uint32_t sid, int method,
+		    const uint8_t *msg, size_t len)
+{
+	struct kv_result res;
+	ProtobufCMessage *req;
+
+	if (method < 0 || method >= KV_METHODS) {
+		grpc_send_status(c, sid, GRPC_UNIMPLEMENTED, "unknown method");
+		return;
+	}
+	if (method == KV_RANGE) {
+		arena_reset(t->scratch);
+		req = kv_decode(KV_RANGE, t->scratch, msg, len);
+		if (!req) {
+			grpc_send_status(c, sid, GRPC_INTERNAL, "grpc: error unmarshalling request");
+			return;
+		}
+		if (kv_check(KV_RANGE, req, len, &t->srv->limits, t->scratch, &res)) {
+			grpc_send_status(c, sid, res.code, res.message);
+			return;
+		}
+		svc_kv_read(t, c, sid, method, req, t->scratch);
+		return;
+	}
+
+	struct seq_req *r = svc_req_get(t);
+	req = kv_decode((enum kv_method)method, r->arena, msg, len);
+	if (!req) {
+		grpc_send_status(c, sid, GRPC_INTERNAL, "grpc: error unmarshalling request");
+		svc_req_put(t, r);
+		return;
+	}
+	if (kv_check((enum kv_method)method, req, len, &t->srv->limits, r->arena, &res)) {
+		grpc_send_status(c, sid, res.code, res.message);
+		svc_req_put(t, r);
+		return;
+	}
+	if (kv_is_read_only((enum kv_method)method, req)) {
+		svc_kv_read(t, c, sid, method, req, r->arena);
+		svc_req_put(t, r);
+		return;
+	}
+	r->conn_id = conn_id;
+	r->stream_id = sid;
+	r->method = method;
+	r->msg = req;
+	if (t->pend_last)
+		t->pend_last->next = r;
+	else
+		t->pend_first = r;
+	t->pend_last = r;
+}
+
+void svc_flush(struct svc_thread *t)
+{
+	if (!t->pend_first)
+		return;
+	seq_submit(t->srv->seq, t->pend_first, t->pend_last);
+	t->pend_first = t->pend_last = NULL;
+}
+
+void svc_complete(struct svc_thread *t, struct grpc_conn *c, struct seq_req *r)
+{
+	if (c) {
+		if (r->code != GRPC_OK)
+			grpc_send_status(c, r->stream_id, r->code, r->message);
+		else if (grpc_send_message(c, r->stream_id, r->resp, r->resp_len) == 0)
+			grpc_send_status(c, r->stream_id, GRPC_OK, NULL);
+	}
+	svc_req_put(t, r);
+}

@@ -1,0 +1,105 @@
+/* See meta.h. Ids are random (getrandom), never zero. */
+#include "storage/meta.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int meta_mkdirs(const char *dir)
+{
+	char buf[PATH_MAX];
+	size_t n = strlen(dir);
+
+	if (n == 0 || n >= sizeof buf)
+		return -ENAMETOOLONG;
+	memcpy(buf, dir, n + 1);
+	for (size_t i = 1; i <= n; i++) {
+		if (buf[i] != '/' && buf[i] != '\0')
+			continue;
+		char c = buf[i];
+		buf[i] = '\0';
+		if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		buf[i] = c;
+	}
+	return 0;
+}
+
+static uint64_t meta_random_id(void)
+{
+	uint64_t v = 0;
+
+	while (v == 0)
+		if (getrandom(&v, sizeof v, 0) != sizeof v)
+			v = 0;
+	return v;
+}
+
+static int meta_fsync_path(const char *path, int flags)
+{
+	int fd = open(path, flags | O_CLOEXEC);
+	int rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+static int meta_write(const char *data_dir, const struct meta *m)
+{
+	char path[PATH_MAX], tmp[PATH_MAX], text[128];
+	int fd, len, rc = 0;
+
+	snprintf(path, sizeof path, "%s/meta", data_dir);
+	snprintf(tmp, sizeof tmp, "%s/meta.tmp", data_dir);
+	len = snprintf(text, sizeof text, "uetcd-meta %u\ncluster_id %016" PRIx64 "\nmember_id %016" PRIx64 "\n",
+		       m->format, m->cluster_id, m->member_id);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, text, (size_t)len) != len || fsync(fd) < 0)
+		rc = errno ? -errno : -EIO;
+	close(fd);
+	if (!rc && rename(tmp, path) < 0)
+		rc = -errno;
+	if (!rc)
+		rc = meta_fsync_path(data_dir, O_RDONLY | O_DIRECTORY);
+	return rc;
+}
+
+int meta_open(const char *data_dir, struct meta *out)
+{
+	char path[PATH_MAX];
+	FILE *f;
+	int rc = meta_mkdirs(data_dir);
+
+	if (rc)
+		return rc;
+	snprintf(path, sizeof path, "%s/meta", data_dir);
+	f = fopen(path, "re");
+	if (!f) {
+		if (errno != ENOENT)
+			return -errno;
+		out->format = META_FORMAT_VERSION;
+		out->cluster_id = meta_random_id();
+		out->member_id = meta_random_id();
+		return meta_write(data_dir, out);
+	}
+	rc = fscanf(f, "uetcd-meta %" SCNu32 " cluster_id %" SCNx64 " member_id %" SCNx64, &out->format,
+		    &out->cluster_id, &out->member_id) == 3
+		     ? 0
+		     : -EINVAL;
+	fclose(f);
+	if (!rc && (out->format == 0 || out->format > META_FORMAT_VERSION))
+		rc = -EINVAL;
+	return rc;
+}
