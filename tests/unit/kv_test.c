@@ -1,0 +1,498 @@
+/* Unit tests for core/kv.c: etcd's request checks (empty key, too many ops, duplicate keys
+ * in txns, contradictory flags, request size), Range options (limit/more/count, sort,
+ * filters, keys_only, count_only, revisions), Txn semantics (compares on missing keys,
+ * range compares, compares evaluated before any op, path checks that keep a txn from being
+ * half-applied, nested txns) and Compact errors. The messages are built as protobuf-c
+ * structs and also round-tripped through kv_decode. */
+#include <criterion/criterion.h>
+#include <protobuf-c/protobuf-c.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/arena.h"
+#include "core/kv.h"
+#include "core/qsbr.h"
+#include "rpc.pb-c.h"
+#include "storage/mvcc.h"
+
+static struct qsbr *q;
+static struct mvcc_store *s;
+static struct arena *a;
+static const struct kv_limits lim = {.max_txn_ops = 128, .max_request_bytes = 1572864};
+
+static void setup(void)
+{
+	q = qsbr_new(1);
+	s = mvcc_store_new(q);
+	a = arena_new(4096);
+}
+
+static void teardown(void)
+{
+	arena_free(a);
+	mvcc_store_free(s);
+	qsbr_free(q);
+}
+
+TestSuite(kv, .init = setup, .fini = teardown);
+
+static ProtobufCBinaryData bin(const char *str)
+{
+	return (ProtobufCBinaryData){strlen(str), (uint8_t *)str};
+}
+
+/* Packs and decodes again, so every test also exercises kv_decode. */
+static ProtobufCMessage *roundtrip(enum kv_method m, const ProtobufCMessage *msg, size_t *len)
+{
+	*len = protobuf_c_message_get_packed_size(msg);
+	uint8_t *buf = arena_alloc(a, *len + 1);
+	protobuf_c_message_pack(msg, buf);
+	ProtobufCMessage *d = kv_decode(m, a, buf, *len);
+	cr_assert_not_null(d);
+	return d;
+}
+
+/* Runs a request as the server would: check, then read or write, then publish. */
+static struct kv_result run(enum kv_method m, const ProtobufCMessage *msg)
+{
+	struct kv_result res;
+	size_t len;
+	ProtobufCMessage *d = roundtrip(m, msg, &len);
+
+	if (kv_check(m, d, len, &lim, a, &res))
+		return res;
+	if (kv_is_read_only(m, d)) {
+		struct mvcc_view v;
+		mvcc_view_published(s, &v);
+		kv_read(m, &v, d, a, &res);
+	} else {
+		kv_write(m, s, d, a, &res);
+		mvcc_publish(s);
+	}
+	return res;
+}
+
+static void put(const char *k, const char *v)
+{
+	Etcdserverpb__PutRequest p = ETCDSERVERPB__PUT_REQUEST__INIT;
+	p.key = bin(k);
+	p.value = bin(v);
+	struct kv_result r = run(KV_PUT, &p.base);
+	cr_assert_eq(r.code, GRPC_OK, "put %s: %s", k, r.message);
+}
+
+static Etcdserverpb__RangeResponse *range(Etcdserverpb__RangeRequest *rr)
+{
+	struct kv_result r = run(KV_RANGE, &rr->base);
+	cr_assert_eq(r.code, GRPC_OK, "range: %s", r.message ? r.message : "");
+	return (Etcdserverpb__RangeResponse *)r.resp;
+}
+
+static void expect_error(struct kv_result r, enum grpc_code code, const char *msg)
+{
+	cr_assert_eq(r.code, code, "want %d %s, got %d %s", code, msg, r.code, r.message ? r.message : "");
+	cr_assert_str_eq(r.message, msg);
+}
+
+Test(kv, put_checks)
+{
+	Etcdserverpb__PutRequest p = ETCDSERVERPB__PUT_REQUEST__INIT;
+
+	expect_error(run(KV_PUT, &p.base), GRPC_INVALID_ARGUMENT, "etcdserver: key is not provided");
+	p.key = bin("k");
+	p.ignore_value = 1;
+	p.value = bin("v");
+	expect_error(run(KV_PUT, &p.base), GRPC_INVALID_ARGUMENT, "etcdserver: value is provided");
+	p.value = bin("");
+	expect_error(run(KV_PUT, &p.base), GRPC_INVALID_ARGUMENT, "etcdserver: key not found");
+	p.ignore_value = 0;
+	p.ignore_lease = 1;
+	p.lease = 5;
+	expect_error(run(KV_PUT, &p.base), GRPC_INVALID_ARGUMENT, "etcdserver: lease is provided");
+	p.ignore_lease = 0;
+	expect_error(run(KV_PUT, &p.base), GRPC_NOT_FOUND, "etcdserver: requested lease not found");
+	cr_assert_eq(mvcc_rev(s), 1, "failed puts change nothing");
+}
+
+Test(kv, put_prev_kv_and_ignore_value)
+{
+	put("k", "v1");
+	Etcdserverpb__PutRequest p = ETCDSERVERPB__PUT_REQUEST__INIT;
+	p.key = bin("k");
+	p.ignore_value = 1;
+	p.prev_kv = 1;
+	struct kv_result r = run(KV_PUT, &p.base);
+	cr_assert_eq(r.code, GRPC_OK);
+	Etcdserverpb__PutResponse *pr = (Etcdserverpb__PutResponse *)r.resp;
+	cr_assert_eq(pr->header->revision, 3);
+	cr_assert_not_null(pr->prev_kv);
+	cr_assert_eq(pr->prev_kv->version, 1);
+	Etcdserverpb__RangeRequest rr = ETCDSERVERPB__RANGE_REQUEST__INIT;
+	rr.key = bin("k");
+	Etcdserverpb__RangeResponse *resp = range(&rr);
+	cr_assert_eq(resp->n_kvs, 1);
+	cr_assert_eq(resp->kvs[0]->value.len, 2, "ignore_value keeps the old value");
+	cr_assert_eq(resp->kvs[0]->version, 2);
+	cr_assert_eq(resp->kvs[0]->create_revision, 2);
+	cr_assert_eq(resp->kvs[0]->mod_revision, 3);
+}
+
+Test(kv, range_limit_count_more_sort_filters)
+{
+	const char *keys[] = {"a", "b", "c", "d", "e"};
+	for (int i = 0; i < 5; i++)
+		put(keys[i], "x");
+	put("b", "y"); /* b: version 2, mod 7 */
+	put("d", "z"); /* d: version 2, mod 8 */
+
+	Etcdserverpb__RangeRequest rr = ETCDSERVERPB__RANGE_REQUEST__INIT;
+	rr.key = bin("a");
+	rr.range_end = bin("z");
+	rr.limit = 2;
+	Etcdserverpb__RangeResponse *r = range(&rr);
+	cr_assert_eq(r->n_kvs, 2);
+	cr_assert_eq(r->count, 5, "count ignores limit");
+	cr_assert(r->more);
+	cr_assert_eq(r->header->revision, 8);
+
+	rr.limit = 5;
+	r = range(&rr);
+	cr_assert_not(r->more, "exactly limit keys: no more");
+
+	rr.limit = 0;
+	rr.sort_target = ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__VERSION;
+	rr.sort_order = ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__DESCEND;
+	r = range(&rr);
+	cr_assert_eq(r->n_kvs, 5);
+	cr_assert_eq(r->kvs[0]->key.data[0], 'b', "ties keep key order");
+	cr_assert_eq(r->kvs[1]->key.data[0], 'd');
+	cr_assert_eq(r->kvs[2]->key.data[0], 'a');
+
+	rr.sort_order = ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__NONE; /* target != KEY: ascending */
+	rr.limit = 1;
+	r = range(&rr);
+	cr_assert_eq(r->kvs[0]->version, 1);
+	cr_assert(r->more);
+
+	Etcdserverpb__RangeRequest f = ETCDSERVERPB__RANGE_REQUEST__INIT;
+	f.key = bin("a");
+	f.range_end = bin("z");
+	f.min_mod_revision = 7;
+	f.keys_only = 1;
+	r = range(&f);
+	cr_assert_eq(r->n_kvs, 2);
+	cr_assert_eq(r->count, 5, "count is before filters");
+	cr_assert_eq(r->kvs[0]->value.len, 0);
+
+	Etcdserverpb__RangeRequest c = ETCDSERVERPB__RANGE_REQUEST__INIT;
+	c.key = bin("\0");
+	c.key.len = 1;
+	c.range_end = c.key;
+	c.count_only = 1;
+	r = range(&c);
+	cr_assert_eq(r->count, 5);
+	cr_assert_eq(r->n_kvs, 0);
+
+	Etcdserverpb__RangeRequest old = ETCDSERVERPB__RANGE_REQUEST__INIT;
+	old.key = bin("b");
+	old.revision = 6;
+	r = range(&old);
+	cr_assert_eq(r->kvs[0]->version, 1, "read at an old revision");
+	cr_assert_eq(r->header->revision, 8, "the header names the current revision");
+	old.revision = 9;
+	expect_error(run(KV_RANGE, &old.base), GRPC_OUT_OF_RANGE,
+		     "etcdserver: mvcc: required revision is a future revision");
+}
+
+Test(kv, range_checks)
+{
+	Etcdserverpb__RangeRequest rr = ETCDSERVERPB__RANGE_REQUEST__INIT;
+	expect_error(run(KV_RANGE, &rr.base), GRPC_INVALID_ARGUMENT, "etcdserver: key is not provided");
+	rr.key = bin("k");
+	rr.sort_order = 7;
+	expect_error(run(KV_RANGE, &rr.base), GRPC_INVALID_ARGUMENT, "etcdserver: invalid sort option");
+}
+
+static Etcdserverpb__RequestOp *op_put(const char *k, const char *v)
+{
+	Etcdserverpb__RequestOp *op = arena_alloc(a, sizeof *op);
+	Etcdserverpb__PutRequest *p = arena_alloc(a, sizeof *p);
+	etcdserverpb__request_op__init(op);
+	etcdserverpb__put_request__init(p);
+	p->key = bin(k);
+	p->value = bin(v);
+	op->request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
+	op->request_put = p;
+	return op;
+}
+
+static Etcdserverpb__RequestOp *op_del(const char *k, const char *end)
+{
+	Etcdserverpb__RequestOp *op = arena_alloc(a, sizeof *op);
+	Etcdserverpb__DeleteRangeRequest *d = arena_alloc(a, sizeof *d);
+	etcdserverpb__request_op__init(op);
+	etcdserverpb__delete_range_request__init(d);
+	d->key = bin(k);
+	if (end)
+		d->range_end = bin(end);
+	op->request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE;
+	op->request_delete_range = d;
+	return op;
+}
+
+static Etcdserverpb__RequestOp *op_get(const char *k)
+{
+	Etcdserverpb__RequestOp *op = arena_alloc(a, sizeof *op);
+	Etcdserverpb__RangeRequest *r = arena_alloc(a, sizeof *r);
+	etcdserverpb__request_op__init(op);
+	etcdserverpb__range_request__init(r);
+	r->key = bin(k);
+	op->request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE;
+	op->request_range = r;
+	return op;
+}
+
+static Etcdserverpb__RequestOp *op_txn(Etcdserverpb__TxnRequest *t)
+{
+	Etcdserverpb__RequestOp *op = arena_alloc(a, sizeof *op);
+	etcdserverpb__request_op__init(op);
+	op->request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN;
+	op->request_txn = t;
+	return op;
+}
+
+static Etcdserverpb__Compare *cmp_i64(const char *k, int target, int result, int64_t v)
+{
+	Etcdserverpb__Compare *c = arena_alloc(a, sizeof *c);
+	etcdserverpb__compare__init(c);
+	c->key = bin(k);
+	c->target = target;
+	c->result = result;
+	switch (target) {
+	case ETCDSERVERPB__COMPARE__COMPARE_TARGET__VERSION:
+		c->target_union_case = ETCDSERVERPB__COMPARE__TARGET_UNION_VERSION;
+		c->version = v;
+		break;
+	case ETCDSERVERPB__COMPARE__COMPARE_TARGET__MOD:
+		c->target_union_case = ETCDSERVERPB__COMPARE__TARGET_UNION_MOD_REVISION;
+		c->mod_revision = v;
+		break;
+	default:
+		c->target_union_case = ETCDSERVERPB__COMPARE__TARGET_UNION_CREATE_REVISION;
+		c->create_revision = v;
+		break;
+	}
+	return c;
+}
+
+Test(kv, txn_duplicate_keys)
+{
+	Etcdserverpb__TxnRequest t = ETCDSERVERPB__TXN_REQUEST__INIT;
+	Etcdserverpb__RequestOp *ops[3];
+	const char *dup = "etcdserver: duplicate key given in txn request";
+
+	ops[0] = op_put("a", "1");
+	ops[1] = op_put("a", "2");
+	t.success = ops;
+	t.n_success = 2;
+	expect_error(run(KV_TXN, &t.base), GRPC_INVALID_ARGUMENT, dup);
+
+	ops[1] = op_del("0", "b");
+	expect_error(run(KV_TXN, &t.base), GRPC_INVALID_ARGUMENT, dup);
+
+	ops[1] = op_del("0", "\0"); /* a from-key delete is not an interval to etcd's check */
+	ops[1]->request_delete_range->range_end.len = 1;
+	cr_assert_eq(run(KV_TXN, &t.base).code, GRPC_OK);
+
+	/* the same key in the then and else branches of a nested txn is fine */
+	Etcdserverpb__TxnRequest *in = arena_alloc(a, sizeof *in);
+	etcdserverpb__txn_request__init(in);
+	Etcdserverpb__RequestOp **th = arena_alloc(a, sizeof *th), **el = arena_alloc(a, sizeof *el);
+	th[0] = op_put("n", "1");
+	el[0] = op_put("n", "2");
+	in->success = th;
+	in->n_success = 1;
+	in->failure = el;
+	in->n_failure = 1;
+	ops[0] = op_txn(in);
+	t.n_success = 1;
+	cr_assert_eq(run(KV_TXN, &t.base).code, GRPC_OK);
+	/* but not beside a put of the same key at the outer level */
+	ops[1] = op_put("n", "3");
+	t.n_success = 2;
+	expect_error(run(KV_TXN, &t.base), GRPC_INVALID_ARGUMENT, dup);
+}
+
+Test(kv, txn_too_many_ops)
+{
+	Etcdserverpb__TxnRequest t = ETCDSERVERPB__TXN_REQUEST__INIT;
+	Etcdserverpb__RequestOp **ops = arena_alloc(a, 129 * sizeof *ops);
+	char *names = arena_alloc(a, 129 * 8);
+
+	for (int i = 0; i < 129; i++) {
+		snprintf(names + i * 8, 8, "k%d", i);
+		ops[i] = op_get(names + i * 8);
+	}
+	t.success = ops;
+	t.n_success = 128;
+	cr_assert_eq(run(KV_TXN, &t.base).code, GRPC_OK);
+	t.n_success = 129;
+	expect_error(run(KV_TXN, &t.base), GRPC_INVALID_ARGUMENT, "etcdserver: too many operations in txn request");
+}
+
+Test(kv, txn_compares_and_branches)
+{
+	put("k", "v"); /* rev 2 */
+	Etcdserverpb__TxnRequest t = ETCDSERVERPB__TXN_REQUEST__INIT;
+	Etcdserverpb__Compare *c[1];
+	Etcdserverpb__RequestOp *then[2], *els[1];
+
+	/* create: mod_revision(new) == 0 -> put, else get */
+	c[0] = cmp_i64("new", ETCDSERVERPB__COMPARE__COMPARE_TARGET__MOD, ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL, 0);
+	then[0] = op_put("new", "1");
+	els[0] = op_get("new");
+	t.compare = c;
+	t.n_compare = 1;
+	t.success = then;
+	t.n_success = 1;
+	t.failure = els;
+	t.n_failure = 1;
+	struct kv_result r = run(KV_TXN, &t.base);
+	Etcdserverpb__TxnResponse *tr = (Etcdserverpb__TxnResponse *)r.resp;
+	cr_assert(tr->succeeded);
+	cr_assert_eq(tr->header->revision, 3);
+	cr_assert_eq(tr->responses[0]->response_put->header->revision, 3);
+
+	/* again: fails, else branch returns the current value at the current revision */
+	r = run(KV_TXN, &t.base);
+	tr = (Etcdserverpb__TxnResponse *)r.resp;
+	cr_assert_not(tr->succeeded);
+	cr_assert_eq(tr->header->revision, 3, "a txn that changes nothing keeps the revision");
+	cr_assert_eq(tr->responses[0]->response_range->n_kvs, 1);
+	cr_assert_eq(tr->responses[0]->response_range->kvs[0]->mod_revision, 3);
+
+	/* a value compare on a missing key fails even for NOT_EQUAL */
+	Etcdserverpb__Compare vc = ETCDSERVERPB__COMPARE__INIT;
+	vc.key = bin("missing");
+	vc.target = ETCDSERVERPB__COMPARE__COMPARE_TARGET__VALUE;
+	vc.result = ETCDSERVERPB__COMPARE__COMPARE_RESULT__NOT_EQUAL;
+	vc.target_union_case = ETCDSERVERPB__COMPARE__TARGET_UNION_VALUE;
+	vc.value = bin("x");
+	c[0] = &vc;
+	t.n_success = 0;
+	t.n_failure = 0;
+	r = run(KV_TXN, &t.base);
+	cr_assert_not(((Etcdserverpb__TxnResponse *)r.resp)->succeeded);
+
+	/* a version compare over a range needs every key to match */
+	put("r1", "x");
+	put("r2", "x");
+	put("r2", "y");
+	Etcdserverpb__Compare *rc = cmp_i64("r1", ETCDSERVERPB__COMPARE__COMPARE_TARGET__VERSION,
+					    ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL, 1);
+	rc->range_end = bin("r3");
+	c[0] = rc;
+	r = run(KV_TXN, &t.base);
+	cr_assert_not(((Etcdserverpb__TxnResponse *)r.resp)->succeeded);
+	rc->result = ETCDSERVERPB__COMPARE__COMPARE_RESULT__GREATER;
+	rc->version = 0;
+	r = run(KV_TXN, &t.base);
+	cr_assert(((Etcdserverpb__TxnResponse *)r.resp)->succeeded);
+}
+
+Test(kv, txn_compares_see_state_before_txn)
+{
+	put("k", "v"); /* rev 2, version 1 */
+	Etcdserverpb__TxnRequest inner = ETCDSERVERPB__TXN_REQUEST__INIT;
+	Etcdserverpb__Compare *ic[1] = {cmp_i64("k", ETCDSERVERPB__COMPARE__COMPARE_TARGET__VERSION,
+						 ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL, 1)};
+	Etcdserverpb__RequestOp *ithen[1] = {op_put("seen-old", "1")};
+	inner.compare = ic;
+	inner.n_compare = 1;
+	inner.success = ithen;
+	inner.n_success = 1;
+
+	Etcdserverpb__TxnRequest t = ETCDSERVERPB__TXN_REQUEST__INIT;
+	Etcdserverpb__RequestOp *then[2] = {op_put("k", "v2"), op_txn(&inner)};
+	t.success = then;
+	t.n_success = 2;
+	struct kv_result r = run(KV_TXN, &t.base);
+	cr_assert_eq(r.code, GRPC_OK);
+	Etcdserverpb__TxnResponse *tr = (Etcdserverpb__TxnResponse *)r.resp;
+	cr_assert(tr->responses[1]->response_txn->succeeded, "the nested compare saw version 1, before the put");
+	cr_assert_eq(tr->responses[1]->response_txn->header->revision, 0, "nested headers carry no revision");
+	cr_assert_eq(tr->header->revision, 3, "one revision for the whole txn");
+	Etcdserverpb__RangeRequest rr = ETCDSERVERPB__RANGE_REQUEST__INIT;
+	rr.key = bin("seen-old");
+	cr_assert_eq(range(&rr)->kvs[0]->mod_revision, 3);
+}
+
+Test(kv, txn_never_half_applied)
+{
+	Etcdserverpb__TxnRequest t = ETCDSERVERPB__TXN_REQUEST__INIT;
+	Etcdserverpb__RequestOp *then[2] = {op_put("a", "1"), op_put("b", "2")};
+	then[1]->request_put->lease = 42; /* no such lease */
+	t.success = then;
+	t.n_success = 2;
+	expect_error(run(KV_TXN, &t.base), GRPC_NOT_FOUND, "etcdserver: requested lease not found");
+	cr_assert_eq(mvcc_rev(s), 1);
+	Etcdserverpb__RangeRequest rr = ETCDSERVERPB__RANGE_REQUEST__INIT;
+	rr.key = bin("a");
+	cr_assert_eq(range(&rr)->n_kvs, 0, "the first put was not applied");
+
+	/* a range at a future revision on the taken path fails the whole txn */
+	then[1] = op_get("a");
+	then[1]->request_range->revision = 5;
+	expect_error(run(KV_TXN, &t.base), GRPC_OUT_OF_RANGE, "etcdserver: mvcc: required revision is a future revision");
+	cr_assert_eq(mvcc_rev(s), 1);
+}
+
+Test(kv, delete_and_compact)
+{
+	put("p/1", "a");
+	put("p/2", "b");
+	put("q", "c"); /* rev 4 */
+	Etcdserverpb__DeleteRangeRequest d = ETCDSERVERPB__DELETE_RANGE_REQUEST__INIT;
+	d.key = bin("p/");
+	d.range_end = bin("p0");
+	d.prev_kv = 1;
+	struct kv_result r = run(KV_DELETE_RANGE, &d.base);
+	Etcdserverpb__DeleteRangeResponse *dr = (Etcdserverpb__DeleteRangeResponse *)r.resp;
+	cr_assert_eq(dr->deleted, 2);
+	cr_assert_eq(dr->n_prev_kvs, 2);
+	cr_assert_eq(dr->header->revision, 5);
+	r = run(KV_DELETE_RANGE, &d.base);
+	dr = (Etcdserverpb__DeleteRangeResponse *)r.resp;
+	cr_assert_eq(dr->deleted, 0);
+	cr_assert_eq(dr->header->revision, 5, "deleting nothing keeps the revision");
+
+	Etcdserverpb__CompactionRequest c = ETCDSERVERPB__COMPACTION_REQUEST__INIT;
+	c.revision = 9;
+	expect_error(run(KV_COMPACT, &c.base), GRPC_OUT_OF_RANGE, "etcdserver: mvcc: required revision is a future revision");
+	c.revision = 4;
+	r = run(KV_COMPACT, &c.base);
+	cr_assert_eq(r.code, GRPC_OK);
+	cr_assert_eq(((Etcdserverpb__CompactionResponse *)r.resp)->header->revision, 5);
+	expect_error(run(KV_COMPACT, &c.base), GRPC_OUT_OF_RANGE, "etcdserver: mvcc: required revision has been compacted");
+	Etcdserverpb__RangeRequest rr = ETCDSERVERPB__RANGE_REQUEST__INIT;
+	rr.key = bin("q");
+	rr.revision = 3;
+	expect_error(run(KV_RANGE, &rr.base), GRPC_OUT_OF_RANGE, "etcdserver: mvcc: required revision has been compacted");
+	rr.revision = 4;
+	cr_assert_eq(range(&rr)->n_kvs, 1, "reading at the compacted revision works");
+}
+
+Test(kv, request_too_large)
+{
+	Etcdserverpb__PutRequest p = ETCDSERVERPB__PUT_REQUEST__INIT;
+	size_t n = 1572864;
+	uint8_t *big = arena_alloc(a, n);
+
+	memset(big, 'v', n);
+	p.key = bin("k");
+	p.value.data = big;
+	p.value.len = n;
+	expect_error(run(KV_PUT, &p.base), GRPC_INVALID_ARGUMENT, "etcdserver: request is too large");
+	p.value.len = n - 100;
+	cr_assert_eq(run(KV_PUT, &p.base).code, GRPC_OK);
+}
