@@ -32,6 +32,7 @@ struct seq {
 	void *deliver_arg;
 	struct seq_req **out_first, **out_last; /* per reactor, one batch */
 	_Atomic uint64_t batches;
+	_Atomic uint64_t applied;
 };
 
 struct seq *seq_new(struct mvcc_store *store, const struct kv_header_ids *ids, int reactors, seq_deliver_fn fn,
@@ -45,6 +46,7 @@ struct seq *seq_new(struct mvcc_store *store, const struct kv_header_ids *ids, i
 	atomic_init(&s->sleeping, 0);
 	atomic_init(&s->stop, false);
 	atomic_init(&s->batches, 0);
+	atomic_init(&s->applied, 0);
 	s->efd = eventfd(0, EFD_CLOEXEC);
 	if (s->efd < 0)
 		log_fatal("seq: eventfd: %s", strerror(errno));
@@ -122,15 +124,18 @@ static void seq_apply(struct seq *s, struct seq_req *r)
 
 static void seq_run_batch(struct seq *s, struct seq_req *batch)
 {
-	struct seq_req *n;
+	struct seq_req *next;
 
-	for (struct seq_req *r = batch; r; r = r->next)
+	uint64_t n = 0;
+
+	for (struct seq_req *r = batch; r; r = r->next, n++)
 		seq_apply(s, r);
 	/* Durability point: the batch's log record and its fdatasync go here (log issue). */
 	mvcc_publish(s->store);
 	atomic_fetch_add_explicit(&s->batches, 1, memory_order_relaxed);
-	for (struct seq_req *r = batch; r; r = n) {
-		n = r->next;
+	atomic_fetch_add_explicit(&s->applied, n, memory_order_relaxed);
+	for (struct seq_req *r = batch; r; r = next) {
+		next = r->next;
 		r->next = NULL;
 		if (s->out_last[r->reactor])
 			s->out_last[r->reactor]->next = r;
@@ -202,3 +207,5 @@ void seq_free(struct seq *s)
 }
 
 uint64_t seq_batches(const struct seq *s) { return atomic_load_explicit(&s->batches, memory_order_relaxed); }
+
+uint64_t seq_applied(const struct seq *s) { return atomic_load_explicit(&s->applied, memory_order_relaxed); }

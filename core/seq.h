@@ -50,7 +50,8 @@ void seq_free(struct seq *s);
 /* Queues a chain of requests linked by ->next (first to last in arrival order). */
 void seq_submit(struct seq *s, struct seq_req *first, struct seq_req *last);
 
-/* Batches applied and requests applied, for metrics. */
+/* Batches applied and requests applied, for metrics and Status. */
 uint64_t seq_batches(const struct seq *s);
+uint64_t seq_applied(const struct seq *s);
 
 #endif

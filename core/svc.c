@@ -12,6 +12,7 @@
 #include "core/arena.h"
 #include "core/kv.h"
 #include "core/log.h"
+#include "core/maint.h"
 #include "core/seq.h"
 #include "core/server.h"
 #include "net/grpc.h"
@@ -41,6 +42,8 @@ static const struct svc_route_entry svc_routes[] = {
 	{"/etcdserverpb.KV/DeleteRange", KV_DELETE_RANGE},
 	{"/etcdserverpb.KV/Txn", KV_TXN},
 	{"/etcdserverpb.KV/Compact", KV_COMPACT},
+	{"/etcdserverpb.Maintenance/Status", SVC_MAINT_STATUS},
+	{"/etcdserverpb.Cluster/MemberList", SVC_CLUSTER_MEMBER_LIST},
 };
 
 int svc_route(const char *path, size_t len)
@@ -157,6 +160,15 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 	struct kv_result res;
 	ProtobufCMessage *req;
 
+	if (method == SVC_MAINT_STATUS || method == SVC_CLUSTER_MEMBER_LIST) {
+		struct mvcc_view v;
+		arena_reset(t->scratch);
+		mvcc_view_published(t->srv->store, &v);
+		svc_send_response(t, c, sid,
+				  method == SVC_MAINT_STATUS ? maint_status(t->srv, &v, t->scratch)
+							     : cluster_member_list(t->srv, &v, t->scratch));
+		return;
+	}
 	if (method < 0 || method >= KV_METHODS) {
 		grpc_send_status(c, sid, GRPC_UNIMPLEMENTED, "unknown method");
 		return;

@@ -7,6 +7,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/kv.h"
+
+/* Method numbers: the KV methods first (enum kv_method), then the others. */
+enum svc_method {
+	SVC_MAINT_STATUS = KV_METHODS,
+	SVC_CLUSTER_MEMBER_LIST,
+	SVC_METHODS,
+};
+
 struct server;
 struct grpc_conn;
 struct seq_req;
