@@ -18,6 +18,7 @@
 #include "core/server.h"
 #include "storage/meta.h"
 #include "storage/mvcc.h"
+#include "tls/tls.h"
 
 #define GRPC_OVERHEAD_BYTES (512 * 1024) /* etcd's slack above --max-request-bytes */
 #define STREAMS_MAX_DEFAULT 4096
@@ -30,6 +31,38 @@ static void main_raise_nofile(void)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+}
+
+/* Builds the TLS context when any client URL is https, from etcd's TLS flags. */
+static struct tls_ctx *main_tls_ctx(const struct config *cfg)
+{
+	struct tls_server_config tc = {0};
+	char err[512];
+	bool any = false;
+	int v;
+
+	for (int u = 0; u < cfg->n_listen_client; u++)
+		any |= strcmp(cfg->listen_client[u].scheme, "https") == 0;
+	if (!any)
+		return NULL;
+	if (!cfg->cert_file[0] || !cfg->key_file[0])
+		log_fatal("TLS listener requires --cert-file and --key-file (--auto-tls is not supported)");
+	tc.cert_file = cfg->cert_file;
+	tc.key_file = cfg->key_file;
+	tc.trusted_ca_file = cfg->trusted_ca_file[0] ? cfg->trusted_ca_file : NULL;
+	tc.crl_file = cfg->client_crl_file[0] ? cfg->client_crl_file : NULL;
+	tc.client_cert_auth = cfg->client_cert_auth;
+	tc.cipher_suites = cfg->cipher_suites;
+	if ((v = tls_version_parse(cfg->tls_min_version, err, sizeof err)) < 0)
+		log_fatal("%s", err);
+	tc.min_version = v;
+	if ((v = tls_version_parse(cfg->tls_max_version, err, sizeof err)) < 0)
+		log_fatal("%s", err);
+	tc.max_version = v;
+	struct tls_ctx *ctx = tls_ctx_new(&tc, err, sizeof err);
+	if (!ctx)
+		log_fatal("cannot set up TLS: %s", err);
+	return ctx;
 }
 
 static void main_deliver(void *arg, int reactor, struct seq_req *list)
@@ -79,6 +112,7 @@ int main(int argc, char **argv, char **envp)
 	srv.grpc.max_recv_msg_size = (uint32_t)(cfg.max_request_bytes + GRPC_OVERHEAD_BYTES);
 	if (cfg.max_concurrent_streams && cfg.max_concurrent_streams < STREAMS_MAX_DEFAULT)
 		srv.grpc.max_concurrent_streams = cfg.max_concurrent_streams;
+	srv.tls_ctx = main_tls_ctx(&cfg);
 	srv.qsbr = qsbr_new(srv.nreactors);
 	srv.store = mvcc_store_new(srv.qsbr);
 	srv.seq = seq_new(srv.store, &srv.ids, srv.nreactors, main_deliver, &srv);
@@ -106,8 +140,10 @@ int main(int argc, char **argv, char **envp)
 	for (;;) {
 		if (sigwait(&sigs, &sig) != 0)
 			continue;
-		if (sig == SIGHUP)
-			continue; /* certificate reload arrives with TLS */
+		if (sig == SIGHUP) {
+			atomic_fetch_add(&srv.tls_reload_gen, 1); /* reactors reload certificates */
+			continue;
+		}
 		break;
 	}
 	log_info("received %s, shutting down", strsignal(sig));

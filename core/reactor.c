@@ -39,6 +39,7 @@
 #include "core/server.h"
 #include "core/svc.h"
 #include "net/grpc.h"
+#include "tls/tls.h"
 
 #define RING_ENTRIES 4096
 #define RING_CQ_ENTRIES 16384
@@ -47,6 +48,8 @@
 #define RECV_BGID 1
 #define CONN_IOV_MAX 64
 #define TICK_MS 100
+#define TLS_RELOAD_TICKS 10 /* certificate files are checked once a second */
+#define PLAIN_BUF_SIZE (32 * 1024)
 #define SLOT_BITS 24
 #define SLOTS_MAX (1u << SLOT_BITS)
 
@@ -65,6 +68,7 @@ struct conn {
 	int fd;
 	uint32_t slot, gen;
 	struct grpc_conn *g;
+	struct tls_conn *tls;   /* NULL on a plaintext listener */
 	int inflight;           /* operations of this connection in the kernel */
 	bool recv_armed, sending, closing, close_when_flushed, dirty;
 	struct conn *next_dirty;
@@ -83,7 +87,11 @@ struct reactor {
 	_Alignas(64) _Atomic(struct seq_req *) done;
 	_Alignas(64) _Atomic int waiting;
 	int listen_fds[CONFIG_URLS_MAX];
+	bool listen_tls[CONFIG_URLS_MAX];
 	int n_listen;
+	struct tls_ctx *tls_ctx; /* this reactor's reference; reloaded on its own thread */
+	unsigned tls_reload_gen, ticks;
+	uint8_t *plain;          /* decrypted bytes on their way to HTTP/2 */
 	struct io_uring_buf_ring *br;
 	uint8_t *bufs;
 	struct conn **conns; /* by slot; NULL when free */
@@ -160,6 +168,8 @@ int reactor_listen(struct reactor *r, const struct config_url *u)
 
 	if (r->n_listen >= CONFIG_URLS_MAX)
 		return -E2BIG;
+	if (strcmp(u->scheme, "https") == 0 && !r->srv->tls_ctx)
+		return -ENOKEY;
 	rc = reactor_resolve(u, &ss, &len);
 	if (rc)
 		return rc;
@@ -174,6 +184,7 @@ int reactor_listen(struct reactor *r, const struct config_url *u)
 		close(fd);
 		return rc;
 	}
+	r->listen_tls[r->n_listen] = strcmp(u->scheme, "https") == 0;
 	r->listen_fds[r->n_listen++] = fd;
 	return 0;
 }
@@ -224,6 +235,7 @@ static void conn_free(struct conn *c)
 	struct reactor *r = c->r;
 
 	grpc_conn_free(c->g);
+	tls_conn_free(c->tls);
 	close(c->fd);
 	r->conns[c->slot] = NULL;
 	r->free_slots[r->n_free_slots++] = c->slot;
@@ -249,7 +261,7 @@ static void conn_op_done(struct conn *c)
 		conn_free(c);
 }
 
-static void reactor_accept(struct reactor *r, int fd)
+static void reactor_accept(struct reactor *r, int fd, int li)
 {
 	struct conn *c;
 	int one = 1;
@@ -285,11 +297,39 @@ static void reactor_accept(struct reactor *r, int fd)
 		free(c);
 		return;
 	}
+	if (r->listen_tls[li] && !(c->tls = tls_conn_new(r->tls_ctx))) {
+		grpc_conn_free(c->g);
+		r->free_slots[r->n_free_slots++] = c->slot;
+		close(fd);
+		free(c);
+		return;
+	}
 	grpc_conn_set_now(c->g, r->now_ms);
 	r->conns[c->slot] = c;
 	r->n_conns++;
 	conn_arm_recv(c);
 	conn_mark_dirty(c); /* our SETTINGS go first */
+}
+
+/* Ciphertext in, plaintext up to HTTP/2. Returns < 0 when the connection must end once
+ * its output (a TLS alert, a GOAWAY) is sent. */
+static int conn_recv_tls(struct conn *c, const uint8_t *data, size_t len)
+{
+	struct reactor *r = c->r;
+	ssize_t n;
+
+	if (tls_conn_feed(c->tls, data, len) < 0)
+		return -1;
+	while ((n = tls_conn_read(c->tls, r->plain, PLAIN_BUF_SIZE)) > 0)
+		if (grpc_conn_recv(c->g, r->plain, (size_t)n) < 0)
+			return -1;
+	if (n < 0) {
+		if (n != -ESHUTDOWN)
+			log_warn("rejected connection on reactor %d: %s", r->index,
+				 tls_conn_error(c->tls) ? tls_conn_error(c->tls) : strerror((int)-n));
+		return -1;
+	}
+	return 0;
 }
 
 static void reactor_recv_done(struct reactor *r, struct conn *c, struct io_uring_cqe *cqe)
@@ -299,7 +339,8 @@ static void reactor_recv_done(struct reactor *r, struct conn *c, struct io_uring
 		uint8_t *data = r->bufs + (size_t)bid * RECV_BUF_SIZE;
 		if (!c->closing && !c->close_when_flushed) {
 			grpc_conn_set_now(c->g, r->now_ms);
-			if (grpc_conn_recv(c->g, data, (size_t)cqe->res) < 0)
+			if (c->tls ? conn_recv_tls(c, data, (size_t)cqe->res) < 0
+				   : grpc_conn_recv(c->g, data, (size_t)cqe->res) < 0)
 				c->close_when_flushed = true;
 			conn_mark_dirty(c);
 		}
@@ -326,9 +367,31 @@ static void reactor_recv_done(struct reactor *r, struct conn *c, struct io_uring
 		conn_free(c);
 }
 
-static void conn_send(struct conn *c)
+/* Moves HTTP/2 output into TLS records (as much as TLS takes), then returns the ciphertext
+ * to send. */
+static size_t conn_output_tls(struct conn *c)
 {
 	size_t n = grpc_conn_output(c->g, c->iov, CONN_IOV_MAX);
+
+	if (n && tls_conn_handshake_done(c->tls)) {
+		ssize_t w = tls_conn_writev(c->tls, c->iov, n);
+		if (w > 0)
+			grpc_conn_output_consumed(c->g, (size_t)w);
+	}
+	return tls_conn_output(c->tls, c->iov, CONN_IOV_MAX);
+}
+
+static bool conn_has_output(const struct conn *c)
+{
+	if (c->tls)
+		return tls_conn_output_bytes(c->tls) > 0 ||
+		       (tls_conn_handshake_done(c->tls) && grpc_conn_has_output(c->g));
+	return grpc_conn_has_output(c->g);
+}
+
+static void conn_send(struct conn *c)
+{
+	size_t n = c->tls ? conn_output_tls(c) : grpc_conn_output(c->g, c->iov, CONN_IOV_MAX);
 	struct io_uring_sqe *sqe;
 
 	if (n == 0)
@@ -352,7 +415,10 @@ static void reactor_send_done(struct conn *c, int res)
 			conn_close(c);
 		return;
 	}
-	grpc_conn_output_consumed(c->g, (size_t)res);
+	if (c->tls)
+		tls_conn_output_consumed(c->tls, (size_t)res);
+	else
+		grpc_conn_output_consumed(c->g, (size_t)res);
 	conn_mark_dirty(c);
 	conn_op_done(c);
 }
@@ -371,7 +437,7 @@ static void reactor_flush(struct reactor *r)
 				conn_free(c);
 			continue;
 		}
-		if (!c->sending && grpc_conn_has_output(c->g))
+		if (!c->sending && conn_has_output(c))
 			conn_send(c);
 		else if (!c->sending && (c->close_when_flushed || grpc_conn_done(c->g)))
 			conn_close(c);
@@ -444,13 +510,25 @@ static void reactor_arm_tick(struct reactor *r)
 	io_uring_sqe_set_data64(sqe, ud_make(UD_TICK, 0, 0));
 }
 
+static void reactor_tls_reload(struct reactor *r)
+{
+	unsigned gen = atomic_load(&r->srv->tls_reload_gen);
+
+	if (!r->tls_ctx || (++r->ticks % TLS_RELOAD_TICKS && gen == r->tls_reload_gen))
+		return;
+	if (tls_ctx_reload_if_changed(&r->tls_ctx, gen != r->tls_reload_gen) > 0 && r->index == 0)
+		log_info("reloaded the TLS certificate and key for new connections");
+	r->tls_reload_gen = gen;
+}
+
 static void reactor_tick(struct reactor *r)
 {
+	reactor_tls_reload(r);
 	for (uint32_t i = 0; i < r->n_slots; i++) {
 		struct conn *c = r->conns[i];
 		if (c && !c->closing) {
 			grpc_conn_tick(c->g, r->now_ms);
-			if (grpc_conn_has_output(c->g))
+			if (conn_has_output(c))
 				conn_mark_dirty(c);
 		}
 	}
@@ -464,7 +542,7 @@ static void reactor_handle(struct reactor *r, struct io_uring_cqe *cqe)
 	switch (ud_type(ud)) {
 	case UD_ACCEPT:
 		if (cqe->res >= 0)
-			reactor_accept(r, cqe->res);
+			reactor_accept(r, cqe->res, (int)ud_slot(ud));
 		else if (cqe->res != -ECANCELED)
 			log_warn("reactor %d: accept: %s", r->index, strerror(-cqe->res));
 		if (!(cqe->flags & IORING_CQE_F_MORE) && !atomic_load(&r->srv->stopping))
@@ -625,6 +703,13 @@ struct reactor *reactor_new(struct server *srv, int index)
 	if (r->efd < 0)
 		log_fatal("reactor: eventfd: %s", strerror(errno));
 	r->svc = svc_thread_new(srv, index);
+	if (srv->tls_ctx) {
+		r->tls_ctx = tls_ctx_ref(srv->tls_ctx);
+		r->tls_reload_gen = atomic_load(&srv->tls_reload_gen);
+	}
+	r->plain = malloc(PLAIN_BUF_SIZE);
+	if (!r->plain)
+		log_fatal("reactor: out of memory");
 	/* registered here, before any thread runs, so reclamation never skips a reader */
 	r->qsbr_slot = qsbr_reader_register(srv->qsbr);
 	qsbr_offline(srv->qsbr, r->qsbr_slot);
@@ -665,6 +750,7 @@ void reactor_free(struct reactor *r)
 		struct conn *c = r->conns[i];
 		if (c) {
 			grpc_conn_free(c->g);
+			tls_conn_free(c->tls);
 			close(c->fd);
 			free(c);
 		}
@@ -674,6 +760,8 @@ void reactor_free(struct reactor *r)
 	if (r->br)
 		io_uring_queue_exit(&r->ring);
 	svc_thread_free(r->svc);
+	tls_ctx_free(r->tls_ctx);
+	free(r->plain);
 	free(r->bufs);
 	free(r->conns);
 	free(r->free_slots);

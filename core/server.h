@@ -14,6 +14,7 @@ struct qsbr;
 struct mvcc_store;
 struct seq;
 struct reactor;
+struct tls_ctx;
 
 struct server {
 	const struct config *cfg;
@@ -25,6 +26,8 @@ struct server {
 	struct grpc_conn_config grpc;
 	int nreactors;
 	struct reactor **reactors;
+	struct tls_ctx *tls_ctx;            /* for https listeners; each reactor holds its own ref */
+	_Atomic unsigned tls_reload_gen;    /* bumped by SIGHUP: reactors reload certificates */
 	_Atomic bool stopping;
 };
 
