@@ -84,7 +84,7 @@ int main(int argc, char **argv, char **envp)
 	if (rc == 1)
 		return 0;
 	if (rc < 0)
-		return 2;
+		return cfg.exit_status; /* 2 for syntax, 1 for flag verification, as etcd */
 
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
