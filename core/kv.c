@@ -774,37 +774,62 @@ static int kv_check_range_op(const struct mvcc_view *v, const RequestOp *op, con
 
 /* ---------- writes (sequencer) ---------- */
 
-static PutResponse *kv_put_exec(struct mvcc_store *s, const PutRequest *p, struct arena *a)
+/* The writer's context for one request: where changes are reported, and the revision the
+ * request's changes take if it changes anything. */
+struct kv_wctx {
+	struct mvcc_store *s;
+	struct arena *a;
+	const struct kv_sink *sink;
+	int64_t rev;
+};
+
+static PutResponse *kv_put_exec(struct kv_wctx *w, const PutRequest *p)
 {
+	struct arena *a = w->a;
 	PutResponse *resp = arena_alloc(a, sizeof *resp);
-	struct mvcc_kv prev;
+	struct mvcc_kv prev, old;
 	struct mvcc_view v;
-	int found = 0;
 	const uint8_t *val = p->value.data;
 	size_t vlen = p->value.len;
 	int64_t lease = p->lease;
+	int had;
 
 	etcdserverpb__put_response__init(resp);
-	if (p->ignore_value || p->ignore_lease || p->prev_kv) {
-		mvcc_view_working(s, &v);
-		found = mvcc_get(&v, p->key.data, p->key.len, 0, &prev) == 1;
+	if (p->ignore_value || p->ignore_lease) {
+		/* checked before anything was applied: the key exists */
+		mvcc_view_working(w->s, &v);
+		if (mvcc_get(&v, p->key.data, p->key.len, 0, &prev) == 1) {
+			if (p->ignore_value) {
+				val = prev.value;
+				vlen = prev.value_len;
+			}
+			if (p->ignore_lease)
+				lease = prev.lease;
+		}
 	}
-	if (found && p->ignore_value) {
-		val = arena_memdup(a, prev.value, prev.value_len);
-		vlen = prev.value_len;
+	had = mvcc_put(w->s, p->key.data, p->key.len, val, vlen, lease, &old) == 1;
+	if (had && p->prev_kv)
+		resp->prev_kv = kv_copy(a, &old);
+	resp->header = kv_header_new(a, w->rev);
+	if (w->sink) {
+		struct mvcc_kv kv = {
+			.key = p->key.data,
+			.key_len = p->key.len,
+			.value = val,
+			.value_len = vlen,
+			.create_revision = had ? old.create_revision : w->rev,
+			.mod_revision = w->rev,
+			.version = had ? old.version + 1 : 1,
+			.lease = lease,
+		};
+		w->sink->put(w->sink->arg, &kv, had ? &old : NULL);
 	}
-	if (found && p->ignore_lease)
-		lease = prev.lease;
-	if (found && p->prev_kv)
-		resp->prev_kv = kv_copy(a, &prev);
-	mvcc_put(s, p->key.data, p->key.len, val, vlen, lease, NULL);
-	mvcc_view_working(s, &v);
-	resp->header = kv_header_new(a, v.rev);
 	return resp;
 }
 
 struct kv_del_walk {
 	struct arena *a;
+	const struct kv_wctx *w;
 	bool prev;
 	KeyValue **kvs;
 	size_t n, cap;
@@ -814,6 +839,8 @@ static int kv_del_fn(void *arg, const struct mvcc_kv *m)
 {
 	struct kv_del_walk *w = arg;
 
+	if (w->w->sink)
+		w->w->sink->del(w->w->sink->arg, m->key, m->key_len, w->w->rev, m);
 	if (!w->prev)
 		return 0;
 	struct kv_collect c = {.a = w->a, .kvs = w->kvs, .n = w->n, .cap = w->cap};
@@ -824,28 +851,30 @@ static int kv_del_fn(void *arg, const struct mvcc_kv *m)
 	return 0;
 }
 
-static DeleteRangeResponse *kv_delete_exec(struct mvcc_store *s, const DeleteRangeRequest *d, struct arena *a)
+static DeleteRangeResponse *kv_delete_exec(struct kv_wctx *wc, const DeleteRangeRequest *d)
 {
+	struct arena *a = wc->a;
 	DeleteRangeResponse *resp = arena_alloc(a, sizeof *resp);
-	struct kv_del_walk w = {.a = a, .prev = d->prev_kv};
+	struct kv_del_walk w = {.a = a, .w = wc, .prev = d->prev_kv};
 	struct mvcc_view v;
 	const uint8_t *e;
 	size_t elen;
 
 	etcdserverpb__delete_range_response__init(resp);
 	kv_range_bounds(&d->range_end, &e, &elen);
-	resp->deleted = mvcc_delete_range(s, d->key.data, d->key.len, e, elen, kv_del_fn, &w);
+	resp->deleted = mvcc_delete_range(wc->s, d->key.data, d->key.len, e, elen, kv_del_fn, &w);
 	resp->n_prev_kvs = w.n;
 	resp->prev_kvs = w.kvs;
-	mvcc_view_working(s, &v);
+	mvcc_view_working(wc->s, &v);
 	resp->header = kv_header_new(a, v.rev);
 	return resp;
 }
 
 /* Executes the ops of one txn level along the path; writes only when s is not NULL. */
-static TxnResponse *kv_txn_exec(const struct mvcc_view *rv, struct mvcc_store *s, const TxnRequest *t,
+static TxnResponse *kv_txn_exec(const struct mvcc_view *rv, struct kv_wctx *w, const TxnRequest *t,
 				const struct kv_path *p, size_t *pi, struct arena *a)
 {
+	struct mvcc_store *s = w ? w->s : NULL;
 	TxnResponse *resp = arena_alloc(a, sizeof *resp);
 	bool ok = p->taken[(*pi)++];
 	RequestOp **ops = ok ? t->success : t->failure;
@@ -880,15 +909,15 @@ static TxnResponse *kv_txn_exec(const struct mvcc_view *rv, struct mvcc_store *s
 			break;
 		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT:
 			r->response_case = ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_PUT;
-			r->response_put = kv_put_exec(s, ops[i]->request_put, a);
+			r->response_put = kv_put_exec(w, ops[i]->request_put);
 			break;
 		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE:
 			r->response_case = ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_DELETE_RANGE;
-			r->response_delete_range = kv_delete_exec(s, ops[i]->request_delete_range, a);
+			r->response_delete_range = kv_delete_exec(w, ops[i]->request_delete_range);
 			break;
 		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN:
 			r->response_case = ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_TXN;
-			r->response_txn = kv_txn_exec(rv, s, ops[i]->request_txn, p, pi, a);
+			r->response_txn = kv_txn_exec(rv, w, ops[i]->request_txn, p, pi, a);
 			break;
 		default:
 			break;
@@ -897,8 +926,8 @@ static TxnResponse *kv_txn_exec(const struct mvcc_view *rv, struct mvcc_store *s
 	return resp;
 }
 
-/* The whole txn: compares, path checks, then execution. s == NULL for a read-only txn. */
-static TxnResponse *kv_txn(const struct mvcc_view *v, struct mvcc_store *s, const TxnRequest *t, struct arena *a,
+/* The whole txn: compares, path checks, then execution. w == NULL for a read-only txn. */
+static TxnResponse *kv_txn(const struct mvcc_view *v, struct kv_wctx *w, const TxnRequest *t, struct arena *a,
 			   const struct kv_error **err)
 {
 	struct kv_path path = {0};
@@ -911,7 +940,7 @@ static TxnResponse *kv_txn(const struct mvcc_view *v, struct mvcc_store *s, cons
 	if (kv_check_path(v, t, &path, &pi, kv_check_range_op, err))
 		return NULL;
 	pi = 0;
-	return kv_txn_exec(v, s, t, &path, &pi, a);
+	return kv_txn_exec(v, w, t, &path, &pi, a);
 }
 
 void kv_read(enum kv_method method, const struct mvcc_view *v, const struct ProtobufCMessage *req,
@@ -934,9 +963,10 @@ void kv_read(enum kv_method method, const struct mvcc_view *v, const struct Prot
 }
 
 void kv_write(enum kv_method method, struct mvcc_store *s, const struct ProtobufCMessage *req, struct arena *a,
-	      struct kv_result *res)
+	      const struct kv_sink *sink, struct kv_result *res)
 {
 	const struct kv_error *err = NULL;
+	struct kv_wctx w = {.s = s, .a = a, .sink = sink, .rev = mvcc_rev(s) + 1};
 	struct mvcc_view v;
 	int64_t rev;
 
@@ -959,14 +989,14 @@ void kv_write(enum kv_method method, struct mvcc_store *s, const struct Protobuf
 			}
 		}
 		mvcc_txn_begin(s);
-		PutResponse *r = kv_put_exec(s, p, a);
+		PutResponse *r = kv_put_exec(&w, p);
 		r->header->revision = mvcc_txn_end(s);
 		res->resp = &r->base;
 		break;
 	}
 	case KV_DELETE_RANGE: {
 		mvcc_txn_begin(s);
-		DeleteRangeResponse *r = kv_delete_exec(s, (const DeleteRangeRequest *)req, a);
+		DeleteRangeResponse *r = kv_delete_exec(&w, (const DeleteRangeRequest *)req);
 		r->header->revision = mvcc_txn_end(s);
 		res->resp = &r->base;
 		break;
@@ -974,7 +1004,7 @@ void kv_write(enum kv_method method, struct mvcc_store *s, const struct Protobuf
 	case KV_TXN: {
 		mvcc_view_working(s, &v);
 		mvcc_txn_begin(s);
-		TxnResponse *r = kv_txn(&v, s, (const TxnRequest *)req, a, &err);
+		TxnResponse *r = kv_txn(&v, &w, (const TxnRequest *)req, a, &err);
 		rev = mvcc_txn_end(s);
 		if (r) {
 			r->header->revision = rev;

@@ -17,6 +17,7 @@
 struct arena;
 struct mvcc_store;
 struct mvcc_view;
+struct mvcc_kv;
 struct ProtobufCMessage;
 
 /* A gRPC status and message; code GRPC_OK means `resp` holds the response. */
@@ -50,9 +51,19 @@ int kv_is_read_only(enum kv_method method, const struct ProtobufCMessage *req);
 /* Read path: a Range or a read-only Txn answered from a view. */
 void kv_read(enum kv_method method, const struct mvcc_view *v, const struct ProtobufCMessage *req,
 	     struct arena *a, struct kv_result *res);
-/* Write path (sequencer only): applies one request to the store's working state. */
+/* Receives every change a write applies, in order: the log and the watchers are fed from
+ * it. Pointers are valid until the sequencer publishes the batch. A put's `prev` (and a
+ * delete's) is the key's last live version, NULL when the put creates the key. */
+struct kv_sink {
+	void (*put)(void *arg, const struct mvcc_kv *kv, const struct mvcc_kv *prev);
+	void (*del)(void *arg, const uint8_t *key, size_t key_len, int64_t rev, const struct mvcc_kv *prev);
+	void *arg;
+};
+
+/* Write path (sequencer only): applies one request to the store's working state, reporting
+ * its changes to `sink` (may be NULL). */
 void kv_write(enum kv_method method, struct mvcc_store *s, const struct ProtobufCMessage *req, struct arena *a,
-	      struct kv_result *res);
+	      const struct kv_sink *sink, struct kv_result *res);
 /* Fills the top-level response header's cluster, member and term (revision is set by
  * kv_read / kv_write). */
 void kv_fill_header(struct ProtobufCMessage *resp, enum kv_method method, const struct kv_header_ids *ids);

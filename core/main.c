@@ -72,6 +72,13 @@ static void main_deliver(void *arg, int reactor, struct seq_req *list)
 	reactor_deliver(srv->reactors[reactor], list);
 }
 
+static void main_deliver_events(void *arg, int reactor, struct watch_batch *b)
+{
+	struct server *srv = arg;
+
+	reactor_deliver_watch(srv->reactors[reactor], b);
+}
+
 int main(int argc, char **argv, char **envp)
 {
 	static struct config cfg;
@@ -115,7 +122,8 @@ int main(int argc, char **argv, char **envp)
 	srv.tls_ctx = main_tls_ctx(&cfg);
 	srv.qsbr = qsbr_new(srv.nreactors);
 	srv.store = mvcc_store_new(srv.qsbr);
-	srv.seq = seq_new(srv.store, &srv.ids, srv.nreactors, main_deliver, &srv);
+	struct seq_deliver deliver = {.requests = main_deliver, .events = main_deliver_events, .arg = &srv};
+	srv.seq = seq_new(srv.store, &srv.ids, srv.nreactors, &deliver);
 	srv.reactors = calloc((size_t)srv.nreactors, sizeof *srv.reactors);
 	if (!srv.reactors)
 		log_fatal("out of memory");

@@ -38,6 +38,7 @@
 #include "core/seq.h"
 #include "core/server.h"
 #include "core/svc.h"
+#include "core/watch.h"
 #include "net/grpc.h"
 #include "tls/tls.h"
 
@@ -85,6 +86,7 @@ struct reactor {
 	int efd;
 	uint64_t efd_val;
 	_Alignas(64) _Atomic(struct seq_req *) done;
+	_Atomic(struct watch_batch *) wdone; /* committed batches for our watchers */
 	_Alignas(64) _Atomic int waiting;
 	int listen_fds[CONFIG_URLS_MAX];
 	bool listen_tls[CONFIG_URLS_MAX];
@@ -446,6 +448,15 @@ static void reactor_flush(struct reactor *r)
 
 /* ---------- cross-thread completions ---------- */
 
+static void reactor_wake(struct reactor *r)
+{
+	if (atomic_load(&r->waiting) && atomic_exchange(&r->waiting, 0)) {
+		uint64_t one = 1;
+		if (write(r->efd, &one, sizeof one) < 0 && errno != EAGAIN)
+			log_fatal("reactor %d: eventfd write: %s", r->index, strerror(errno));
+	}
+}
+
 void reactor_deliver(struct reactor *r, struct seq_req *list)
 {
 	struct seq_req *last = list;
@@ -463,10 +474,32 @@ void reactor_deliver(struct reactor *r, struct seq_req *list)
 	do {
 		list->next = old;
 	} while (!atomic_compare_exchange_weak(&r->done, &old, rev));
-	if (atomic_load(&r->waiting) && atomic_exchange(&r->waiting, 0)) {
-		uint64_t one = 1;
-		if (write(r->efd, &one, sizeof one) < 0 && errno != EAGAIN)
-			log_fatal("reactor %d: eventfd write: %s", r->index, strerror(errno));
+	reactor_wake(r);
+}
+
+void reactor_deliver_watch(struct reactor *r, struct watch_batch *b)
+{
+	struct watch_batch *old = atomic_load_explicit(&r->wdone, memory_order_relaxed);
+
+	do {
+		watch_batch_set_next(b, r->index, old);
+	} while (!atomic_compare_exchange_weak(&r->wdone, &old, b));
+	reactor_wake(r);
+}
+
+/* Batches come newest first off the stack: deliver them oldest first. */
+static void reactor_drain_watch(struct reactor *r)
+{
+	struct watch_batch *list = atomic_exchange(&r->wdone, NULL), *fifo = NULL, *n;
+
+	for (; list; list = n) {
+		n = watch_batch_next(list, r->index);
+		watch_batch_set_next(list, r->index, fifo);
+		fifo = list;
+	}
+	for (; fifo; fifo = n) {
+		n = watch_batch_next(fifo, r->index);
+		svc_watch_deliver(r->svc, fifo);
 	}
 }
 
@@ -524,6 +557,7 @@ static void reactor_tls_reload(struct reactor *r)
 static void reactor_tick(struct reactor *r)
 {
 	reactor_tls_reload(r);
+	svc_tick(r->svc, r->now_ms);
 	for (uint32_t i = 0; i < r->n_slots; i++) {
 		struct conn *c = r->conns[i];
 		if (c && !c->closing) {
@@ -575,7 +609,12 @@ static void reactor_handle(struct reactor *r, struct io_uring_cqe *cqe)
 
 static int reactor_cb_route(void *user, const char *path, size_t len) { return svc_route(path, len); }
 
-static void reactor_cb_call_start(void *user, uint32_t sid, int method, const struct grpc_header *h, size_t n) {}
+static void reactor_cb_call_start(void *user, uint32_t sid, int method, const struct grpc_header *h, size_t n)
+{
+	struct conn *c = user;
+
+	svc_on_call_start(c->r->svc, c->g, c, sid, method);
+}
 
 static void reactor_cb_message(void *user, uint32_t sid, int method, const uint8_t *msg, size_t len)
 {
@@ -584,8 +623,22 @@ static void reactor_cb_message(void *user, uint32_t sid, int method, const uint8
 	svc_on_message(c->r->svc, c->g, conn_id(c), sid, method, msg, len);
 }
 
-static void reactor_cb_half_close(void *user, uint32_t sid, int method) {}
-static void reactor_cb_call_end(void *user, uint32_t sid, int method) {}
+static void reactor_cb_half_close(void *user, uint32_t sid, int method)
+{
+	struct conn *c = user;
+
+	svc_on_half_close(c->r->svc, c->g, sid, method);
+	conn_mark_dirty(c);
+}
+
+static void reactor_cb_call_end(void *user, uint32_t sid, int method)
+{
+	struct conn *c = user;
+
+	svc_on_call_end(c->r->svc, c->g, sid, method);
+}
+
+static void reactor_conn_dirty(void *conn_user) { conn_mark_dirty(conn_user); }
 
 static struct grpc_server_callbacks reactor_grpc_cb = {
 	.route = reactor_cb_route,
@@ -657,12 +710,13 @@ static void *reactor_main(void *arg)
 
 	while (!atomic_load(&r->srv->stopping)) {
 		reactor_drain_done(r);
+		reactor_drain_watch(r);
 		svc_flush(r->svc);
 		reactor_flush(r);
 		qsbr_quiescent(q, r->qsbr_slot);
 
 		atomic_store(&r->waiting, 1);
-		if (atomic_load(&r->done)) {
+		if (atomic_load(&r->done) || atomic_load(&r->wdone)) {
 			atomic_store(&r->waiting, 0);
 			rc = io_uring_submit_and_get_events(&r->ring); /* runs deferred task work too */
 		} else {
@@ -698,11 +752,12 @@ struct reactor *reactor_new(struct server *srv, int index)
 	r->srv = srv;
 	r->index = index;
 	atomic_init(&r->done, NULL);
+	atomic_init(&r->wdone, NULL);
 	atomic_init(&r->waiting, 0);
 	r->efd = eventfd(0, EFD_CLOEXEC); /* blocking: io_uring would answer EAGAIN on a non-blocking one */
 	if (r->efd < 0)
 		log_fatal("reactor: eventfd: %s", strerror(errno));
-	r->svc = svc_thread_new(srv, index);
+	r->svc = svc_thread_new(srv, index, reactor_conn_dirty);
 	if (srv->tls_ctx) {
 		r->tls_ctx = tls_ctx_ref(srv->tls_ctx);
 		r->tls_reload_gen = atomic_load(&srv->tls_reload_gen);

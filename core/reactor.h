@@ -20,5 +20,8 @@ void reactor_free(struct reactor *r);
 
 /* Sequencer side: hands back finished requests (a chain) and wakes the reactor if it sleeps. */
 void reactor_deliver(struct reactor *r, struct seq_req *list);
+/* Sequencer side: hands over one reference to a committed batch of watch events. */
+struct watch_batch;
+void reactor_deliver_watch(struct reactor *r, struct watch_batch *b);
 
 #endif

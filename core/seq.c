@@ -16,6 +16,7 @@
 
 #include "core/arena.h"
 #include "core/log.h"
+#include "core/watch.h"
 #include "storage/mvcc.h"
 
 struct seq {
@@ -28,15 +29,16 @@ struct seq {
 	struct mvcc_store *store;
 	struct kv_header_ids ids;
 	int reactors;
-	seq_deliver_fn deliver;
-	void *deliver_arg;
+	struct seq_deliver deliver;
+	struct watch_builder *events;
+	struct kv_sink sink;
 	struct seq_req **out_first, **out_last; /* per reactor, one batch */
 	_Atomic uint64_t batches;
 	_Atomic uint64_t applied;
 };
 
-struct seq *seq_new(struct mvcc_store *store, const struct kv_header_ids *ids, int reactors, seq_deliver_fn fn,
-		    void *arg)
+struct seq *seq_new(struct mvcc_store *store, const struct kv_header_ids *ids, int reactors,
+		    const struct seq_deliver *deliver)
 {
 	struct seq *s = aligned_alloc(64, (sizeof *s + 63) & ~(size_t)63);
 
@@ -54,8 +56,9 @@ struct seq *seq_new(struct mvcc_store *store, const struct kv_header_ids *ids, i
 	s->store = store;
 	s->ids = *ids;
 	s->reactors = reactors;
-	s->deliver = fn;
-	s->deliver_arg = arg;
+	s->deliver = *deliver;
+	s->events = watch_builder_new();
+	watch_builder_sink(s->events, &s->sink);
 	s->out_first = calloc((size_t)reactors, sizeof *s->out_first);
 	s->out_last = calloc((size_t)reactors, sizeof *s->out_last);
 	if (!s->out_first || !s->out_last)
@@ -104,11 +107,11 @@ static struct seq_req *seq_take(struct seq *s)
 	return fifo;
 }
 
-static void seq_apply(struct seq *s, struct seq_req *r)
+static void seq_apply(struct seq *s, struct seq_req *r, const struct kv_sink *sink)
 {
 	struct kv_result res;
 
-	kv_write((enum kv_method)r->method, s->store, r->msg, r->arena, &res);
+	kv_write((enum kv_method)r->method, s->store, r->msg, r->arena, sink, &res);
 	r->code = res.code;
 	r->message = res.message;
 	r->resp = NULL;
@@ -127,9 +130,12 @@ static void seq_run_batch(struct seq *s, struct seq_req *batch)
 	struct seq_req *next;
 
 	uint64_t n = 0;
+	/* Events are captured only while someone watches; a watcher that appears during the
+	 * batch sees its revisions through history (the hubs catch up across a gap). */
+	const struct kv_sink *sink = watch_any() ? &s->sink : NULL;
 
 	for (struct seq_req *r = batch; r; r = r->next, n++)
-		seq_apply(s, r);
+		seq_apply(s, r, sink);
 	/* Durability point: the batch's log record and its fdatasync go here (log issue). */
 	mvcc_publish(s->store);
 	atomic_fetch_add_explicit(&s->batches, 1, memory_order_relaxed);
@@ -146,9 +152,13 @@ static void seq_run_batch(struct seq *s, struct seq_req *batch)
 	for (int i = 0; i < s->reactors; i++) {
 		if (!s->out_first[i])
 			continue;
-		s->deliver(s->deliver_arg, i, s->out_first[i]);
+		s->deliver.requests(s->deliver.arg, i, s->out_first[i]);
 		s->out_first[i] = s->out_last[i] = NULL;
 	}
+	struct watch_batch *wb = watch_builder_finish(s->events, s->reactors);
+	if (wb)
+		for (int i = 0; i < s->reactors; i++)
+			s->deliver.events(s->deliver.arg, i, wb);
 }
 
 static void *seq_main(void *arg)
@@ -203,6 +213,7 @@ void seq_free(struct seq *s)
 	close(s->efd);
 	free(s->out_first);
 	free(s->out_last);
+	watch_builder_free(s->events);
 	free(s);
 }
 

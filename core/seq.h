@@ -37,11 +37,18 @@ struct seq_req {
 	size_t resp_len;
 };
 
-/* Called on the sequencer thread with the finished requests of one reactor, in order. */
-typedef void (*seq_deliver_fn)(void *arg, int reactor, struct seq_req *list);
+struct watch_batch;
 
-struct seq *seq_new(struct mvcc_store *store, const struct kv_header_ids *ids, int reactors, seq_deliver_fn fn,
-		    void *arg);
+/* Called on the sequencer thread with the finished requests of one reactor, in order, and
+ * with one reference to each committed batch of watch events for every reactor. */
+struct seq_deliver {
+	void (*requests)(void *arg, int reactor, struct seq_req *list);
+	void (*events)(void *arg, int reactor, struct watch_batch *b);
+	void *arg;
+};
+
+struct seq *seq_new(struct mvcc_store *store, const struct kv_header_ids *ids, int reactors,
+		    const struct seq_deliver *deliver);
 int seq_start(struct seq *s);
 /* Stops the thread after the batch in progress; requests still queued are not applied. */
 void seq_stop(struct seq *s);

@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "core/maint.h"
 #include "core/seq.h"
+#include "core/watch.h"
 #include "core/server.h"
 #include "net/grpc.h"
 #include "storage/mvcc.h"
@@ -29,6 +30,7 @@ struct svc_thread {
 	struct seq_req *free_reqs;
 	size_t n_free;
 	struct seq_req *pend_first, *pend_last;
+	struct watch_hub *watch;
 };
 
 struct svc_route_entry {
@@ -44,6 +46,7 @@ static const struct svc_route_entry svc_routes[] = {
 	{"/etcdserverpb.KV/Compact", KV_COMPACT},
 	{"/etcdserverpb.Maintenance/Status", SVC_MAINT_STATUS},
 	{"/etcdserverpb.Cluster/MemberList", SVC_CLUSTER_MEMBER_LIST},
+	{"/etcdserverpb.Watch/Watch", SVC_WATCH},
 };
 
 int svc_route(const char *path, size_t len)
@@ -54,7 +57,7 @@ int svc_route(const char *path, size_t len)
 	return -1;
 }
 
-struct svc_thread *svc_thread_new(struct server *srv, int reactor_index)
+struct svc_thread *svc_thread_new(struct server *srv, int reactor_index, void (*dirty)(void *conn_user))
 {
 	struct svc_thread *t = calloc(1, sizeof *t);
 
@@ -63,6 +66,7 @@ struct svc_thread *svc_thread_new(struct server *srv, int reactor_index)
 	t->srv = srv;
 	t->reactor = reactor_index;
 	t->scratch = arena_new(64 * 1024);
+	t->watch = watch_hub_new(srv, reactor_index, dirty);
 	return t;
 }
 
@@ -77,6 +81,7 @@ void svc_thread_free(struct svc_thread *t)
 		arena_free(r->arena);
 		free(r);
 	}
+	watch_hub_free(t->watch);
 	arena_free(t->scratch);
 	free(t->pack);
 	free(t);
@@ -160,6 +165,10 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 	struct kv_result res;
 	ProtobufCMessage *req;
 
+	if (method == SVC_WATCH) {
+		watch_stream_message(t->watch, c, sid, msg, len);
+		return;
+	}
 	if (method == SVC_MAINT_STATUS || method == SVC_CLUSTER_MEMBER_LIST) {
 		struct mvcc_view v;
 		arena_reset(t->scratch);
@@ -234,3 +243,25 @@ void svc_complete(struct svc_thread *t, struct grpc_conn *c, struct seq_req *r)
 	}
 	svc_req_put(t, r);
 }
+
+void svc_on_call_start(struct svc_thread *t, struct grpc_conn *c, void *conn_user, uint32_t sid, int method)
+{
+	if (method == SVC_WATCH)
+		watch_stream_open(t->watch, c, conn_user, sid);
+}
+
+void svc_on_half_close(struct svc_thread *t, struct grpc_conn *c, uint32_t sid, int method)
+{
+	if (method == SVC_WATCH)
+		watch_stream_half_close(t->watch, c, sid);
+}
+
+void svc_on_call_end(struct svc_thread *t, struct grpc_conn *c, uint32_t sid, int method)
+{
+	if (method == SVC_WATCH)
+		watch_stream_close(t->watch, c, sid);
+}
+
+void svc_watch_deliver(struct svc_thread *t, struct watch_batch *b) { watch_hub_deliver(t->watch, b); }
+
+void svc_tick(struct svc_thread *t, uint64_t now_ms) { watch_hub_tick(t->watch, now_ms); }

@@ -13,6 +13,7 @@
 enum svc_method {
 	SVC_MAINT_STATUS = KV_METHODS,
 	SVC_CLUSTER_MEMBER_LIST,
+	SVC_WATCH,
 	SVC_METHODS,
 };
 
@@ -21,15 +22,26 @@ struct grpc_conn;
 struct seq_req;
 struct svc_thread;
 
-struct svc_thread *svc_thread_new(struct server *srv, int reactor_index);
+struct watch_batch;
+
+/* `dirty` tells the reactor that a connection (named by its conn_user) has output. */
+struct svc_thread *svc_thread_new(struct server *srv, int reactor_index, void (*dirty)(void *conn_user));
 void svc_thread_free(struct svc_thread *t);
 
 /* Maps a gRPC :path to a method number, or -1 (UNIMPLEMENTED). */
 int svc_route(const char *path, size_t len);
 
-/* One request message of a call on connection `c` (named conn_id for late answers). */
+/* A call's life on connection `c` (conn_id names it for late answers, conn_user for
+ * the reactor's dirty callback). */
+void svc_on_call_start(struct svc_thread *t, struct grpc_conn *c, void *conn_user, uint32_t stream_id, int method);
 void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id, uint32_t stream_id, int method,
 		    const uint8_t *msg, size_t len);
+void svc_on_half_close(struct svc_thread *t, struct grpc_conn *c, uint32_t stream_id, int method);
+void svc_on_call_end(struct svc_thread *t, struct grpc_conn *c, uint32_t stream_id, int method);
+/* A committed batch of events for this reactor's watchers (in commit order). */
+void svc_watch_deliver(struct svc_thread *t, struct watch_batch *b);
+/* Periodic work: watch catch-up and progress notifications. */
+void svc_tick(struct svc_thread *t, uint64_t now_ms);
 /* Hands this turn's write requests to the sequencer (one queue operation). */
 void svc_flush(struct svc_thread *t);
 /* A request came back from the sequencer: answer it on `c` (NULL if the connection is

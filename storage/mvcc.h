@@ -113,4 +113,25 @@ int64_t mvcc_compact_rev(const struct mvcc_store *s);
 uint64_t mvcc_keys_live(const struct mvcc_store *s);
 uint64_t mvcc_versions_total(const struct mvcc_store *s);
 
+/* ---- history (any thread, like mvcc_range) ---- */
+
+/* One change, as a watcher sees it: a put carries the new version, a delete carries the
+ * key with mod_revision set (everything else zero). `prev` is the key's version before the
+ * change, when there was a live one. */
+struct mvcc_event {
+	int type; /* 0 put, 1 delete (mvccpb.Event.EventType) */
+	struct mvcc_kv kv;
+	bool has_prev;
+	struct mvcc_kv prev;
+};
+
+typedef int (*mvcc_event_fn)(void *arg, const struct mvcc_event *ev);
+
+/* Visits every change to keys in the range (conventions above) with a revision in
+ * [from_rev, view->rev], in revision order and, within a revision, in the order the
+ * transaction made them. -MVCC_ECOMPACTED if from_rev < view->compact_rev (history is
+ * gone). Returns 0, that error, or the callback's non-zero result. */
+int mvcc_history(const struct mvcc_view *v, const uint8_t *key, size_t key_len, const uint8_t *end, size_t end_len,
+		 int64_t from_rev, mvcc_event_fn fn, void *arg);
+
 #endif

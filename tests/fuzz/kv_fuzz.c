@@ -36,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				mvcc_view_published(s, &v);
 				kv_read(m, &v, req, a, &res);
 			} else {
-				kv_write(m, s, req, a, &res);
+				kv_write(m, s, req, a, NULL, &res);
 			}
 		}
 		if (++n % 4 == 0)

@@ -66,7 +66,7 @@ static struct kv_result run(enum kv_method m, const ProtobufCMessage *msg)
 		mvcc_view_published(s, &v);
 		kv_read(m, &v, d, a, &res);
 	} else {
-		kv_write(m, s, d, a, &res);
+		kv_write(m, s, d, a, NULL, &res);
 		mvcc_publish(s);
 	}
 	return res;

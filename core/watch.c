@@ -1,0 +1,923 @@
+/* See watch.h. etcd's rules, as clients can tell them apart:
+ * - create: an empty key means "\0"; range_end "\0" means every key >= key; a non-empty
+ *   range_end <= key is "mvcc: watcher range is empty"; watch_id 0 asks for the next free
+ *   id (counting from 0); a taken id is "mvcc: duplicate watch ID provided on the
+ *   WatchStream". Failures still answer created=true, canceled=true, watch_id -1.
+ *   start_revision 0 means "from the next revision".
+ * - events: one response per revision per watcher, header.revision = that revision; a
+ *   delete event's kv carries only key and mod_revision; prev_kv is the key's version
+ *   before the change. A catch-up from history sends what it found in one response whose
+ *   header names the revision it read at.
+ * - progress: RequestProgress is answered (watch_id -1) once every watcher on the stream is
+ *   synced, and not at all on a stream without watchers; progress_notify watchers get a
+ *   notice per interval in which they received no event.
+ * - compaction: a watcher whose next revision was compacted away gets a response with
+ *   compact_revision set and canceled=true, and is removed.
+ *
+ * Ownership: a hub, its streams and watchers belong to one reactor thread. A batch is
+ * immutable once built; its reference count is the only shared state.
+ */
+#include "core/watch.h"
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "core/arena.h"
+#include "core/config.h"
+#include "core/kv.h"
+#include "core/log.h"
+#include "core/server.h"
+#include "kv.pb-c.h"
+#include "net/grpc.h"
+#include "rpc.pb-c.h"
+#include "storage/mvcc.h"
+
+/* A stream whose flow-control queue passes HIGH stops being fed live events; it is caught
+ * up from history once the queue is below LOW again. */
+#define WATCH_QUEUE_HIGH (4u * 1024 * 1024)
+#define WATCH_QUEUE_LOW (512u * 1024)
+
+static _Atomic long watch_total;
+
+bool watch_any(void) { return atomic_load(&watch_total) > 0; }
+
+/* ---------- batches ---------- */
+
+struct watch_batch {
+	_Atomic int refs;
+	int nlinks;
+	int64_t first_rev, last_rev;
+	size_t n;
+	struct mvcc_event *ev;
+	uint8_t *bytes;
+	struct watch_batch *next[]; /* per reactor, while queued */
+};
+
+struct watch_builder {
+	struct mvcc_event *ev;
+	size_t n, cap;
+	uint8_t *bytes;
+	size_t used, bcap;
+};
+
+struct watch_builder *watch_builder_new(void)
+{
+	struct watch_builder *b = calloc(1, sizeof *b);
+
+	if (!b)
+		log_fatal("watch: out of memory");
+	return b;
+}
+
+void watch_builder_free(struct watch_builder *b)
+{
+	if (!b)
+		return;
+	free(b->ev);
+	free(b->bytes);
+	free(b);
+}
+
+/* Appends bytes; returns their offset (pointers are fixed up when the batch is built). */
+static uintptr_t wb_bytes(struct watch_builder *b, const uint8_t *p, size_t len)
+{
+	uintptr_t off = b->used;
+
+	if (b->used + len > b->bcap) {
+		size_t cap = b->bcap ? b->bcap : 4096;
+		while (cap < b->used + len)
+			cap *= 2;
+		b->bytes = realloc(b->bytes, cap);
+		if (!b->bytes)
+			log_fatal("watch: out of memory");
+		b->bcap = cap;
+	}
+	if (len)
+		memcpy(b->bytes + b->used, p, len);
+	b->used += len;
+	return off;
+}
+
+static void wb_kv(struct watch_builder *b, struct mvcc_kv *dst, const struct mvcc_kv *src)
+{
+	*dst = *src;
+	dst->key = (const uint8_t *)wb_bytes(b, src->key, src->key_len);
+	dst->value = (const uint8_t *)wb_bytes(b, src->value, src->value_len);
+}
+
+static struct mvcc_event *wb_event(struct watch_builder *b)
+{
+	if (b->n == b->cap) {
+		b->cap = b->cap ? b->cap * 2 : 64;
+		b->ev = realloc(b->ev, b->cap * sizeof *b->ev);
+		if (!b->ev)
+			log_fatal("watch: out of memory");
+	}
+	struct mvcc_event *e = &b->ev[b->n++];
+	memset(e, 0, sizeof *e);
+	return e;
+}
+
+static void wb_put(void *arg, const struct mvcc_kv *kv, const struct mvcc_kv *prev)
+{
+	struct watch_builder *b = arg;
+	struct mvcc_event *e = wb_event(b);
+
+	e->type = MVCCPB__EVENT__EVENT_TYPE__PUT;
+	wb_kv(b, &e->kv, kv);
+	if (prev) {
+		e->has_prev = true;
+		wb_kv(b, &e->prev, prev);
+	}
+}
+
+static void wb_del(void *arg, const uint8_t *key, size_t key_len, int64_t rev, const struct mvcc_kv *prev)
+{
+	struct watch_builder *b = arg;
+	struct mvcc_event *e = wb_event(b);
+	struct mvcc_kv kv = {.key = key, .key_len = key_len, .mod_revision = rev};
+
+	e->type = MVCCPB__EVENT__EVENT_TYPE__DELETE;
+	wb_kv(b, &e->kv, &kv);
+	if (prev) {
+		e->has_prev = true;
+		wb_kv(b, &e->prev, prev);
+	}
+}
+
+void watch_builder_sink(struct watch_builder *b, struct kv_sink *out)
+{
+	out->put = wb_put;
+	out->del = wb_del;
+	out->arg = b;
+}
+
+void watch_builder_reset(struct watch_builder *b)
+{
+	b->n = 0;
+	b->used = 0;
+}
+
+static void wb_fix(struct mvcc_kv *kv, uint8_t *base)
+{
+	kv->key = base + (uintptr_t)kv->key;
+	kv->value = base + (uintptr_t)kv->value;
+}
+
+struct watch_batch *watch_builder_finish(struct watch_builder *b, int refs)
+{
+	struct watch_batch *wb;
+
+	if (b->n == 0)
+		return NULL;
+	wb = calloc(1, sizeof *wb + (size_t)refs * sizeof wb->next[0]);
+	if (!wb)
+		log_fatal("watch: out of memory");
+	atomic_init(&wb->refs, refs);
+	wb->nlinks = refs;
+	wb->n = b->n;
+	wb->ev = b->ev;
+	wb->bytes = b->bytes;
+	for (size_t i = 0; i < wb->n; i++) {
+		wb_fix(&wb->ev[i].kv, wb->bytes);
+		if (wb->ev[i].has_prev)
+			wb_fix(&wb->ev[i].prev, wb->bytes);
+	}
+	wb->first_rev = wb->ev[0].kv.mod_revision;
+	wb->last_rev = wb->ev[wb->n - 1].kv.mod_revision;
+	/* the builder starts over with fresh buffers: the batch owns these */
+	b->ev = NULL;
+	b->bytes = NULL;
+	b->n = b->cap = b->used = b->bcap = 0;
+	return wb;
+}
+
+struct watch_batch *watch_batch_next(struct watch_batch *b, int reactor) { return b->next[reactor]; }
+
+void watch_batch_set_next(struct watch_batch *b, int reactor, struct watch_batch *next) { b->next[reactor] = next; }
+
+void watch_batch_release(struct watch_batch *b)
+{
+	if (atomic_fetch_sub(&b->refs, 1) != 1)
+		return;
+	free(b->ev);
+	free(b->bytes);
+	free(b);
+}
+
+/* ---------- hub ---------- */
+
+struct watch_stream;
+
+struct watcher {
+	struct watch_stream *st;
+	int64_t id;
+	uint8_t *key, *end;
+	size_t klen, elen;
+	bool noput, nodelete, prev_kv, progress_notify;
+	bool synced, sent_since_progress;
+	int64_t next_rev;
+	struct watcher *inext, **iprev; /* in an exact-key bucket or the range list */
+	int pend_head, pend_tail;       /* this revision's events, chained in hub->pend */
+	bool touched;
+};
+
+struct watch_stream {
+	struct watch_stream *hnext;
+	struct grpc_conn *c;
+	void *conn_user;
+	uint32_t sid;
+	struct watcher **w; /* sorted by id */
+	size_t n, cap;
+	int64_t next_id;
+	size_t unsynced;
+	bool progress_pending;
+};
+
+struct watch_pend {
+	const struct mvcc_event *ev;
+	int next;
+};
+
+struct watch_hub {
+	struct server *srv;
+	int reactor;
+	void (*dirty)(void *conn_user);
+	struct watch_stream **sb; /* streams by (conn, sid) */
+	size_t scap, nstreams;
+	struct watcher **eb; /* exact-key watchers by key hash */
+	size_t ecap, nexact;
+	struct watcher *ranges;
+	size_t nwatchers;
+	int64_t rev; /* every batch up to here has been matched */
+	struct arena *arena;
+	struct watch_pend *pend;
+	size_t npend, cappend;
+	struct watcher **touched;
+	size_t ntouched, captouched;
+	uint8_t *pack;
+	size_t pack_cap;
+	uint64_t progress_ms, now_ms;
+};
+
+struct watch_hub *watch_hub_new(struct server *srv, int reactor, void (*dirty)(void *conn_user))
+{
+	struct watch_hub *h = calloc(1, sizeof *h);
+	struct mvcc_view v;
+
+	if (!h)
+		log_fatal("watch: out of memory");
+	h->srv = srv;
+	h->reactor = reactor;
+	h->dirty = dirty;
+	h->scap = 64;
+	h->sb = calloc(h->scap, sizeof *h->sb);
+	h->ecap = 64;
+	h->eb = calloc(h->ecap, sizeof *h->eb);
+	h->arena = arena_new(64 * 1024);
+	if (!h->sb || !h->eb)
+		log_fatal("watch: out of memory");
+	mvcc_view_published(srv->store, &v);
+	h->rev = v.rev;
+	return h;
+}
+
+static size_t watch_stream_hash(const struct grpc_conn *c, uint32_t sid, size_t cap)
+{
+	uint64_t k = (uint64_t)(uintptr_t)c * 0x9e3779b97f4a7c15ull ^ sid;
+
+	return (size_t)(XXH3_64bits(&k, sizeof k) & (cap - 1));
+}
+
+static struct watch_stream *watch_stream_find(struct watch_hub *h, const struct grpc_conn *c, uint32_t sid)
+{
+	for (struct watch_stream *s = h->sb[watch_stream_hash(c, sid, h->scap)]; s; s = s->hnext)
+		if (s->c == c && s->sid == sid)
+			return s;
+	return NULL;
+}
+
+static void watch_streams_grow(struct watch_hub *h)
+{
+	size_t ncap = h->scap * 2;
+	struct watch_stream **nb = calloc(ncap, sizeof *nb);
+
+	if (!nb)
+		log_fatal("watch: out of memory");
+	for (size_t i = 0; i < h->scap; i++) {
+		struct watch_stream *s = h->sb[i], *n;
+		for (; s; s = n) {
+			n = s->hnext;
+			size_t b = watch_stream_hash(s->c, s->sid, ncap);
+			s->hnext = nb[b];
+			nb[b] = s;
+		}
+	}
+	free(h->sb);
+	h->sb = nb;
+	h->scap = ncap;
+}
+
+static size_t watch_key_bucket(const uint8_t *k, size_t len, size_t cap)
+{
+	return (size_t)(XXH3_64bits(k, len) & (cap - 1));
+}
+
+static void watch_index_link(struct watcher **head, struct watcher *w)
+{
+	w->inext = *head;
+	if (*head)
+		(*head)->iprev = &w->inext;
+	*head = w;
+	w->iprev = head;
+}
+
+static void watch_index_unlink(struct watcher *w)
+{
+	*w->iprev = w->inext;
+	if (w->inext)
+		w->inext->iprev = w->iprev;
+}
+
+static void watch_exact_grow(struct watch_hub *h)
+{
+	size_t ncap = h->ecap * 2;
+	struct watcher **nb = calloc(ncap, sizeof *nb);
+
+	if (!nb)
+		log_fatal("watch: out of memory");
+	for (size_t i = 0; i < h->ecap; i++) {
+		struct watcher *w = h->eb[i], *n;
+		for (; w; w = n) {
+			n = w->inext;
+			watch_index_link(&nb[watch_key_bucket(w->key, w->klen, ncap)], w);
+		}
+	}
+	free(h->eb);
+	h->eb = nb;
+	h->ecap = ncap;
+}
+
+static void watch_index_add(struct watch_hub *h, struct watcher *w)
+{
+	if (w->elen == 0) {
+		if (++h->nexact > h->ecap)
+			watch_exact_grow(h);
+		watch_index_link(&h->eb[watch_key_bucket(w->key, w->klen, h->ecap)], w);
+	} else {
+		watch_index_link(&h->ranges, w);
+	}
+	h->nwatchers++;
+	atomic_fetch_add(&watch_total, 1);
+}
+
+static void watcher_free(struct watch_hub *h, struct watcher *w)
+{
+	watch_index_unlink(w);
+	if (w->elen == 0)
+		h->nexact--;
+	h->nwatchers--;
+	if (!w->synced)
+		w->st->unsynced--;
+	atomic_fetch_sub(&watch_total, 1);
+	free(w);
+}
+
+static int watch_bytes_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+	size_t n = al < bl ? al : bl;
+	int c = n ? memcmp(a, b, n) : 0;
+
+	return c ? c : (al > bl) - (al < bl);
+}
+
+static bool watcher_covers(const struct watcher *w, const uint8_t *k, size_t klen)
+{
+	if (w->elen == 0)
+		return w->klen == klen && memcmp(w->key, k, klen) == 0;
+	if (watch_bytes_cmp(k, klen, w->key, w->klen) < 0)
+		return false;
+	if (w->elen == 1 && w->end[0] == 0)
+		return true;
+	return watch_bytes_cmp(k, klen, w->end, w->elen) < 0;
+}
+
+/* ---------- responses ---------- */
+
+static Etcdserverpb__ResponseHeader *watch_header(struct watch_hub *h, int64_t rev)
+{
+	Etcdserverpb__ResponseHeader *hd = arena_alloc(h->arena, sizeof *hd);
+
+	etcdserverpb__response_header__init(hd);
+	hd->cluster_id = h->srv->ids.cluster_id;
+	hd->member_id = h->srv->ids.member_id;
+	hd->raft_term = h->srv->ids.raft_term;
+	hd->revision = rev;
+	return hd;
+}
+
+static Etcdserverpb__WatchResponse *watch_response(struct watch_hub *h, int64_t rev, int64_t id)
+{
+	Etcdserverpb__WatchResponse *r = arena_alloc(h->arena, sizeof *r);
+
+	etcdserverpb__watch_response__init(r);
+	r->header = watch_header(h, rev);
+	r->watch_id = id;
+	return r;
+}
+
+static void watch_send(struct watch_hub *h, struct watch_stream *st, Etcdserverpb__WatchResponse *r)
+{
+	size_t len = protobuf_c_message_get_packed_size(&r->base);
+
+	if (len > h->pack_cap) {
+		size_t cap = h->pack_cap ? h->pack_cap : 4096;
+		while (cap < len)
+			cap *= 2;
+		free(h->pack);
+		h->pack = malloc(cap);
+		if (!h->pack)
+			log_fatal("watch: out of memory");
+		h->pack_cap = cap;
+	}
+	protobuf_c_message_pack(&r->base, h->pack);
+	grpc_send_message(st->c, st->sid, h->pack, len);
+	h->dirty(st->conn_user);
+}
+
+static Mvccpb__KeyValue *watch_pb_kv(struct arena *a, const struct mvcc_kv *m)
+{
+	Mvccpb__KeyValue *kv = arena_alloc(a, sizeof *kv);
+
+	mvccpb__key_value__init(kv);
+	kv->key.data = (uint8_t *)m->key;
+	kv->key.len = m->key_len;
+	kv->value.data = (uint8_t *)m->value;
+	kv->value.len = m->value_len;
+	kv->create_revision = m->create_revision;
+	kv->mod_revision = m->mod_revision;
+	kv->version = m->version;
+	kv->lease = m->lease;
+	return kv;
+}
+
+static Mvccpb__Event *watch_pb_event(struct arena *a, const struct mvcc_event *e, bool with_prev)
+{
+	Mvccpb__Event *ev = arena_alloc(a, sizeof *ev);
+
+	mvccpb__event__init(ev);
+	ev->type = e->type;
+	ev->kv = watch_pb_kv(a, &e->kv);
+	if (with_prev && e->has_prev)
+		ev->prev_kv = watch_pb_kv(a, &e->prev);
+	return ev;
+}
+
+static bool watcher_wants(const struct watcher *w, const struct mvcc_event *e)
+{
+	if (e->type == MVCCPB__EVENT__EVENT_TYPE__PUT)
+		return !w->noput;
+	return !w->nodelete;
+}
+
+/* ---------- streams ---------- */
+
+static size_t watch_stream_index(const struct watch_stream *st, int64_t id, bool *found)
+{
+	size_t lo = 0, hi = st->n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (st->w[mid]->id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = lo < st->n && st->w[lo]->id == id;
+	return lo;
+}
+
+void watch_stream_open(struct watch_hub *h, struct grpc_conn *c, void *conn_user, uint32_t sid)
+{
+	struct watch_stream *st = calloc(1, sizeof *st);
+
+	if (!st)
+		log_fatal("watch: out of memory");
+	st->c = c;
+	st->conn_user = conn_user;
+	st->sid = sid;
+	if (++h->nstreams > h->scap)
+		watch_streams_grow(h);
+	size_t b = watch_stream_hash(c, sid, h->scap);
+	st->hnext = h->sb[b];
+	h->sb[b] = st;
+}
+
+void watch_stream_close(struct watch_hub *h, struct grpc_conn *c, uint32_t sid)
+{
+	struct watch_stream *st = watch_stream_find(h, c, sid);
+
+	if (!st)
+		return;
+	for (struct watch_stream **pp = &h->sb[watch_stream_hash(c, sid, h->scap)]; *pp; pp = &(*pp)->hnext)
+		if (*pp == st) {
+			*pp = st->hnext;
+			break;
+		}
+	h->nstreams--;
+	for (size_t i = 0; i < st->n; i++)
+		watcher_free(h, st->w[i]);
+	free(st->w);
+	free(st);
+}
+
+void watch_stream_half_close(struct watch_hub *h, struct grpc_conn *c, uint32_t sid)
+{
+	/* as etcd's server: the client is done sending, so the call ends (on_call_end frees) */
+	grpc_send_status(c, sid, GRPC_OK, NULL);
+}
+
+static void watch_remove(struct watch_hub *h, struct watch_stream *st, size_t i)
+{
+	struct watcher *w = st->w[i];
+
+	memmove(&st->w[i], &st->w[i + 1], (st->n - i - 1) * sizeof *st->w);
+	st->n--;
+	watcher_free(h, w);
+}
+
+static void watcher_unsync(struct watcher *w, int64_t next_rev)
+{
+	if (!w->synced)
+		return;
+	w->synced = false;
+	w->next_rev = next_rev;
+	w->st->unsynced++;
+}
+
+struct watch_collect {
+	struct watch_hub *h;
+	struct watcher *w;
+	Mvccpb__Event **ev;
+	size_t n, cap;
+};
+
+static int watch_collect_fn(void *arg, const struct mvcc_event *e)
+{
+	struct watch_collect *c = arg;
+
+	if (!watcher_wants(c->w, e))
+		return 0;
+	if (c->n == c->cap) {
+		size_t ncap = c->cap ? c->cap * 2 : 16;
+		Mvccpb__Event **n = arena_alloc(c->h->arena, ncap * sizeof *n);
+		if (c->n)
+			memcpy(n, c->ev, c->n * sizeof *n);
+		c->ev = n;
+		c->cap = ncap;
+	}
+	c->ev[c->n++] = watch_pb_event(c->h->arena, e, c->w->prev_kv);
+	return 0;
+}
+
+/* Brings an unsynced watcher up to the published revision from history. Returns false if
+ * the watcher was cancelled (its history was compacted) and removed. */
+static bool watch_catch_up(struct watch_hub *h, struct watch_stream *st, size_t idx)
+{
+	struct watcher *w = st->w[idx];
+	struct mvcc_view v;
+	struct watch_collect c = {.h = h, .w = w};
+
+	mvcc_view_published(h->srv->store, &v);
+	if (w->next_rev <= v.rev) {
+		int rc = mvcc_history(&v, w->key, w->klen, w->end, w->elen, w->next_rev, watch_collect_fn, &c);
+		if (rc == -MVCC_ECOMPACTED) {
+			Etcdserverpb__WatchResponse *r = watch_response(h, 0, w->id);
+			r->compact_revision = v.compact_rev;
+			r->canceled = 1;
+			watch_send(h, st, r);
+			watch_remove(h, st, idx);
+			return false;
+		}
+		if (c.n) {
+			Etcdserverpb__WatchResponse *r = watch_response(h, v.rev, w->id);
+			r->events = c.ev;
+			r->n_events = c.n;
+			watch_send(h, st, r);
+			w->sent_since_progress = true;
+		}
+		w->next_rev = v.rev + 1;
+	}
+	if (!w->synced) {
+		w->synced = true;
+		st->unsynced--;
+	}
+	return true;
+}
+
+static void watch_progress_if_synced(struct watch_hub *h, struct watch_stream *st)
+{
+	if (!st->progress_pending || st->unsynced)
+		return;
+	st->progress_pending = false;
+	if (st->n)
+		watch_send(h, st, watch_response(h, h->rev, -1));
+}
+
+static void watch_create(struct watch_hub *h, struct watch_stream *st, const Etcdserverpb__WatchCreateRequest *cr)
+{
+	static const uint8_t zero = 0;
+	const uint8_t *key = cr->key.len ? cr->key.data : &zero;
+	size_t klen = cr->key.len ? cr->key.len : 1;
+	const char *err = NULL;
+	struct mvcc_view v;
+	int64_t id = cr->watch_id;
+	size_t pos = 0;
+	bool found;
+
+	mvcc_view_published(h->srv->store, &v);
+	if (h->nwatchers == 0 && v.rev > h->rev)
+		h->rev = v.rev; /* nobody here could have missed a batch */
+	if (cr->range_end.len && !(cr->range_end.len == 1 && cr->range_end.data[0] == 0) &&
+	    watch_bytes_cmp(key, klen, cr->range_end.data, cr->range_end.len) >= 0) {
+		err = "mvcc: watcher range is empty";
+	} else if (id == 0) {
+		do {
+			id = st->next_id++;
+			pos = watch_stream_index(st, id, &found);
+		} while (found);
+	} else {
+		pos = watch_stream_index(st, id, &found);
+		if (found)
+			err = "mvcc: duplicate watch ID provided on the WatchStream";
+	}
+	Etcdserverpb__WatchResponse *r = watch_response(h, v.rev, err ? -1 : id);
+	r->created = 1;
+	if (err) {
+		r->canceled = 1;
+		r->cancel_reason = (char *)err;
+		watch_send(h, st, r);
+		return;
+	}
+
+	struct watcher *w = calloc(1, sizeof *w + klen + cr->range_end.len);
+	if (!w)
+		log_fatal("watch: out of memory");
+	w->st = st;
+	w->id = id;
+	w->key = (uint8_t *)(w + 1);
+	memcpy(w->key, key, klen);
+	w->klen = klen;
+	w->end = w->key + klen;
+	w->elen = cr->range_end.len;
+	if (w->elen)
+		memcpy(w->end, cr->range_end.data, w->elen);
+	for (size_t i = 0; i < cr->n_filters; i++) {
+		if (cr->filters[i] == ETCDSERVERPB__WATCH_CREATE_REQUEST__FILTER_TYPE__NOPUT)
+			w->noput = true;
+		else if (cr->filters[i] == ETCDSERVERPB__WATCH_CREATE_REQUEST__FILTER_TYPE__NODELETE)
+			w->nodelete = true;
+	}
+	w->prev_kv = cr->prev_kv;
+	w->progress_notify = cr->progress_notify;
+	w->next_rev = cr->start_revision > 0 ? cr->start_revision : v.rev + 1;
+	w->synced = true;
+	if (st->n == st->cap) {
+		st->cap = st->cap ? st->cap * 2 : 8;
+		st->w = realloc(st->w, st->cap * sizeof *st->w);
+		if (!st->w)
+			log_fatal("watch: out of memory");
+	}
+	memmove(&st->w[pos + 1], &st->w[pos], (st->n - pos) * sizeof *st->w);
+	st->w[pos] = w;
+	st->n++;
+	if (id >= st->next_id)
+		st->next_id = id + 1;
+	watch_index_add(h, w);
+	watch_send(h, st, r);
+	if (w->next_rev <= v.rev) {
+		/* history first: live batches up to v.rev are skipped by next_rev */
+		watcher_unsync(w, w->next_rev);
+		if (grpc_stream_queued_bytes(st->c, st->sid) < WATCH_QUEUE_LOW)
+			watch_catch_up(h, st, pos);
+	}
+}
+
+static void watch_cancel(struct watch_hub *h, struct watch_stream *st, int64_t id)
+{
+	bool found;
+	size_t i = watch_stream_index(st, id, &found);
+	struct mvcc_view v;
+
+	if (!found)
+		return; /* etcd answers nothing for an unknown id */
+	watch_remove(h, st, i);
+	mvcc_view_published(h->srv->store, &v);
+	Etcdserverpb__WatchResponse *r = watch_response(h, v.rev, id);
+	r->canceled = 1;
+	watch_send(h, st, r);
+	watch_progress_if_synced(h, st);
+}
+
+void watch_stream_message(struct watch_hub *h, struct grpc_conn *c, uint32_t sid, const uint8_t *msg, size_t len)
+{
+	struct watch_stream *st = watch_stream_find(h, c, sid);
+	ProtobufCAllocator al;
+	Etcdserverpb__WatchRequest *req;
+
+	if (!st)
+		return;
+	arena_reset(h->arena);
+	arena_pb_allocator(h->arena, &al);
+	req = etcdserverpb__watch_request__unpack(&al, len, msg);
+	if (!req) {
+		grpc_send_status(c, sid, GRPC_INTERNAL, "grpc: error unmarshalling request");
+		return;
+	}
+	switch (req->request_union_case) {
+	case ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST:
+		watch_create(h, st, req->create_request);
+		break;
+	case ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CANCEL_REQUEST:
+		watch_cancel(h, st, req->cancel_request->watch_id);
+		break;
+	case ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_PROGRESS_REQUEST:
+		st->progress_pending = true;
+		watch_progress_if_synced(h, st);
+		break;
+	default:
+		break;
+	}
+}
+
+/* ---------- live delivery ---------- */
+
+static void watch_pend_add(struct watch_hub *h, struct watcher *w, const struct mvcc_event *e)
+{
+	if (h->npend == h->cappend) {
+		h->cappend = h->cappend ? h->cappend * 2 : 256;
+		h->pend = realloc(h->pend, h->cappend * sizeof *h->pend);
+		if (!h->pend)
+			log_fatal("watch: out of memory");
+	}
+	int i = (int)h->npend++;
+	h->pend[i].ev = e;
+	h->pend[i].next = -1;
+	if (!w->touched) {
+		w->touched = true;
+		w->pend_head = w->pend_tail = i;
+		if (h->ntouched == h->captouched) {
+			h->captouched = h->captouched ? h->captouched * 2 : 64;
+			h->touched = realloc(h->touched, h->captouched * sizeof *h->touched);
+			if (!h->touched)
+				log_fatal("watch: out of memory");
+		}
+		h->touched[h->ntouched++] = w;
+	} else {
+		h->pend[w->pend_tail].next = i;
+		w->pend_tail = i;
+	}
+}
+
+static void watch_match(struct watch_hub *h, const struct mvcc_event *e)
+{
+	struct watcher *w;
+
+	for (w = h->eb[watch_key_bucket(e->kv.key, e->kv.key_len, h->ecap)]; w; w = w->inext)
+		if (w->synced && e->kv.mod_revision >= w->next_rev && watcher_covers(w, e->kv.key, e->kv.key_len) &&
+		    watcher_wants(w, e))
+			watch_pend_add(h, w, e);
+	for (w = h->ranges; w; w = w->inext)
+		if (w->synced && e->kv.mod_revision >= w->next_rev && watcher_covers(w, e->kv.key, e->kv.key_len) &&
+		    watcher_wants(w, e))
+			watch_pend_add(h, w, e);
+}
+
+/* Sends one response per touched watcher for revision `rev`. */
+static void watch_flush_rev(struct watch_hub *h, int64_t rev)
+{
+	for (size_t t = 0; t < h->ntouched; t++) {
+		struct watcher *w = h->touched[t];
+		size_t n = 0;
+
+		for (int i = w->pend_head; i >= 0; i = h->pend[i].next)
+			n++;
+		Etcdserverpb__WatchResponse *r = watch_response(h, rev, w->id);
+		r->events = arena_alloc(h->arena, n * sizeof *r->events);
+		r->n_events = 0;
+		for (int i = w->pend_head; i >= 0; i = h->pend[i].next)
+			r->events[r->n_events++] = watch_pb_event(h->arena, h->pend[i].ev, w->prev_kv);
+		watch_send(h, w->st, r);
+		w->touched = false;
+		w->next_rev = rev + 1;
+		w->sent_since_progress = true;
+		arena_reset(h->arena);
+	}
+	h->ntouched = 0;
+	h->npend = 0;
+}
+
+/* After a batch: streams over their queue limit stop taking live events. */
+static void watch_check_backlog(struct watch_hub *h)
+{
+	for (size_t i = 0; i < h->scap; i++)
+		for (struct watch_stream *st = h->sb[i]; st; st = st->hnext) {
+			if (st->n == st->unsynced)
+				continue;
+			if (grpc_stream_queued_bytes(st->c, st->sid) <= WATCH_QUEUE_HIGH)
+				continue;
+			for (size_t k = 0; k < st->n; k++)
+				watcher_unsync(st->w[k], h->rev + 1);
+		}
+}
+
+void watch_hub_deliver(struct watch_hub *h, struct watch_batch *b)
+{
+	if (h->nwatchers && b->last_rev > h->rev) {
+		if (b->first_rev > h->rev + 1) {
+			/* batches were not captured while nobody watched: catch up from history */
+			for (size_t i = 0; i < h->scap; i++)
+				for (struct watch_stream *st = h->sb[i]; st; st = st->hnext)
+					for (size_t k = 0; k < st->n; k++)
+						watcher_unsync(st->w[k], h->rev + 1);
+		}
+		size_t i = 0;
+		while (i < b->n) {
+			int64_t rev = b->ev[i].kv.mod_revision;
+			for (; i < b->n && b->ev[i].kv.mod_revision == rev; i++)
+				watch_match(h, &b->ev[i]);
+			if (h->ntouched)
+				watch_flush_rev(h, rev);
+		}
+		h->rev = b->last_rev;
+		watch_check_backlog(h);
+	} else if (b->last_rev > h->rev) {
+		h->rev = b->last_rev;
+	}
+	watch_batch_release(b);
+}
+
+void watch_hub_tick(struct watch_hub *h, uint64_t now_ms)
+{
+	uint64_t interval = h->srv->cfg->watch_progress_notify_interval_ms;
+	bool notify = interval && now_ms - h->progress_ms >= interval;
+
+	h->now_ms = now_ms;
+	if (h->progress_ms == 0) {
+		h->progress_ms = now_ms; /* the first interval starts now */
+		notify = false;
+	}
+	if (notify)
+		h->progress_ms = now_ms;
+	if (!h->nwatchers)
+		return;
+	for (size_t i = 0; i < h->scap; i++)
+		for (struct watch_stream *st = h->sb[i], *next; st; st = next) {
+			next = st->hnext;
+			for (size_t k = 0; st->unsynced && k < st->n;) {
+				if (grpc_stream_queued_bytes(st->c, st->sid) >= WATCH_QUEUE_LOW)
+					break;
+				if (!st->w[k]->synced && !watch_catch_up(h, st, k))
+					continue; /* removed: the same index holds the next watcher */
+				k++;
+			}
+			watch_progress_if_synced(h, st);
+			if (!notify)
+				continue;
+			for (size_t k = 0; k < st->n; k++) {
+				struct watcher *w = st->w[k];
+				if (w->progress_notify && w->synced && !w->sent_since_progress)
+					watch_send(h, st, watch_response(h, h->rev, w->id));
+				w->sent_since_progress = false;
+			}
+			arena_reset(h->arena);
+		}
+}
+
+void watch_hub_free(struct watch_hub *h)
+{
+	if (!h)
+		return;
+	for (size_t i = 0; i < h->scap; i++) {
+		struct watch_stream *st = h->sb[i], *n;
+		for (; st; st = n) {
+			n = st->hnext;
+			for (size_t k = 0; k < st->n; k++) {
+				atomic_fetch_sub(&watch_total, 1);
+				free(st->w[k]);
+			}
+			free(st->w);
+			free(st);
+		}
+	}
+	free(h->sb);
+	free(h->eb);
+	free(h->pend);
+	free(h->touched);
+	free(h->pack);
+	arena_free(h->arena);
+	free(h);
+}

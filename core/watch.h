@@ -1,0 +1,60 @@
+/* Watch: every committed batch becomes one immutable, reference-counted list of events
+ * that the sequencer hands to every reactor; each reactor matches it against its own
+ * watchers (its "hub") and writes the responses on their streams. No lock is shared
+ * between the writer and the watchers.
+ *
+ * A watcher is synced (fed from batches as they arrive) or unsynced (its stream could not
+ * take more, or it started in the past): unsynced watchers are caught up from the store's
+ * history in the reactor's tick, and cancelled with compact_revision if that history has
+ * been compacted meanwhile, as etcd does. Memory per stream is bounded by the stream's
+ * flow-control queue limit; a slow consumer never delays the writer or other streams. */
+#ifndef UETCD_CORE_WATCH_H
+#define UETCD_CORE_WATCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct server;
+struct grpc_conn;
+struct kv_sink;
+struct watch_batch;
+struct watch_builder;
+struct watch_hub;
+
+/* ---- sequencer side ---- */
+
+struct watch_builder *watch_builder_new(void);
+void watch_builder_free(struct watch_builder *b);
+/* A kv_sink that records every change into the builder. */
+void watch_builder_sink(struct watch_builder *b, struct kv_sink *out);
+/* Takes the recorded events as a batch with `refs` references (one per reactor), or NULL
+ * when nothing was recorded. The builder is empty afterwards either way. */
+struct watch_batch *watch_builder_finish(struct watch_builder *b, int refs);
+/* Drops whatever was recorded. */
+void watch_builder_reset(struct watch_builder *b);
+/* True while any reactor has a watcher: only then are batches delivered. */
+bool watch_any(void);
+
+/* Chaining batches on their way to a reactor (one link per reactor inside the batch). */
+struct watch_batch *watch_batch_next(struct watch_batch *b, int reactor);
+void watch_batch_set_next(struct watch_batch *b, int reactor, struct watch_batch *next);
+void watch_batch_release(struct watch_batch *b);
+
+/* ---- reactor side ---- */
+
+/* `dirty` tells the reactor a connection has output; conn_user names it. */
+struct watch_hub *watch_hub_new(struct server *srv, int reactor, void (*dirty)(void *conn_user));
+void watch_hub_free(struct watch_hub *h);
+/* Matches one batch (in commit order) against the hub's watchers and releases it. */
+void watch_hub_deliver(struct watch_hub *h, struct watch_batch *b);
+/* Catch-up of unsynced watchers, pending progress requests, periodic progress notices. */
+void watch_hub_tick(struct watch_hub *h, uint64_t now_ms);
+
+/* The Watch call's life on one stream. */
+void watch_stream_open(struct watch_hub *h, struct grpc_conn *c, void *conn_user, uint32_t sid);
+void watch_stream_message(struct watch_hub *h, struct grpc_conn *c, uint32_t sid, const uint8_t *msg, size_t len);
+void watch_stream_half_close(struct watch_hub *h, struct grpc_conn *c, uint32_t sid);
+void watch_stream_close(struct watch_hub *h, struct grpc_conn *c, uint32_t sid);
+
+#endif
