@@ -1019,6 +1019,8 @@ void kv_write(enum kv_method method, struct mvcc_store *s, const struct Protobuf
 			err = kv_mvcc_error(rc);
 			break;
 		}
+		if (sink && sink->compact)
+			sink->compact(sink->arg, mvcc_rev(s), c->revision);
 		CompactionResponse *r = arena_alloc(a, sizeof *r);
 		etcdserverpb__compaction_response__init(r);
 		r->header = kv_header_new(a, mvcc_rev(s));

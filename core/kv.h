@@ -57,6 +57,8 @@ void kv_read(enum kv_method method, const struct mvcc_view *v, const struct Prot
 struct kv_sink {
 	void (*put)(void *arg, const struct mvcc_kv *kv, const struct mvcc_kv *prev);
 	void (*del)(void *arg, const uint8_t *key, size_t key_len, int64_t rev, const struct mvcc_kv *prev);
+	/* a compaction to compact_rev, done when the store was at rev (may be NULL) */
+	void (*compact)(void *arg, int64_t rev, int64_t compact_rev);
 	void *arg;
 };
 

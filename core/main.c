@@ -18,6 +18,8 @@
 #include "core/server.h"
 #include "storage/meta.h"
 #include "storage/mvcc.h"
+#include "storage/recover.h"
+#include "storage/wal.h"
 #include "tls/tls.h"
 
 #define GRPC_OVERHEAD_BYTES (512 * 1024) /* etcd's slack above --max-request-bytes */
@@ -122,8 +124,17 @@ int main(int argc, char **argv, char **envp)
 	srv.tls_ctx = main_tls_ctx(&cfg);
 	srv.qsbr = qsbr_new(srv.nreactors);
 	srv.store = mvcc_store_new(srv.qsbr);
+	{
+		struct wal_options wo = {.no_fsync = cfg.unsafe_no_fsync};
+		char err[1024];
+		rc = recover_open(cfg.data_dir, &wo, srv.store, &srv.wal, err, sizeof err);
+		if (rc < 0)
+			log_fatal("cannot recover %s: %s", cfg.data_dir, err[0] ? err : strerror(-rc));
+		if (cfg.unsafe_no_fsync)
+			log_warn("--unsafe-no-fsync: acknowledged writes may be lost on power failure");
+	}
 	struct seq_deliver deliver = {.requests = main_deliver, .events = main_deliver_events, .arg = &srv};
-	srv.seq = seq_new(srv.store, &srv.ids, srv.nreactors, &deliver);
+	srv.seq = seq_new(srv.store, srv.wal, &srv.ids, srv.nreactors, &deliver);
 	srv.reactors = calloc((size_t)srv.nreactors, sizeof *srv.reactors);
 	if (!srv.reactors)
 		log_fatal("out of memory");
@@ -159,5 +170,7 @@ int main(int argc, char **argv, char **envp)
 	for (int i = 0; i < srv.nreactors; i++)
 		reactor_stop(srv.reactors[i]);
 	seq_stop(srv.seq);
+	if ((rc = wal_close(srv.wal)) < 0)
+		log_error("closing the log: %s", strerror(-rc));
 	return 0;
 }

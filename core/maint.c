@@ -11,6 +11,7 @@
 #include "core/server.h"
 #include "rpc.pb-c.h"
 #include "storage/mvcc.h"
+#include "storage/wal.h"
 
 #define QUOTA_DEFAULT_BYTES (2LL * 1024 * 1024 * 1024)
 
@@ -39,10 +40,10 @@ struct ProtobufCMessage *maint_status(const struct server *srv, const struct mvc
 	r->storageversion = (char *)UETCD_ETCD_API_VERSION;
 	r->leader = srv->ids.member_id;
 	r->raftterm = srv->ids.raft_term;
-	/* one raft entry per applied write batch member, after etcd's start-up entries */
-	r->raftindex = r->raftappliedindex = 4 + seq_applied(srv->seq);
-	r->dbsize = 0;      /* the log issue reports real bytes */
-	r->dbsizeinuse = 0;
+	/* grows with every change and survives restarts (a fresh etcd reports 4 at revision 1) */
+	r->raftindex = r->raftappliedindex = (uint64_t)v->rev + 3;
+	r->dbsize = srv->wal ? (int64_t)wal_size_bytes(srv->wal) : 0;
+	r->dbsizeinuse = r->dbsize; /* until segments are reclaimed, every byte is in use */
 	r->dbsizequota = srv->cfg->quota_backend_bytes > 0 ? srv->cfg->quota_backend_bytes : QUOTA_DEFAULT_BYTES;
 	r->downgradeinfo = d;
 	return &r->base;

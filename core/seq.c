@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "core/watch.h"
 #include "storage/mvcc.h"
+#include "storage/wal.h"
 
 struct seq {
 	_Alignas(64) _Atomic(struct seq_req *) head;
@@ -31,13 +32,63 @@ struct seq {
 	int reactors;
 	struct seq_deliver deliver;
 	struct watch_builder *events;
-	struct kv_sink sink;
+	struct kv_sink watch_sink; /* the builder's */
+	struct kv_sink sink;       /* ours: log record, then watchers */
+	bool watching;
+	struct wal *wal;
+	struct wal_batch_enc enc;
 	struct seq_req **out_first, **out_last; /* per reactor, one batch */
 	_Atomic uint64_t batches;
 	_Atomic uint64_t applied;
 };
 
-struct seq *seq_new(struct mvcc_store *store, const struct kv_header_ids *ids, int reactors,
+#define SEQ_ENC_INITIAL (64 * 1024)
+#define SEQ_ENC_KEEP (16 * 1024 * 1024) /* a larger encode buffer is released after its batch */
+
+/* Grows the record buffer so that a change of `bytes` key+value always fits. */
+static void seq_enc_reserve(struct seq *s, size_t bytes)
+{
+	size_t need = s->enc.len + bytes + WAL_BATCH_CHANGE_OVERHEAD, cap = s->enc.cap;
+
+	if (need <= cap)
+		return;
+	while (cap < need)
+		cap *= 2;
+	s->enc.buf = realloc(s->enc.buf, cap);
+	if (!s->enc.buf)
+		log_fatal("seq: out of memory for a log record of %zu bytes", cap);
+	s->enc.cap = cap;
+}
+
+static void seq_sink_put(void *arg, const struct mvcc_kv *kv, const struct mvcc_kv *prev)
+{
+	struct seq *s = arg;
+
+	seq_enc_reserve(s, kv->key_len + kv->value_len);
+	wal_batch_put(&s->enc, kv->mod_revision, kv->key, kv->key_len, kv->value, kv->value_len, kv->lease);
+	if (s->watching)
+		s->watch_sink.put(s->watch_sink.arg, kv, prev);
+}
+
+static void seq_sink_del(void *arg, const uint8_t *key, size_t key_len, int64_t rev, const struct mvcc_kv *prev)
+{
+	struct seq *s = arg;
+
+	seq_enc_reserve(s, key_len);
+	wal_batch_delete(&s->enc, rev, key, key_len);
+	if (s->watching)
+		s->watch_sink.del(s->watch_sink.arg, key, key_len, rev, prev);
+}
+
+static void seq_sink_compact(void *arg, int64_t rev, int64_t compact_rev)
+{
+	struct seq *s = arg;
+
+	seq_enc_reserve(s, 0);
+	wal_batch_compact(&s->enc, rev, compact_rev);
+}
+
+struct seq *seq_new(struct mvcc_store *store, struct wal *wal, const struct kv_header_ids *ids, int reactors,
 		    const struct seq_deliver *deliver)
 {
 	struct seq *s = aligned_alloc(64, (sizeof *s + 63) & ~(size_t)63);
@@ -58,7 +109,13 @@ struct seq *seq_new(struct mvcc_store *store, const struct kv_header_ids *ids, i
 	s->reactors = reactors;
 	s->deliver = *deliver;
 	s->events = watch_builder_new();
-	watch_builder_sink(s->events, &s->sink);
+	watch_builder_sink(s->events, &s->watch_sink);
+	s->sink = (struct kv_sink){.put = seq_sink_put, .del = seq_sink_del, .compact = seq_sink_compact, .arg = s};
+	s->wal = wal;
+	s->enc.cap = SEQ_ENC_INITIAL;
+	s->enc.buf = malloc(s->enc.cap);
+	if (!s->enc.buf)
+		log_fatal("seq: out of memory");
 	s->out_first = calloc((size_t)reactors, sizeof *s->out_first);
 	s->out_last = calloc((size_t)reactors, sizeof *s->out_last);
 	if (!s->out_first || !s->out_last)
@@ -130,13 +187,35 @@ static void seq_run_batch(struct seq *s, struct seq_req *batch)
 	struct seq_req *next;
 
 	uint64_t n = 0;
-	/* Events are captured only while someone watches; a watcher that appears during the
-	 * batch sees its revisions through history (the hubs catch up across a gap). */
-	const struct kv_sink *sink = watch_any() ? &s->sink : NULL;
+	int64_t last_rev;
+	ssize_t len;
 
+	/* Watch events are captured only while someone watches; a watcher that appears during
+	 * the batch sees its revisions through history (the hubs catch up across a gap). */
+	s->watching = watch_any();
+	wal_batch_begin(&s->enc, s->enc.buf, s->enc.cap, mvcc_rev(s->store));
 	for (struct seq_req *r = batch; r; r = r->next, n++)
-		seq_apply(s, r, sink);
-	/* Durability point: the batch's log record and its fdatasync go here (log issue). */
+		seq_apply(s, r, &s->sink);
+	/* Durability point: one record and one fdatasync for the whole batch, before anyone
+	 * can see it or hear back. A failure here is fatal: never acknowledged, never retried. */
+	len = wal_batch_end(&s->enc, &last_rev);
+	if (len < 0)
+		log_fatal("seq: encoding the batch's log record: %s", strerror((int)-len));
+	if (s->enc.count && s->wal) {
+		struct iovec iov = {.iov_base = s->enc.buf, .iov_len = (size_t)len};
+		int rc = wal_append(s->wal, WAL_REC_BATCH, last_rev, &iov, 1);
+		if (rc == 0)
+			rc = wal_commit(s->wal);
+		if (rc < 0)
+			log_fatal("log write failed, exiting without acknowledging the batch: %s", strerror(-rc));
+	}
+	if (s->enc.cap > SEQ_ENC_KEEP) {
+		free(s->enc.buf);
+		s->enc.cap = SEQ_ENC_INITIAL;
+		s->enc.buf = malloc(s->enc.cap);
+		if (!s->enc.buf)
+			log_fatal("seq: out of memory");
+	}
 	mvcc_publish(s->store);
 	atomic_fetch_add_explicit(&s->batches, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&s->applied, n, memory_order_relaxed);
@@ -155,7 +234,7 @@ static void seq_run_batch(struct seq *s, struct seq_req *batch)
 		s->deliver.requests(s->deliver.arg, i, s->out_first[i]);
 		s->out_first[i] = s->out_last[i] = NULL;
 	}
-	struct watch_batch *wb = watch_builder_finish(s->events, s->reactors);
+	struct watch_batch *wb = s->watching ? watch_builder_finish(s->events, s->reactors) : NULL;
 	if (wb)
 		for (int i = 0; i < s->reactors; i++)
 			s->deliver.events(s->deliver.arg, i, wb);
@@ -214,6 +293,7 @@ void seq_free(struct seq *s)
 	free(s->out_first);
 	free(s->out_last);
 	watch_builder_free(s->events);
+	free(s->enc.buf);
 	free(s);
 }
 

@@ -47,7 +47,11 @@ struct seq_deliver {
 	void *arg;
 };
 
-struct seq *seq_new(struct mvcc_store *store, const struct kv_header_ids *ids, int reactors,
+struct wal;
+
+/* `wal` (may be NULL: nothing is logged) receives one record per batch and is committed
+ * before the batch is published. */
+struct seq *seq_new(struct mvcc_store *store, struct wal *wal, const struct kv_header_ids *ids, int reactors,
 		    const struct seq_deliver *deliver);
 int seq_start(struct seq *s);
 /* Stops the thread after the batch in progress; requests still queued are not applied. */

@@ -15,12 +15,14 @@ struct mvcc_store;
 struct seq;
 struct reactor;
 struct tls_ctx;
+struct wal;
 
 struct server {
 	const struct config *cfg;
 	struct qsbr *qsbr;
 	struct mvcc_store *store;
 	struct seq *seq;
+	struct wal *wal;
 	struct kv_header_ids ids;
 	struct kv_limits limits;
 	struct grpc_conn_config grpc;

@@ -152,6 +152,7 @@ void watch_builder_sink(struct watch_builder *b, struct kv_sink *out)
 {
 	out->put = wb_put;
 	out->del = wb_del;
+	out->compact = NULL;
 	out->arg = b;
 }
 
