@@ -695,9 +695,7 @@ static void watch_create(struct watch_hub *h, struct watch_stream *st, const Etc
 	memmove(&st->w[pos + 1], &st->w[pos], (st->n - pos) * sizeof *st->w);
 	st->w[pos] = w;
 	st->n++;
-	if (id >= st->next_id)
-		st->next_id = id + 1;
-	watch_index_add(h, w);
+	watch_index_add(h, w); /* explicit ids leave next_id alone, as etcd */
 	watch_send(h, st, r);
 	if (w->next_rev <= v.rev) {
 		/* history first: live batches up to v.rev are skipped by next_rev */
