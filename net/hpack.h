@@ -27,7 +27,10 @@ enum {
 
 struct hpack_decoder;
 
-/* The table size we advertise in SETTINGS_HEADER_TABLE_SIZE (4096 is HTTP/2's default). */
+/* The table size we advertise in SETTINGS_HEADER_TABLE_SIZE (4096 is HTTP/2's default).
+ * All table memory is allocated here (about 1.4 * table_size_max + 4 KiB of scratch).
+ * Returns NULL when out of memory or when table_size_max exceeds 16 MiB. A dynamic table
+ * size update from the peer above table_size_max is a compression error. */
 struct hpack_decoder *hpack_decoder_new(uint32_t table_size_max);
 void hpack_decoder_free(struct hpack_decoder *d);
 
@@ -38,7 +41,12 @@ typedef int (*hpack_field_fn)(void *arg, const uint8_t *name, size_t name_len, c
 			      size_t value_len);
 
 /* Decodes one complete header block (HEADERS plus any CONTINUATION payloads, joined).
- * Returns 0, -HPACK_ECOMPRESSION, -HPACK_ETOOLARGE, or the callback's non-zero result. */
+ * Returns 0, -HPACK_ECOMPRESSION, -HPACK_ETOOLARGE, or the callback's non-zero result.
+ * On -HPACK_ETOOLARGE the fields that fitted were delivered and the rest were not, but
+ * the whole block was decoded and the decoder stays usable. A single name or value longer
+ * than header_list_max is therefore TOOLARGE, not COMPRESSION (it is valid HPACK).
+ * Decoding allocates nothing once the scratch space has grown to the largest field seen
+ * (bounded by a small multiple of max(header_list_max, table_size_max)); fn may be NULL. */
 int hpack_decode_block(struct hpack_decoder *d, const uint8_t *block, size_t len, size_t header_list_max,
 		       hpack_field_fn fn, void *arg);
 
@@ -47,19 +55,26 @@ enum {
 	HPACK_NEVER_INDEX = 1, /* literal never indexed (for secrets such as tokens) */
 };
 
-/* Appends one field to out[0..cap). Uses a static-table index for a full match, the
- * static name index where only the name matches, Huffman where it is shorter.
- * Returns bytes written or -HPACK_ENOSPC (nothing written). */
+/* Appends one field to out[0..cap). Uses a static-table index for a full match (even
+ * with HPACK_NEVER_INDEX: a static value is no secret), else a literal without indexing
+ * (never indexed with HPACK_NEVER_INDEX) naming the static entry where only the name
+ * matches, else a literal with a new name; strings are Huffman-coded where strictly
+ * shorter. Returns bytes written or -HPACK_ENOSPC (nothing counts as written, though
+ * out[0..cap) may have been overwritten). */
 ssize_t hpack_encode_field(uint8_t *out, size_t cap, const char *name, size_t name_len, const char *value,
 			   size_t value_len, int flags);
 
 /* Integer and string primitives (RFC 7541 5.1, 5.2), exposed for tests and for callers
- * that encode header blocks by hand. decode returns bytes consumed, 0 if more bytes are
- * needed, or -HPACK_ECOMPRESSION on overflow (values above 2^32-1 are refused). */
+ * that encode header blocks by hand. prefix_bits is 1..8; encode keeps the bits of
+ * first_byte_flags above the prefix. decode returns bytes consumed, 0 if more bytes are
+ * needed, or -HPACK_ECOMPRESSION on overflow (values above 2^32-1, or more than 5
+ * continuation octets, are refused). */
 ssize_t hpack_encode_int(uint8_t *out, size_t cap, uint8_t first_byte_flags, int prefix_bits, uint64_t value);
 ssize_t hpack_decode_int(const uint8_t *in, size_t len, int prefix_bits, uint32_t *value);
-/* Huffman: encoded length of src, encode into out (returns bytes or -HPACK_ENOSPC), and
- * decode (returns bytes written or -HPACK_ECOMPRESSION for bad padding/EOS/overflow). */
+/* Huffman: encoded length of src, encode into out (returns bytes or -HPACK_ENOSPC,
+ * nothing written), and decode (returns bytes written or -HPACK_ECOMPRESSION for EOS in
+ * the string, padding longer than 7 bits or not all ones, or a result longer than cap;
+ * len * 8 / 5 is always enough; out may be NULL to validate and count only). */
 size_t hpack_huffman_encoded_len(const uint8_t *src, size_t len);
 ssize_t hpack_huffman_encode(uint8_t *out, size_t cap, const uint8_t *src, size_t len);
 ssize_t hpack_huffman_decode(uint8_t *out, size_t cap, const uint8_t *src, size_t len);
