@@ -709,10 +709,11 @@ static void kv_compare_path(const struct mvcc_view *v, const TxnRequest *t, stru
 			kv_compare_path(v, ops[i]->request_txn, a, p);
 }
 
-typedef int (*kv_op_check_fn)(const struct mvcc_view *v, const RequestOp *op, const struct kv_error **err);
+typedef int (*kv_op_check_fn)(const struct mvcc_view *v, const RequestOp *op, const struct kv_sink *sink,
+			      const struct kv_error **err);
 
 static int kv_check_path(const struct mvcc_view *v, const TxnRequest *t, const struct kv_path *p, size_t *pi,
-			 kv_op_check_fn f, const struct kv_error **err)
+			 kv_op_check_fn f, const struct kv_sink *sink, const struct kv_error **err)
 {
 	bool ok = p->taken[(*pi)++];
 	RequestOp **ops = ok ? t->success : t->failure;
@@ -720,22 +721,22 @@ static int kv_check_path(const struct mvcc_view *v, const TxnRequest *t, const s
 
 	for (size_t i = 0; i < n; i++) {
 		if (ops[i]->request_case == ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN) {
-			if (kv_check_path(v, ops[i]->request_txn, p, pi, f, err))
+			if (kv_check_path(v, ops[i]->request_txn, p, pi, f, sink, err))
 				return -1;
-		} else if (f(v, ops[i], err)) {
+		} else if (f(v, ops[i], sink, err)) {
 			return -1;
 		}
 	}
 	return 0;
 }
 
-static int kv_lease_exists(int64_t lease)
+static bool kv_lease_exists(const struct kv_sink *sink, int64_t lease)
 {
-	/* Leases arrive with the Lease service; until then no lease id exists. */
-	return lease == 0;
+	return lease == 0 || (sink && sink->lease_exists && sink->lease_exists(sink->arg, lease));
 }
 
-static int kv_check_put_op(const struct mvcc_view *v, const RequestOp *op, const struct kv_error **err)
+static int kv_check_put_op(const struct mvcc_view *v, const RequestOp *op, const struct kv_sink *sink,
+			   const struct kv_error **err)
 {
 	if (op->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT)
 		return 0;
@@ -747,14 +748,15 @@ static int kv_check_put_op(const struct mvcc_view *v, const RequestOp *op, const
 			return -1;
 		}
 	}
-	if (!kv_lease_exists(p->lease)) {
+	if (!kv_lease_exists(sink, p->lease)) {
 		*err = &err_lease_not_found;
 		return -1;
 	}
 	return 0;
 }
 
-static int kv_check_range_op(const struct mvcc_view *v, const RequestOp *op, const struct kv_error **err)
+static int kv_check_range_op(const struct mvcc_view *v, const RequestOp *op, const struct kv_sink *sink,
+			     const struct kv_error **err)
 {
 	if (op->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE)
 		return 0;
@@ -933,11 +935,13 @@ static TxnResponse *kv_txn(const struct mvcc_view *v, struct kv_wctx *w, const T
 	struct kv_path path = {0};
 	size_t pi = 0;
 
+	const struct kv_sink *sink = w ? w->sink : NULL;
+
 	kv_compare_path(v, t, a, &path);
-	if (kv_check_path(v, t, &path, &pi, kv_check_put_op, err))
+	if (kv_check_path(v, t, &path, &pi, kv_check_put_op, sink, err))
 		return NULL;
 	pi = 0;
-	if (kv_check_path(v, t, &path, &pi, kv_check_range_op, err))
+	if (kv_check_path(v, t, &path, &pi, kv_check_range_op, sink, err))
 		return NULL;
 	pi = 0;
 	return kv_txn_exec(v, w, t, &path, &pi, a);
@@ -976,7 +980,7 @@ void kv_write(enum kv_method method, struct mvcc_store *s, const struct Protobuf
 	switch (method) {
 	case KV_PUT: {
 		const PutRequest *p = (const PutRequest *)req;
-		if (!kv_lease_exists(p->lease)) {
+		if (!kv_lease_exists(sink, p->lease)) {
 			err = &err_lease_not_found;
 			break;
 		}
@@ -1038,6 +1042,18 @@ void kv_write(enum kv_method method, struct mvcc_store *s, const struct Protobuf
 	}
 	if (!res->resp)
 		kv_set_error(res, err);
+}
+
+int64_t kv_delete_keys(struct mvcc_store *s, const uint8_t *const *keys, const size_t *lens, size_t n,
+		       const struct kv_sink *sink)
+{
+	struct kv_wctx w = {.s = s, .sink = sink, .rev = mvcc_rev(s) + 1};
+	struct kv_del_walk dw = {.w = &w};
+
+	mvcc_txn_begin(s);
+	for (size_t i = 0; i < n; i++)
+		mvcc_delete_range(s, keys[i], lens[i], NULL, 0, kv_del_fn, &dw);
+	return mvcc_txn_end(s);
 }
 
 void kv_fill_header(struct ProtobufCMessage *resp, enum kv_method method, const struct kv_header_ids *ids)

@@ -10,6 +10,8 @@
 #ifndef UETCD_CORE_KV_H
 #define UETCD_CORE_KV_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "net/grpc.h"
@@ -59,6 +61,11 @@ struct kv_sink {
 	void (*del)(void *arg, const uint8_t *key, size_t key_len, int64_t rev, const struct mvcc_kv *prev);
 	/* a compaction to compact_rev, done when the store was at rev (may be NULL) */
 	void (*compact)(void *arg, int64_t rev, int64_t compact_rev);
+	/* whether a lease id exists (NULL: none does) */
+	bool (*lease_exists)(void *arg, int64_t id);
+	/* lease grants and revocations, for the log (may be NULL); rev is the store's */
+	void (*lease_grant)(void *arg, int64_t rev, int64_t id, int64_t ttl);
+	void (*lease_revoke)(void *arg, int64_t rev, int64_t id);
 	void *arg;
 };
 
@@ -66,6 +73,10 @@ struct kv_sink {
  * its changes to `sink` (may be NULL). */
 void kv_write(enum kv_method method, struct mvcc_store *s, const struct ProtobufCMessage *req, struct arena *a,
 	      const struct kv_sink *sink, struct kv_result *res);
+/* Deletes the given keys (each must exist) in one write transaction, reporting to sink;
+ * returns the revision after it. For lease revocation. */
+int64_t kv_delete_keys(struct mvcc_store *s, const uint8_t *const *keys, const size_t *lens, size_t n,
+		       const struct kv_sink *sink);
 /* Fills the top-level response header's cluster, member and term (revision is set by
  * kv_read / kv_write). */
 void kv_fill_header(struct ProtobufCMessage *resp, enum kv_method method, const struct kv_header_ids *ids);

@@ -8,9 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/config.h"
+#include "core/lease.h"
 #include "core/log.h"
 #include "core/qsbr.h"
 #include "core/reactor.h"
@@ -65,6 +67,40 @@ static struct tls_ctx *main_tls_ctx(const struct config *cfg)
 	if (!ctx)
 		log_fatal("cannot set up TLS: %s", err);
 	return ctx;
+}
+
+struct main_recover {
+	struct lease_table *leases;
+	uint64_t now_ms;
+};
+
+static void main_lease_grant(void *arg, int64_t id, int64_t ttl)
+{
+	struct main_recover *m = arg;
+
+	lease_grant(m->leases, id, ttl, m->now_ms); /* a restart starts every TTL anew, as etcd */
+}
+
+static void main_lease_revoke(void *arg, int64_t id)
+{
+	struct main_recover *m = arg;
+
+	lease_revoke(m->leases, id, NULL, NULL);
+}
+
+static int main_lease_attach(void *arg, const struct mvcc_kv *kv)
+{
+	if (kv->lease)
+		lease_attach(arg, kv->lease, kv->key, kv->key_len);
+	return 0;
+}
+
+static uint64_t main_clock_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static void main_deliver(void *arg, int reactor, struct seq_req *list)
@@ -124,17 +160,24 @@ int main(int argc, char **argv, char **envp)
 	srv.tls_ctx = main_tls_ctx(&cfg);
 	srv.qsbr = qsbr_new(srv.nreactors);
 	srv.store = mvcc_store_new(srv.qsbr);
+	struct main_recover mr = {.leases = lease_table_new(main_clock_ms()), .now_ms = main_clock_ms()};
 	{
 		struct wal_options wo = {.no_fsync = cfg.unsafe_no_fsync};
+		struct recover_hooks hooks = {.lease_grant = main_lease_grant, .lease_revoke = main_lease_revoke, .arg = &mr};
+		struct mvcc_view v;
 		char err[1024];
-		rc = recover_open(cfg.data_dir, &wo, srv.store, &srv.wal, err, sizeof err);
+		rc = recover_open(cfg.data_dir, &wo, srv.store, &hooks, &srv.wal, err, sizeof err);
 		if (rc < 0)
 			log_fatal("cannot recover %s: %s", cfg.data_dir, err[0] ? err : strerror(-rc));
 		if (cfg.unsafe_no_fsync)
 			log_warn("--unsafe-no-fsync: acknowledged writes may be lost on power failure");
+		/* attachments follow from the keys: every live key names its lease */
+		static const uint8_t all = 0;
+		mvcc_view_published(srv.store, &v);
+		mvcc_range(&v, &all, 1, &all, 1, 0, false, main_lease_attach, mr.leases);
 	}
 	struct seq_deliver deliver = {.requests = main_deliver, .events = main_deliver_events, .arg = &srv};
-	srv.seq = seq_new(srv.store, srv.wal, &srv.ids, srv.nreactors, &deliver);
+	srv.seq = seq_new(srv.store, srv.wal, mr.leases, &srv.ids, srv.nreactors, &deliver);
 	srv.reactors = calloc((size_t)srv.nreactors, sizeof *srv.reactors);
 	if (!srv.reactors)
 		log_fatal("out of memory");

@@ -627,7 +627,7 @@ static void reactor_cb_half_close(void *user, uint32_t sid, int method)
 {
 	struct conn *c = user;
 
-	svc_on_half_close(c->r->svc, c->g, sid, method);
+	svc_on_half_close(c->r->svc, c->g, conn_id(c), sid, method);
 	conn_mark_dirty(c);
 }
 

@@ -11,10 +11,14 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/arena.h"
+#include "core/lease.h"
+#include "core/lease_svc.h"
 #include "core/log.h"
 #include "core/watch.h"
 #include "storage/mvcc.h"
@@ -37,6 +41,8 @@ struct seq {
 	bool watching;
 	struct wal *wal;
 	struct wal_batch_enc enc;
+	struct lease_table *leases;
+	struct arena *arena; /* for work of our own: lease expiry */
 	struct seq_req **out_first, **out_last; /* per reactor, one batch */
 	_Atomic uint64_t batches;
 	_Atomic uint64_t applied;
@@ -64,6 +70,10 @@ static void seq_sink_put(void *arg, const struct mvcc_kv *kv, const struct mvcc_
 {
 	struct seq *s = arg;
 
+	if (prev && prev->lease && prev->lease != kv->lease)
+		lease_detach(s->leases, prev->lease, kv->key, kv->key_len);
+	if (kv->lease)
+		lease_attach(s->leases, kv->lease, kv->key, kv->key_len);
 	seq_enc_reserve(s, kv->key_len + kv->value_len);
 	wal_batch_put(&s->enc, kv->mod_revision, kv->key, kv->key_len, kv->value, kv->value_len, kv->lease);
 	if (s->watching)
@@ -74,6 +84,8 @@ static void seq_sink_del(void *arg, const uint8_t *key, size_t key_len, int64_t 
 {
 	struct seq *s = arg;
 
+	if (prev && prev->lease)
+		lease_detach(s->leases, prev->lease, key, key_len);
 	seq_enc_reserve(s, key_len);
 	wal_batch_delete(&s->enc, rev, key, key_len);
 	if (s->watching)
@@ -88,8 +100,39 @@ static void seq_sink_compact(void *arg, int64_t rev, int64_t compact_rev)
 	wal_batch_compact(&s->enc, rev, compact_rev);
 }
 
-struct seq *seq_new(struct mvcc_store *store, struct wal *wal, const struct kv_header_ids *ids, int reactors,
-		    const struct seq_deliver *deliver)
+static bool seq_sink_lease_exists(void *arg, int64_t id)
+{
+	struct seq *s = arg;
+
+	return lease_exists(s->leases, id);
+}
+
+static void seq_sink_lease_grant(void *arg, int64_t rev, int64_t id, int64_t ttl)
+{
+	struct seq *s = arg;
+
+	seq_enc_reserve(s, 8);
+	wal_batch_lease_grant(&s->enc, rev, id, ttl);
+}
+
+static void seq_sink_lease_revoke(void *arg, int64_t rev, int64_t id)
+{
+	struct seq *s = arg;
+
+	seq_enc_reserve(s, 0);
+	wal_batch_lease_revoke(&s->enc, rev, id);
+}
+
+static uint64_t seq_clock_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+struct seq *seq_new(struct mvcc_store *store, struct wal *wal, struct lease_table *leases,
+		    const struct kv_header_ids *ids, int reactors, const struct seq_deliver *deliver)
 {
 	struct seq *s = aligned_alloc(64, (sizeof *s + 63) & ~(size_t)63);
 
@@ -110,7 +153,17 @@ struct seq *seq_new(struct mvcc_store *store, struct wal *wal, const struct kv_h
 	s->deliver = *deliver;
 	s->events = watch_builder_new();
 	watch_builder_sink(s->events, &s->watch_sink);
-	s->sink = (struct kv_sink){.put = seq_sink_put, .del = seq_sink_del, .compact = seq_sink_compact, .arg = s};
+	s->sink = (struct kv_sink){
+		.put = seq_sink_put,
+		.del = seq_sink_del,
+		.compact = seq_sink_compact,
+		.lease_exists = seq_sink_lease_exists,
+		.lease_grant = seq_sink_lease_grant,
+		.lease_revoke = seq_sink_lease_revoke,
+		.arg = s,
+	};
+	s->leases = leases;
+	s->arena = arena_new(64 * 1024);
 	s->wal = wal;
 	s->enc.cap = SEQ_ENC_INITIAL;
 	s->enc.buf = malloc(s->enc.cap);
@@ -164,25 +217,35 @@ static struct seq_req *seq_take(struct seq *s)
 	return fifo;
 }
 
-static void seq_apply(struct seq *s, struct seq_req *r, const struct kv_sink *sink)
+static void seq_apply(struct seq *s, struct seq_req *r, const struct kv_sink *sink, uint64_t now_ms)
 {
 	struct kv_result res;
 
-	kv_write((enum kv_method)r->method, s->store, r->msg, r->arena, sink, &res);
+	if (!r->msg) { /* the end of a streaming call: passes through in order */
+		r->code = GRPC_OK;
+		r->resp = NULL;
+		r->resp_len = 0;
+		return;
+	}
+	if (r->method < KV_METHODS)
+		kv_write((enum kv_method)r->method, s->store, r->msg, r->arena, sink, &res);
+	else
+		lease_svc_apply(s->leases, s->store, r->method, r->msg, r->arena, sink, &s->ids, now_ms, &res);
 	r->code = res.code;
 	r->message = res.message;
 	r->resp = NULL;
 	r->resp_len = 0;
 	if (res.code != GRPC_OK)
 		return;
-	kv_fill_header(res.resp, (enum kv_method)r->method, &s->ids);
+	if (r->method < KV_METHODS)
+		kv_fill_header(res.resp, (enum kv_method)r->method, &s->ids);
 	/* Packed now, before the publish lets anything it points at be reclaimed. */
 	r->resp_len = protobuf_c_message_get_packed_size(res.resp);
 	r->resp = arena_alloc(r->arena, r->resp_len ? r->resp_len : 1);
 	protobuf_c_message_pack(res.resp, r->resp);
 }
 
-static void seq_run_batch(struct seq *s, struct seq_req *batch)
+static void seq_run_batch(struct seq *s, struct seq_req *batch, uint64_t now_ms)
 {
 	struct seq_req *next;
 
@@ -195,7 +258,13 @@ static void seq_run_batch(struct seq *s, struct seq_req *batch)
 	s->watching = watch_any();
 	wal_batch_begin(&s->enc, s->enc.buf, s->enc.cap, mvcc_rev(s->store));
 	for (struct seq_req *r = batch; r; r = r->next, n++)
-		seq_apply(s, r, &s->sink);
+		seq_apply(s, r, &s->sink, now_ms);
+	/* leases whose TTL ran out are revoked here, each in its own revision */
+	for (int64_t id; (id = lease_next_expired(s->leases, now_ms));)
+		lease_svc_expire(s->leases, s->store, id, s->arena, &s->sink);
+	arena_reset(s->arena);
+	if (!batch && !s->enc.count)
+		return;
 	/* Durability point: one record and one fdatasync for the whole batch, before anyone
 	 * can see it or hear back. A failure here is fatal: never acknowledged, never retried. */
 	len = wal_batch_end(&s->enc, &last_rev);
@@ -250,15 +319,20 @@ static void *seq_main(void *arg)
 			atomic_store(&s->sleeping, 1);
 			batch = seq_take(s);
 			if (!batch) {
-				uint64_t v;
-				if (read(s->efd, &v, sizeof v) < 0 && errno != EINTR)
-					log_fatal("seq: eventfd read: %s", strerror(errno));
+				/* sleep until a request, or until the next lease could expire */
+				struct pollfd pfd = {.fd = s->efd, .events = POLLIN};
+				int64_t wait_ms = lease_wait_ms(s->leases, seq_clock_ms());
+				if (poll(&pfd, 1, (int)(wait_ms < 0 ? -1 : wait_ms)) > 0) {
+					uint64_t v;
+					if (read(s->efd, &v, sizeof v) < 0 && errno != EINTR)
+						log_fatal("seq: eventfd read: %s", strerror(errno));
+				}
 				atomic_store(&s->sleeping, 0);
-				continue;
+				batch = seq_take(s);
 			}
 			atomic_store(&s->sleeping, 0);
 		}
-		seq_run_batch(s, batch);
+		seq_run_batch(s, batch, seq_clock_ms());
 	}
 	return NULL;
 }
@@ -293,6 +367,7 @@ void seq_free(struct seq *s)
 	free(s->out_first);
 	free(s->out_last);
 	watch_builder_free(s->events);
+	arena_free(s->arena);
 	free(s->enc.buf);
 	free(s);
 }

@@ -12,6 +12,7 @@
 #ifndef UETCD_CORE_SEQ_H
 #define UETCD_CORE_SEQ_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +31,7 @@ struct seq_req {
 	int method;        /* enum kv_method */
 	struct ProtobufCMessage *msg;
 	struct arena *arena;
+	bool keep_open;    /* a message of a streaming call: answer it, do not end the call */
 	/* result, filled by the sequencer */
 	enum grpc_code code;
 	const char *message;
@@ -48,11 +50,12 @@ struct seq_deliver {
 };
 
 struct wal;
+struct lease_table;
 
 /* `wal` (may be NULL: nothing is logged) receives one record per batch and is committed
- * before the batch is published. */
-struct seq *seq_new(struct mvcc_store *store, struct wal *wal, const struct kv_header_ids *ids, int reactors,
-		    const struct seq_deliver *deliver);
+ * before the batch is published. The sequencer owns `leases` from now on: it expires them. */
+struct seq *seq_new(struct mvcc_store *store, struct wal *wal, struct lease_table *leases,
+		    const struct kv_header_ids *ids, int reactors, const struct seq_deliver *deliver);
 int seq_start(struct seq *s);
 /* Stops the thread after the batch in progress; requests still queued are not applied. */
 void seq_stop(struct seq *s);

@@ -11,6 +11,7 @@
 
 #include "core/arena.h"
 #include "core/kv.h"
+#include "core/lease_svc.h"
 #include "core/log.h"
 #include "core/maint.h"
 #include "core/seq.h"
@@ -47,6 +48,11 @@ static const struct svc_route_entry svc_routes[] = {
 	{"/etcdserverpb.Maintenance/Status", SVC_MAINT_STATUS},
 	{"/etcdserverpb.Cluster/MemberList", SVC_CLUSTER_MEMBER_LIST},
 	{"/etcdserverpb.Watch/Watch", SVC_WATCH},
+	{"/etcdserverpb.Lease/LeaseGrant", SVC_LEASE_GRANT},
+	{"/etcdserverpb.Lease/LeaseRevoke", SVC_LEASE_REVOKE},
+	{"/etcdserverpb.Lease/LeaseKeepAlive", SVC_LEASE_KEEPALIVE},
+	{"/etcdserverpb.Lease/LeaseTimeToLive", SVC_LEASE_TTL},
+	{"/etcdserverpb.Lease/LeaseLeases", SVC_LEASE_LEASES},
 };
 
 int svc_route(const char *path, size_t len)
@@ -159,6 +165,34 @@ static void svc_kv_read(struct svc_thread *t, struct grpc_conn *c, uint32_t sid,
 	svc_reply(t, c, sid, method, &res);
 }
 
+static void svc_queue(struct svc_thread *t, struct seq_req *r)
+{
+	if (t->pend_last)
+		t->pend_last->next = r;
+	else
+		t->pend_first = r;
+	t->pend_last = r;
+}
+
+/* Every Lease method runs on the sequencer, which owns the lease table. */
+static void svc_queue_lease(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id, uint32_t sid, int method,
+			    const uint8_t *msg, size_t len)
+{
+	struct seq_req *r = svc_req_get(t);
+
+	r->msg = lease_svc_decode(method, r->arena, msg, len);
+	if (!r->msg) {
+		grpc_send_status(c, sid, GRPC_INTERNAL, "grpc: error unmarshalling request");
+		svc_req_put(t, r);
+		return;
+	}
+	r->conn_id = conn_id;
+	r->stream_id = sid;
+	r->method = method;
+	r->keep_open = method == SVC_LEASE_KEEPALIVE;
+	svc_queue(t, r);
+}
+
 void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id, uint32_t sid, int method,
 		    const uint8_t *msg, size_t len)
 {
@@ -176,6 +210,10 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 		svc_send_response(t, c, sid,
 				  method == SVC_MAINT_STATUS ? maint_status(t->srv, &v, t->scratch)
 							     : cluster_member_list(t->srv, &v, t->scratch));
+		return;
+	}
+	if (method >= SVC_LEASE_GRANT && method <= SVC_LEASE_LEASES) {
+		svc_queue_lease(t, c, conn_id, sid, method, msg, len);
 		return;
 	}
 	if (method < 0 || method >= KV_METHODS) {
@@ -218,11 +256,8 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 	r->stream_id = sid;
 	r->method = method;
 	r->msg = req;
-	if (t->pend_last)
-		t->pend_last->next = r;
-	else
-		t->pend_first = r;
-	t->pend_last = r;
+	r->keep_open = false;
+	svc_queue(t, r);
 }
 
 void svc_flush(struct svc_thread *t)
@@ -236,9 +271,11 @@ void svc_flush(struct svc_thread *t)
 void svc_complete(struct svc_thread *t, struct grpc_conn *c, struct seq_req *r)
 {
 	if (c) {
-		if (r->code != GRPC_OK)
+		if (r->code == GRPC_OK && !r->resp)
+			grpc_send_status(c, r->stream_id, GRPC_OK, NULL);
+		else if (r->code != GRPC_OK)
 			grpc_send_status(c, r->stream_id, r->code, r->message);
-		else if (grpc_send_message(c, r->stream_id, r->resp, r->resp_len) == 0)
+		else if (grpc_send_message(c, r->stream_id, r->resp, r->resp_len) == 0 && !r->keep_open)
 			grpc_send_status(c, r->stream_id, GRPC_OK, NULL);
 	}
 	svc_req_put(t, r);
@@ -250,10 +287,21 @@ void svc_on_call_start(struct svc_thread *t, struct grpc_conn *c, void *conn_use
 		watch_stream_open(t->watch, c, conn_user, sid);
 }
 
-void svc_on_half_close(struct svc_thread *t, struct grpc_conn *c, uint32_t sid, int method)
+void svc_on_half_close(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id, uint32_t sid, int method)
 {
-	if (method == SVC_WATCH)
+	if (method == SVC_WATCH) {
 		watch_stream_half_close(t->watch, c, sid);
+	} else if (method == SVC_LEASE_KEEPALIVE) {
+		/* the end of the call follows its keep-alives through the sequencer, so every
+		 * one of them is answered first, as etcd's loop does */
+		struct seq_req *r = svc_req_get(t);
+		r->conn_id = conn_id;
+		r->stream_id = sid;
+		r->method = method;
+		r->msg = NULL;
+		r->keep_open = false;
+		svc_queue(t, r);
+	}
 }
 
 void svc_on_call_end(struct svc_thread *t, struct grpc_conn *c, uint32_t sid, int method)

@@ -14,6 +14,11 @@ enum svc_method {
 	SVC_MAINT_STATUS = KV_METHODS,
 	SVC_CLUSTER_MEMBER_LIST,
 	SVC_WATCH,
+	SVC_LEASE_GRANT,
+	SVC_LEASE_REVOKE,
+	SVC_LEASE_KEEPALIVE,
+	SVC_LEASE_TTL,
+	SVC_LEASE_LEASES,
 	SVC_METHODS,
 };
 
@@ -36,7 +41,7 @@ int svc_route(const char *path, size_t len);
 void svc_on_call_start(struct svc_thread *t, struct grpc_conn *c, void *conn_user, uint32_t stream_id, int method);
 void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id, uint32_t stream_id, int method,
 		    const uint8_t *msg, size_t len);
-void svc_on_half_close(struct svc_thread *t, struct grpc_conn *c, uint32_t stream_id, int method);
+void svc_on_half_close(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id, uint32_t stream_id, int method);
 void svc_on_call_end(struct svc_thread *t, struct grpc_conn *c, uint32_t stream_id, int method);
 /* A committed batch of events for this reactor's watchers (in commit order). */
 void svc_watch_deliver(struct svc_thread *t, struct watch_batch *b);

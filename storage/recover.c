@@ -13,6 +13,7 @@
 
 struct recover_ctx {
 	struct mvcc_store *s;
+	const struct recover_hooks *hooks;
 	bool open;
 	int64_t rev;
 	uint64_t records, changes;
@@ -39,6 +40,15 @@ static int recover_change(void *arg, const struct wal_change *ch)
 	int rc;
 
 	c->changes++;
+	if (ch->op == WAL_OP_LEASE_GRANT || ch->op == WAL_OP_LEASE_REVOKE) {
+		if ((rc = recover_close_txn(c)))
+			return rc;
+		if (c->hooks && ch->op == WAL_OP_LEASE_GRANT && c->hooks->lease_grant)
+			c->hooks->lease_grant(c->hooks->arg, ch->lease, ch->ttl);
+		if (c->hooks && ch->op == WAL_OP_LEASE_REVOKE && c->hooks->lease_revoke)
+			c->hooks->lease_revoke(c->hooks->arg, ch->lease);
+		return 0;
+	}
 	if (ch->op == WAL_OP_COMPACT) {
 		if ((rc = recover_close_txn(c)))
 			return rc;
@@ -87,10 +97,10 @@ static int recover_record(void *arg, uint8_t type, int64_t rev, const uint8_t *p
 	return rc;
 }
 
-int recover_open(const char *data_dir, const struct wal_options *o, struct mvcc_store *s, struct wal **out,
-		 char *err, size_t errlen)
+int recover_open(const char *data_dir, const struct wal_options *o, struct mvcc_store *s,
+		 const struct recover_hooks *hooks, struct wal **out, char *err, size_t errlen)
 {
-	struct recover_ctx c = {.s = s, .err = err, .errlen = errlen};
+	struct recover_ctx c = {.s = s, .hooks = hooks, .err = err, .errlen = errlen};
 	int rc;
 
 	err[0] = 0;
