@@ -354,11 +354,13 @@ static void reactor_recv_done(struct reactor *r, struct conn *c, struct io_uring
 		return;
 	c->recv_armed = false;
 	if (cqe->res == 0 || (cqe->res < 0 && cqe->res != -ENOBUFS)) {
-		conn_op_done(c);
-		if (!c->closing) {
-			/* the peer is gone (or reset): nothing it sends can be answered */
-			conn_close(c);
+		if (c->closing) {
+			conn_op_done(c); /* may free c */
+			return;
 		}
+		/* the peer is gone (or reset): nothing it sends can be answered */
+		c->inflight--;
+		conn_close(c);
 		return;
 	}
 	/* multishot ended (buffers ran out, or the kernel stopped it): arm again */
@@ -412,9 +414,12 @@ static void reactor_send_done(struct conn *c, int res)
 {
 	c->sending = false;
 	if (res < 0) {
-		conn_op_done(c);
-		if (!c->closing)
-			conn_close(c);
+		if (c->closing) {
+			conn_op_done(c); /* may free c */
+			return;
+		}
+		c->inflight--;
+		conn_close(c);
 		return;
 	}
 	if (c->tls)
