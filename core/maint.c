@@ -3,9 +3,15 @@
  * every applied write, as a client watching it expects. */
 #include "core/maint.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "core/arena.h"
+#include "core/kv.h"
+#include "core/svc.h"
+#include <protobuf-c/protobuf-c.h>
+#include <stdio.h>
 #include "core/config.h"
 #include "core/seq.h"
 #include "core/server.h"
@@ -46,6 +52,7 @@ struct ProtobufCMessage *maint_status(const struct server *srv, const struct mvc
 	r->dbsizeinuse = r->dbsize; /* until segments are reclaimed, every byte is in use */
 	r->dbsizequota = srv->cfg->quota_backend_bytes > 0 ? srv->cfg->quota_backend_bytes : QUOTA_DEFAULT_BYTES;
 	r->downgradeinfo = d;
+	r->n_errors = maint_alarm_strings(srv, a, &r->errors);
 	return &r->base;
 }
 
@@ -82,4 +89,240 @@ struct ProtobufCMessage *cluster_member_list(const struct server *srv, const str
 	r->members = arena_alloc(a, sizeof *r->members);
 	r->members[0] = m;
 	return &r->base;
+}
+
+static const char *const maint_alarm_names[] = {"NONE", "NOSPACE", "CORRUPT"};
+
+size_t maint_alarm_strings(const struct server *srv, struct arena *a, char ***out)
+{
+	unsigned alarms = atomic_load(&((struct server *)srv)->alarms);
+	size_t n = 0;
+
+	*out = arena_alloc(a, 3 * sizeof **out);
+	for (int t = 1; t <= 2; t++)
+		if (alarms & (1u << t)) {
+			char *s = arena_alloc(a, 64);
+			snprintf(s, 64, "memberID:%llu alarm:%s ", (unsigned long long)srv->ids.member_id,
+				 maint_alarm_names[t]);
+			(*out)[n++] = s;
+		}
+	return n;
+}
+
+/* CRC-32C (Castagnoli), bitwise-table: the hash is ours, stable across restarts. */
+static uint32_t maint_crc_table[256];
+
+static void maint_crc_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? 0x82f63b78u ^ (c >> 1) : c >> 1;
+		maint_crc_table[i] = c;
+	}
+}
+
+static uint32_t maint_crc(uint32_t crc, const void *p, size_t len)
+{
+	const uint8_t *b = p;
+
+	crc = ~crc;
+	while (len--)
+		crc = maint_crc_table[(crc ^ *b++) & 0xff] ^ (crc >> 8);
+	return ~crc;
+}
+
+struct maint_hash {
+	uint32_t crc;
+	int64_t upto;
+};
+
+static int maint_hash_event(void *arg, const struct mvcc_event *e)
+{
+	struct maint_hash *h = arg;
+	int64_t nums[5] = {e->type, e->kv.create_revision, e->kv.mod_revision, e->kv.version, e->kv.lease};
+
+	if (e->kv.mod_revision > h->upto)
+		return 1; /* history comes in revision order: nothing later counts */
+	h->crc = maint_crc(h->crc, e->kv.key, e->kv.key_len);
+	h->crc = maint_crc(h->crc, nums, sizeof nums);
+	h->crc = maint_crc(h->crc, e->kv.value, e->kv.value_len);
+	return 0;
+}
+
+/* A hash of every change kept in history up to `rev`: equal stores give equal hashes. */
+static uint32_t maint_hash_upto(const struct mvcc_view *v, int64_t rev)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	static const uint8_t all = 0;
+	struct maint_hash h = {.upto = rev};
+
+	pthread_once(&once, maint_crc_init);
+	mvcc_history(v, &all, 1, &all, 1, v->compact_rev > 0 ? v->compact_rev : 1, maint_hash_event, &h);
+	return h.crc;
+}
+
+static void maint_error(struct kv_result *res, enum grpc_code code, const char *msg)
+{
+	res->code = code;
+	res->message = msg;
+	res->resp = NULL;
+}
+
+static const ProtobufCMessageDescriptor *maint_desc(int method)
+{
+	switch (method) {
+	case SVC_MAINT_ALARM:
+		return &etcdserverpb__alarm_request__descriptor;
+	case SVC_MAINT_HASH:
+		return &etcdserverpb__hash_request__descriptor;
+	case SVC_MAINT_HASHKV:
+		return &etcdserverpb__hash_kvrequest__descriptor;
+	case SVC_MAINT_DEFRAGMENT:
+		return &etcdserverpb__defragment_request__descriptor;
+	case SVC_MAINT_MOVE_LEADER:
+		return &etcdserverpb__move_leader_request__descriptor;
+	case SVC_CLUSTER_MEMBER_ADD:
+		return &etcdserverpb__member_add_request__descriptor;
+	case SVC_CLUSTER_MEMBER_REMOVE:
+		return &etcdserverpb__member_remove_request__descriptor;
+	case SVC_CLUSTER_MEMBER_UPDATE:
+		return &etcdserverpb__member_update_request__descriptor;
+	case SVC_CLUSTER_MEMBER_PROMOTE:
+		return &etcdserverpb__member_promote_request__descriptor;
+	default:
+		return NULL;
+	}
+}
+
+void maint_handle(struct server *srv, int method, const uint8_t *msg, size_t len, const struct mvcc_view *v,
+		  struct arena *a, struct kv_result *res)
+{
+	const ProtobufCMessageDescriptor *d = maint_desc(method);
+	ProtobufCAllocator al;
+	ProtobufCMessage *req;
+
+	res->code = GRPC_OK;
+	res->message = NULL;
+	arena_pb_allocator(a, &al);
+	if (!d || !(req = protobuf_c_message_unpack(d, &al, len, msg))) {
+		maint_error(res, GRPC_INTERNAL, "grpc: error unmarshalling request");
+		return;
+	}
+	switch (method) {
+	case SVC_MAINT_ALARM: {
+		const Etcdserverpb__AlarmRequest *q = (const void *)req;
+		Etcdserverpb__AlarmResponse *r = arena_alloc(a, sizeof *r);
+		etcdserverpb__alarm_response__init(r);
+		r->header = maint_header(srv, v, a);
+		r->alarms = arena_alloc(a, 3 * sizeof *r->alarms);
+		unsigned bit = q->alarm >= 1 && q->alarm <= 2 ? 1u << q->alarm : 0, before;
+		switch (q->action) {
+		case ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__GET:
+			before = atomic_load(&srv->alarms);
+			for (int t = 1; t <= 2; t++)
+				if ((before & (1u << t)) && (q->alarm == 0 || (int)q->alarm == t)) {
+					Etcdserverpb__AlarmMember *m = arena_alloc(a, sizeof *m);
+					etcdserverpb__alarm_member__init(m);
+					m->memberid = srv->ids.member_id;
+					m->alarm = t;
+					r->alarms[r->n_alarms++] = m;
+				}
+			break;
+		case ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__ACTIVATE:
+		case ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__DEACTIVATE:
+			if (!bit || q->memberid != srv->ids.member_id)
+				break;
+			before = q->action == ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__ACTIVATE
+					 ? atomic_fetch_or(&srv->alarms, bit)
+					 : atomic_fetch_and(&srv->alarms, ~bit);
+			/* etcd answers with the alarm only when the call changed it */
+			if ((q->action == ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__ACTIVATE) != !!(before & bit)) {
+				Etcdserverpb__AlarmMember *m = arena_alloc(a, sizeof *m);
+				etcdserverpb__alarm_member__init(m);
+				m->memberid = srv->ids.member_id;
+				m->alarm = q->alarm;
+				r->alarms[r->n_alarms++] = m;
+			}
+			break;
+		default:
+			maint_error(res, GRPC_INVALID_ARGUMENT, "etcdserver: invalid alarm action");
+			return;
+		}
+		res->resp = &r->base;
+		return;
+	}
+	case SVC_MAINT_HASH: {
+		Etcdserverpb__HashResponse *r = arena_alloc(a, sizeof *r);
+		etcdserverpb__hash_response__init(r);
+		r->header = maint_header(srv, v, a);
+		r->hash = maint_hash_upto(v, v->rev);
+		res->resp = &r->base;
+		return;
+	}
+	case SVC_MAINT_HASHKV: {
+		const Etcdserverpb__HashKVRequest *q = (const void *)req;
+		int64_t rev = q->revision > 0 ? q->revision : v->rev;
+		if (rev > v->rev) {
+			maint_error(res, GRPC_OUT_OF_RANGE, "etcdserver: mvcc: required revision is a future revision");
+			return;
+		}
+		if (rev < v->compact_rev) {
+			maint_error(res, GRPC_OUT_OF_RANGE, "etcdserver: mvcc: required revision has been compacted");
+			return;
+		}
+		Etcdserverpb__HashKVResponse *r = arena_alloc(a, sizeof *r);
+		etcdserverpb__hash_kvresponse__init(r);
+		r->header = maint_header(srv, v, a);
+		r->hash = maint_hash_upto(v, rev);
+		r->compact_revision = v->compact_rev;
+		r->hash_revision = rev;
+		res->resp = &r->base;
+		return;
+	}
+	case SVC_MAINT_DEFRAGMENT: {
+		/* the log's segments are not rewritten yet: nothing to give back */
+		Etcdserverpb__DefragmentResponse *r = arena_alloc(a, sizeof *r);
+		etcdserverpb__defragment_response__init(r);
+		r->header = maint_header(srv, v, a);
+		res->resp = &r->base;
+		return;
+	}
+	case SVC_MAINT_MOVE_LEADER: {
+		const Etcdserverpb__MoveLeaderRequest *q = (const void *)req;
+		if (q->targetid != srv->ids.member_id) {
+			maint_error(res, GRPC_FAILED_PRECONDITION, "etcdserver: bad leader transferee");
+			return;
+		}
+		Etcdserverpb__MoveLeaderResponse *r = arena_alloc(a, sizeof *r);
+		etcdserverpb__move_leader_response__init(r);
+		r->header = maint_header(srv, v, a);
+		res->resp = &r->base;
+		return;
+	}
+	case SVC_CLUSTER_MEMBER_REMOVE:
+		if (((const Etcdserverpb__MemberRemoveRequest *)req)->id == srv->ids.member_id)
+			maint_error(res, GRPC_FAILED_PRECONDITION,
+				    "etcdserver: re-configuration failed due to not enough started members");
+		else
+			maint_error(res, GRPC_NOT_FOUND, "etcdserver: member not found");
+		return;
+	case SVC_CLUSTER_MEMBER_PROMOTE:
+		if (((const Etcdserverpb__MemberPromoteRequest *)req)->id == srv->ids.member_id)
+			maint_error(res, GRPC_FAILED_PRECONDITION, "etcdserver: can only promote a learner member");
+		else
+			maint_error(res, GRPC_NOT_FOUND, "etcdserver: member not found");
+		return;
+	case SVC_CLUSTER_MEMBER_UPDATE:
+		if (((const Etcdserverpb__MemberUpdateRequest *)req)->id != srv->ids.member_id) {
+			maint_error(res, GRPC_NOT_FOUND, "etcdserver: member not found");
+			return;
+		}
+		maint_error(res, GRPC_FAILED_PRECONDITION, "uetcd: a single member's peer URLs cannot be changed");
+		return;
+	case SVC_CLUSTER_MEMBER_ADD:
+	default:
+		maint_error(res, GRPC_FAILED_PRECONDITION, "uetcd: members cannot be added: uetcd is a single-member server");
+		return;
+	}
 }

@@ -20,6 +20,8 @@
 #include "core/lease.h"
 #include "core/lease_svc.h"
 #include "core/log.h"
+#include "core/svc.h"
+#include "rpc.pb-c.h"
 #include "core/watch.h"
 #include "storage/mvcc.h"
 #include "storage/wal.h"
@@ -42,6 +44,7 @@ struct seq {
 	struct wal *wal;
 	struct wal_batch_enc enc;
 	struct lease_table *leases;
+	const _Atomic unsigned *alarms;
 	struct arena *arena; /* for work of our own: lease expiry */
 	struct seq_req **out_first, **out_last; /* per reactor, one batch */
 	_Atomic uint64_t batches;
@@ -217,10 +220,52 @@ static struct seq_req *seq_take(struct seq *s)
 	return fifo;
 }
 
+void seq_set_alarms(struct seq *s, const _Atomic unsigned *alarms) { s->alarms = alarms; }
+
+static bool seq_ops_put(Etcdserverpb__RequestOp **ops, size_t n);
+
+static bool seq_txn_puts(const Etcdserverpb__TxnRequest *t)
+{
+	return seq_ops_put(t->success, t->n_success) || seq_ops_put(t->failure, t->n_failure);
+}
+
+static bool seq_ops_put(Etcdserverpb__RequestOp **ops, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ops[i]->request_case == ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT ||
+		    (ops[i]->request_case == ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN && seq_txn_puts(ops[i]->request_txn)))
+			return true;
+	return false;
+}
+
+/* etcd's capped applier: with NOSPACE, what adds data is refused; with CORRUPT, all. */
+static bool seq_refused(struct seq *s, struct seq_req *r)
+{
+	unsigned alarms = s->alarms ? atomic_load(s->alarms) : 0;
+
+	if (alarms & (1u << 2)) {
+		r->code = GRPC_DATA_LOSS;
+		r->message = "etcdserver: corrupt cluster";
+	} else if ((alarms & (1u << 1)) &&
+		   (r->method == KV_PUT || r->method == SVC_LEASE_GRANT ||
+		    (r->method == KV_TXN && seq_txn_puts((const Etcdserverpb__TxnRequest *)r->msg)))) {
+		r->code = GRPC_RESOURCE_EXHAUSTED;
+		r->message = "etcdserver: mvcc: database space exceeded";
+	} else {
+		return false;
+	}
+	r->resp = NULL;
+	r->resp_len = 0;
+	return true;
+}
+
 static void seq_apply(struct seq *s, struct seq_req *r, const struct kv_sink *sink, uint64_t now_ms)
 {
 	struct kv_result res;
 
+	if (r->msg && r->method != SVC_LEASE_KEEPALIVE && r->method != SVC_LEASE_TTL &&
+	    r->method != SVC_LEASE_LEASES && seq_refused(s, r))
+		return;
 	if (!r->msg) { /* the end of a streaming call: passes through in order */
 		r->code = GRPC_OK;
 		r->resp = NULL;

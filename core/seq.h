@@ -12,6 +12,7 @@
 #ifndef UETCD_CORE_SEQ_H
 #define UETCD_CORE_SEQ_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -60,6 +61,10 @@ int seq_start(struct seq *s);
 /* Stops the thread after the batch in progress; requests still queued are not applied. */
 void seq_stop(struct seq *s);
 void seq_free(struct seq *s);
+
+/* While bit 1 (NOSPACE) is set, writes that add data are refused as etcd refuses them;
+ * while bit 2 (CORRUPT) is set, every KV and lease write is. */
+void seq_set_alarms(struct seq *s, const _Atomic unsigned *alarms);
 
 /* Queues a chain of requests linked by ->next (first to last in arrival order). */
 void seq_submit(struct seq *s, struct seq_req *first, struct seq_req *last);

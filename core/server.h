@@ -30,6 +30,7 @@ struct server {
 	struct reactor **reactors;
 	struct tls_ctx *tls_ctx;            /* for https listeners; each reactor holds its own ref */
 	_Atomic unsigned tls_reload_gen;    /* bumped by SIGHUP: reactors reload certificates */
+	_Atomic unsigned alarms;            /* this member's active alarms: 1 << AlarmType */
 	_Atomic bool stopping;
 };
 

@@ -53,6 +53,15 @@ static const struct svc_route_entry svc_routes[] = {
 	{"/etcdserverpb.Lease/LeaseKeepAlive", SVC_LEASE_KEEPALIVE},
 	{"/etcdserverpb.Lease/LeaseTimeToLive", SVC_LEASE_TTL},
 	{"/etcdserverpb.Lease/LeaseLeases", SVC_LEASE_LEASES},
+	{"/etcdserverpb.Maintenance/Alarm", SVC_MAINT_ALARM},
+	{"/etcdserverpb.Maintenance/Hash", SVC_MAINT_HASH},
+	{"/etcdserverpb.Maintenance/HashKV", SVC_MAINT_HASHKV},
+	{"/etcdserverpb.Maintenance/Defragment", SVC_MAINT_DEFRAGMENT},
+	{"/etcdserverpb.Maintenance/MoveLeader", SVC_MAINT_MOVE_LEADER},
+	{"/etcdserverpb.Cluster/MemberAdd", SVC_CLUSTER_MEMBER_ADD},
+	{"/etcdserverpb.Cluster/MemberRemove", SVC_CLUSTER_MEMBER_REMOVE},
+	{"/etcdserverpb.Cluster/MemberUpdate", SVC_CLUSTER_MEMBER_UPDATE},
+	{"/etcdserverpb.Cluster/MemberPromote", SVC_CLUSTER_MEMBER_PROMOTE},
 };
 
 int svc_route(const char *path, size_t len)
@@ -210,6 +219,18 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 		svc_send_response(t, c, sid,
 				  method == SVC_MAINT_STATUS ? maint_status(t->srv, &v, t->scratch)
 							     : cluster_member_list(t->srv, &v, t->scratch));
+		return;
+	}
+	if (method >= SVC_MAINT_ALARM && method <= SVC_CLUSTER_MEMBER_PROMOTE) {
+		struct mvcc_view v;
+		struct kv_result res;
+		arena_reset(t->scratch);
+		mvcc_view_published(t->srv->store, &v);
+		maint_handle(t->srv, method, msg, len, &v, t->scratch, &res);
+		if (res.code != GRPC_OK)
+			grpc_send_status(c, sid, res.code, res.message);
+		else
+			svc_send_response(t, c, sid, res.resp);
 		return;
 	}
 	if (method >= SVC_LEASE_GRANT && method <= SVC_LEASE_LEASES) {
