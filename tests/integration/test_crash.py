@@ -29,7 +29,10 @@ WRITERS = 4
 class Node:
     """uetcd on a data directory that outlives its processes."""
 
-    def __init__(self):
+    def __init__(self, extra=(), scheme='http', probe=None):
+        self.extra = list(extra)
+        self.scheme = scheme
+        self.probe = probe  # a function(endpoint) that returns once the server serves
         self.tmp = tempfile.mkdtemp(prefix='uetcd-crash-')
         self.data = os.path.join(self.tmp, 'data')
         self.log = os.path.join(self.tmp, 'server.log')
@@ -38,20 +41,23 @@ class Node:
 
     def start(self):
         self.port = free_port()
-        url = 'http://127.0.0.1:%d' % self.port
+        url = '%s://127.0.0.1:%d' % (self.scheme, self.port)
         with open(self.log, 'ab') as log:
             self.proc = subprocess.Popen(
                 [uetcd_bin(), '--data-dir', self.data, '--listen-client-urls', url,
-                 '--advertise-client-urls', url],
+                 '--advertise-client-urls', url] + self.extra,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, 'uetcd exited at start:\n' + self.tail()
             try:
-                with grpc.insecure_channel(self.endpoint) as ch:
-                    rpc_pb2_grpc.KVStub(ch).Range(rpc_pb2.RangeRequest(key=b'probe'), timeout=1)
+                if self.probe:
+                    self.probe(self.endpoint)
+                else:
+                    with grpc.insecure_channel(self.endpoint) as ch:
+                        rpc_pb2_grpc.KVStub(ch).Range(rpc_pb2.RangeRequest(key=b'probe'), timeout=1)
                 return
-            except grpc.RpcError:
+            except (grpc.RpcError, OSError):
                 time.sleep(0.05)
         raise AssertionError('uetcd did not start:\n' + self.tail())
 
