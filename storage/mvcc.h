@@ -20,6 +20,14 @@
  *
  * Errors are negative: -MVCC_ECOMPACTED, -MVCC_EFUTURE. This module does not know about
  * protobuf, the network, leases' lifetimes or durability.
+ *
+ * Implementation (mvcc.c, btree.h): the tree maps each key to a record holding the head of
+ * an immutable newest-first version chain; a write links a new version with one release
+ * store, so a put to an existing key copies no tree node, and readers skip versions newer
+ * than their view. Creating or removing a key copies the tree path once per batch.
+ * Compaction cuts chains in place (old snapshots then see shorter history) and retires the
+ * cut versions through qsbr; a read that may have lost history to a compaction running
+ * while it read reports -MVCC_ECOMPACTED (see mvcc_range).
  */
 #ifndef UETCD_STORAGE_MVCC_H
 #define UETCD_STORAGE_MVCC_H
@@ -34,7 +42,7 @@ struct mvcc_store;
 enum { MVCC_ECOMPACTED = 1000, MVCC_EFUTURE = 1001 };
 
 /* One version of one key as seen from a view. The pointers stay valid until the reading
- * thread's next quiescent point (readers) or the next write (writer). */
+ * thread's next quiescent point (readers) or the writer's next mvcc_publish (writer). */
 struct mvcc_kv {
 	const uint8_t *key;
 	size_t key_len;
@@ -47,7 +55,8 @@ struct mvcc_kv {
 };
 
 /* A consistent point to read from. `rev` is the newest revision the view contains;
- * `compact_rev` the store's compacted revision when the view was taken (0 if never). */
+ * `compact_rev` the store's compacted revision when the view was taken (0 if never).
+ * `root` is the B+tree root; a view is a plain value, valid like an mvcc_kv. */
 struct mvcc_view {
 	const void *root;
 	int64_t rev;
@@ -58,7 +67,10 @@ struct mvcc_view {
 /* Return 0 to continue, anything else to stop the iteration (and have it returned). */
 typedef int (*mvcc_kv_fn)(void *arg, const struct mvcc_kv *kv);
 
+/* The store starts at revision 1, already published. Out of memory is fatal everywhere. */
 struct mvcc_store *mvcc_store_new(struct qsbr *q);
+/* Only when no reader can run any more. Memory already retired stays with the qsbr domain
+ * (qsbr_free releases it). */
 void mvcc_store_free(struct mvcc_store *s);
 
 /* ---- readers (any thread) ---- */
@@ -66,32 +78,38 @@ void mvcc_store_free(struct mvcc_store *s);
 /* The latest published snapshot (acquire). */
 void mvcc_view_published(const struct mvcc_store *s, struct mvcc_view *out);
 
-/* Visits every live key in the range as of revision `rev` (0: the view's own revision), in
- * ascending key order, or descending with `descending`. Checks rev against the view first:
- * rev > view->rev is -MVCC_EFUTURE, rev < view->compact_rev is -MVCC_ECOMPACTED.
- * Returns 0, such an error, or the callback's non-zero result. */
+/* Visits every live key in the range as of revision `rev` (<= 0: the view's own revision,
+ * as etcd), in ascending key order, or descending with `descending`. Checks rev against the
+ * view first: rev > view->rev is -MVCC_EFUTURE, rev < view->compact_rev is
+ * -MVCC_ECOMPACTED. Returns 0, such an error, or the callback's non-zero result.
+ * A compaction the writer runs meanwhile to a revision above `rev` (only possible when the
+ * view is older than that compaction) may have cut history the walk needed: then the
+ * result is -MVCC_ECOMPACTED after the callback already saw some keys; discard them (or
+ * take a fresh view and retry, for rev 0). No allocation, no lock, no atomic write. */
 int mvcc_range(const struct mvcc_view *v, const uint8_t *key, size_t key_len, const uint8_t *end,
 	       size_t end_len, int64_t rev, bool descending, mvcc_kv_fn fn, void *arg);
 
-/* Looks up one key as of `rev` (0: the view's). Returns 1 and fills *out if it exists,
+/* Looks up one key as of `rev` (<= 0: the view's). Returns 1 and fills *out if it exists,
  * 0 if not, or a negative error as mvcc_range. */
 int mvcc_get(const struct mvcc_view *v, const uint8_t *key, size_t key_len, int64_t rev, struct mvcc_kv *out);
 
 /* ---- the writer (one thread) ---- */
 
 /* The writer's working state: everything applied so far, published or not. Ranges inside
- * a write transaction see the transaction's own earlier changes (as etcd's do). */
-/* Inside a transaction that has changed something, the view's rev is that transaction's. */
+ * a write transaction see the transaction's own earlier changes (as etcd's do): inside a
+ * transaction that has changed something, the view's rev is that transaction's. */
 void mvcc_view_working(const struct mvcc_store *s, struct mvcc_view *out);
 
-/* Starts a write transaction. Its changes take revision (current + 1). */
+/* Starts a write transaction. Its changes take revision (current + 1). Transactions do not
+ * nest; mvcc_put and mvcc_delete_range called outside one run as their own transaction. */
 void mvcc_txn_begin(struct mvcc_store *s);
 /* Puts key = value with `lease`. If prev is not NULL it receives the previous live version
  * (return 1) or nothing (return 0). The key and value bytes are copied. */
 int mvcc_put(struct mvcc_store *s, const uint8_t *key, size_t key_len, const uint8_t *value, size_t value_len,
 	     int64_t lease, struct mvcc_kv *prev);
 /* Deletes every live key in the range (conventions above), calling fn (if not NULL) with
- * each key's last version before deleting it. Returns the number of keys deleted. */
+ * each key's last version before deleting it (fn's result is ignored: every key goes).
+ * Returns the number of keys deleted; deleting nothing changes nothing. */
 int64_t mvcc_delete_range(struct mvcc_store *s, const uint8_t *key, size_t key_len, const uint8_t *end,
 			  size_t end_len, mvcc_kv_fn fn, void *arg);
 /* Ends the transaction and returns the store's revision after it: the transaction's
@@ -99,11 +117,14 @@ int64_t mvcc_delete_range(struct mvcc_store *s, const uint8_t *key, size_t key_l
 int64_t mvcc_txn_end(struct mvcc_store *s);
 
 /* Compacts history up to `rev`. -MVCC_ECOMPACTED if rev <= the compacted revision,
- * -MVCC_EFUTURE if rev > the current revision. Memory is retired at once. */
+ * -MVCC_EFUTURE if rev > the current revision. Memory is retired at once. Not inside a
+ * transaction. Walks every key on the writer: O(keys + dropped versions) (about a second
+ * per million keys), so callers should not compact per request. */
 int mvcc_compact(struct mvcc_store *s, int64_t rev);
 
 /* Makes the working state the published snapshot (release), then advances the qsbr epoch
- * so that memory only older snapshots could reach is freed when readers allow. */
+ * so that memory only older snapshots could reach is freed when readers allow. Between
+ * transactions only. Costs one small allocation. */
 void mvcc_publish(struct mvcc_store *s);
 
 /* Current revision and compacted revision of the working state. */
@@ -128,9 +149,12 @@ struct mvcc_event {
 typedef int (*mvcc_event_fn)(void *arg, const struct mvcc_event *ev);
 
 /* Visits every change to keys in the range (conventions above) with a revision in
- * [from_rev, view->rev], in revision order and, within a revision, in the order the
- * transaction made them. -MVCC_ECOMPACTED if from_rev < view->compact_rev (history is
- * gone). Returns 0, that error, or the callback's non-zero result. */
+ * [from_rev, view->rev], in revision order and, within a revision, in key order (one key
+ * changed twice in a revision: in the order made). -MVCC_ECOMPACTED if from_rev <
+ * view->compact_rev (history is gone), or if a compaction running meanwhile passed
+ * from_rev. As etcd, a compaction at C drops a delete at C, so from_rev == C does not
+ * report it. Returns 0, that error, or the callback's non-zero result. Allocates a
+ * temporary array of the events (catch-up path, not the per-request path). */
 int mvcc_history(const struct mvcc_view *v, const uint8_t *key, size_t key_len, const uint8_t *end, size_t end_len,
 		 int64_t from_rev, mvcc_event_fn fn, void *arg);
 

@@ -1,0 +1,585 @@
+/* MVCC over the copy-on-write B+tree (see mvcc.h for the revision model).
+ *
+ * Shape: the tree maps each key to a `struct mvcc_key` (the key bytes, which the tree's
+ * entries and separators point into, and the head of the key's version chain). A version
+ * is immutable once linked; a put or delete links a new version in front of the chain with
+ * one release store of `head`. Readers at revision R acquire-load `head` and walk to the
+ * first version with mod_rev <= R, so versions newer than their snapshot (the writer's
+ * unpublished work) are invisible to them and an existing key costs no tree copy per put:
+ * only creating or removing a key changes the tree (copy-on-write, once per batch).
+ * A published snapshot is an immutable `struct mvcc_snap` (root, rev, compact_rev) swapped
+ * in with one atomic exchange; the one it replaces is retired through qsbr.
+ *
+ * Invariants (owner: the writer functions of this file, one thread):
+ *  - a key's chain is ordered by mod_rev, newest first; every version in it has
+ *    mod_rev <= the store's revision, except the open transaction's (== txn_rev);
+ *  - the only writes readers can observe are the release stores of `head` (a new version,
+ *    fully built) and of `next` (compaction cutting a chain); everything a reader could
+ *    have reached is freed only through qsbr;
+ *  - `compact_cut` is stored before any chain is cut, so a reader that found a chain cut
+ *    (acquire) then sees the new compacted revision and reports -MVCC_ECOMPACTED instead of
+ *    a silently shortened history;
+ *  - keys_live / versions_total count the working state.
+ * Compaction walks every key on the writer (O(keys + dropped versions)); splitting it into
+ * slices between batches is future work. History (watch catch-up) walks the same chains:
+ * a version's `next` is the key's previous version, hence the event's prev_kv.
+ */
+#include "storage/mvcc.h"
+#include "core/log.h"
+#include "core/qsbr.h"
+#include "storage/btree.h"
+
+#include <assert.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct mvcc_ver {
+	_Atomic(struct mvcc_ver *) next; /* older version; set to NULL only by compaction */
+	int64_t mod_rev, create_rev, version, lease;
+	uint32_t value_len;
+	bool tomb;
+	uint8_t value[];
+};
+
+struct mvcc_key {
+	_Atomic(struct mvcc_ver *) head; /* newest version, never NULL once linked in the tree */
+	uint32_t len;
+	uint8_t bytes[];
+};
+
+struct mvcc_snap {
+	const struct btree_node *root;
+	int64_t rev, compact_rev;
+};
+
+struct mvcc_store {
+	_Alignas(64) _Atomic(struct mvcc_snap *) pub; /* read by every reader */
+	_Atomic int64_t compact_cut;                  /* highest revision chains were cut at */
+	_Alignas(64) struct btree tree;               /* writer only from here on */
+	struct qsbr *q;
+	int64_t rev, compact_rev;
+	int64_t txn_rev;
+	bool in_txn, txn_changed;
+	uint64_t keys_live, versions_total;
+};
+
+typedef int (*mvcc_visit_fn)(void *arg, struct mvcc_key *k, const struct mvcc_ver *v);
+
+/* ---- memory ---- */
+
+static void mvcc_chain_free(void *p)
+{
+	struct mvcc_ver *v = p;
+
+	while (v) {
+		struct mvcc_ver *next = atomic_load_explicit(&v->next, memory_order_relaxed);
+		free(v);
+		v = next;
+	}
+}
+
+static void mvcc_key_free(void *p)
+{
+	struct mvcc_key *k = p;
+
+	mvcc_chain_free(atomic_load_explicit(&k->head, memory_order_relaxed));
+	free(k);
+}
+
+static uint64_t mvcc_chain_len(const struct mvcc_ver *v)
+{
+	uint64_t n = 0;
+
+	for (; v; v = atomic_load_explicit(&v->next, memory_order_relaxed))
+		n++;
+	return n;
+}
+
+/* ---- reading ---- */
+
+static inline const struct mvcc_ver *mvcc_ver_at(const struct mvcc_key *k, int64_t rev)
+{
+	const struct mvcc_ver *v = atomic_load_explicit(&k->head, memory_order_acquire);
+
+	while (v && v->mod_rev > rev)
+		v = atomic_load_explicit(&v->next, memory_order_acquire);
+	return v;
+}
+
+static inline void mvcc_kv_fill(struct mvcc_kv *out, const struct mvcc_key *k, const struct mvcc_ver *v)
+{
+	out->key = k->bytes;
+	out->key_len = k->len;
+	out->value = v->value;
+	out->value_len = v->value_len;
+	out->create_revision = v->create_rev;
+	out->mod_revision = v->mod_rev;
+	out->version = v->version;
+	out->lease = v->lease;
+}
+
+/* Resolves rev against the view (etcd: rev <= 0 means the view's own). */
+static int mvcc_rev_check(const struct mvcc_view *v, int64_t *rev)
+{
+	if (*rev <= 0)
+		*rev = v->rev;
+	if (*rev > v->rev)
+		return -MVCC_EFUTURE;
+	if (*rev < v->compact_rev)
+		return -MVCC_ECOMPACTED;
+	return 0;
+}
+
+/* A compaction that ran while we read may have cut history we needed. A cut only ever
+ * shortens a chain from its old end, so a walk can be wrong only where it ran off the end
+ * of a chain (otherwise the version it found is still the newest <= rev). */
+static int mvcc_rev_recheck(const struct mvcc_view *v, int64_t rev, bool ran_off)
+{
+	if (ran_off && rev < atomic_load_explicit(&v->store->compact_cut, memory_order_acquire))
+		return -MVCC_ECOMPACTED;
+	return 0;
+}
+
+static bool mvcc_is_nul(const uint8_t *p, size_t len) { return len == 1 && p[0] == 0; }
+
+/* Visits every key of the range that has a live version at rev, in key order. Sets
+ * *ran_off if some key in the range had no version <= rev. */
+static int mvcc_walk(const struct btree_node *root, const uint8_t *key, size_t key_len, const uint8_t *end,
+		     size_t end_len, int64_t rev, bool descending, mvcc_visit_fn visit, void *arg, bool *ran_off)
+{
+	struct btree_iter it;
+	bool bounded = !mvcc_is_nul(end, end_len);
+	int rc = 0;
+
+	if (end_len == 0) {
+		struct mvcc_key *k = btree_lookup(root, key, key_len);
+		const struct mvcc_ver *v = k ? mvcc_ver_at(k, rev) : NULL;
+		*ran_off = k && !v;
+		return v && !v->tomb ? visit(arg, k, v) : 0;
+	}
+	if (bounded && btree_key_cmp(end, end_len, key, key_len) <= 0)
+		return 0; /* empty range, as etcd */
+	if (!descending) {
+		for (btree_iter_seek_ge(&it, root, key, key_len); btree_iter_valid(&it); btree_iter_next(&it)) {
+			struct mvcc_key *k = btree_iter_value(&it);
+			const struct mvcc_ver *v;
+			if (bounded && btree_key_cmp(k->bytes, k->len, end, end_len) >= 0)
+				break;
+			v = mvcc_ver_at(k, rev);
+			*ran_off |= !v;
+			if (v && !v->tomb && (rc = visit(arg, k, v)) != 0)
+				break;
+		}
+	} else {
+		if (bounded)
+			btree_iter_seek_lt(&it, root, end, end_len);
+		else
+			btree_iter_last(&it, root);
+		for (; btree_iter_valid(&it); btree_iter_prev(&it)) {
+			struct mvcc_key *k = btree_iter_value(&it);
+			const struct mvcc_ver *v;
+			if (btree_key_cmp(k->bytes, k->len, key, key_len) < 0)
+				break;
+			v = mvcc_ver_at(k, rev);
+			*ran_off |= !v;
+			if (v && !v->tomb && (rc = visit(arg, k, v)) != 0)
+				break;
+		}
+	}
+	return rc;
+}
+
+struct mvcc_range_ctx {
+	mvcc_kv_fn fn;
+	void *arg;
+};
+
+static int mvcc_range_visit(void *arg, struct mvcc_key *k, const struct mvcc_ver *v)
+{
+	struct mvcc_range_ctx *c = arg;
+	struct mvcc_kv kv;
+
+	mvcc_kv_fill(&kv, k, v);
+	return c->fn(c->arg, &kv);
+}
+
+int mvcc_range(const struct mvcc_view *v, const uint8_t *key, size_t key_len, const uint8_t *end, size_t end_len,
+	       int64_t rev, bool descending, mvcc_kv_fn fn, void *arg)
+{
+	struct mvcc_range_ctx c = {fn, arg};
+	bool ran_off = false;
+	int rc = mvcc_rev_check(v, &rev);
+
+	if (rc)
+		return rc;
+	rc = mvcc_walk(v->root, key, key_len, end, end_len, rev, descending, mvcc_range_visit, &c, &ran_off);
+	return rc ? rc : mvcc_rev_recheck(v, rev, ran_off);
+}
+
+int mvcc_get(const struct mvcc_view *v, const uint8_t *key, size_t key_len, int64_t rev, struct mvcc_kv *out)
+{
+	const struct mvcc_key *k;
+	const struct mvcc_ver *ver;
+	int rc = mvcc_rev_check(v, &rev);
+
+	if (rc)
+		return rc;
+	k = btree_lookup(v->root, key, key_len);
+	ver = k ? mvcc_ver_at(k, rev) : NULL;
+	rc = mvcc_rev_recheck(v, rev, k && !ver);
+	if (rc)
+		return rc;
+	if (!ver || ver->tomb)
+		return 0;
+	mvcc_kv_fill(out, k, ver);
+	return 1;
+}
+
+void mvcc_view_published(const struct mvcc_store *s, struct mvcc_view *out)
+{
+	const struct mvcc_snap *p = atomic_load_explicit(&s->pub, memory_order_acquire);
+
+	out->root = p->root;
+	out->rev = p->rev;
+	out->compact_rev = p->compact_rev;
+	out->store = s;
+}
+
+/* ---- the writer ---- */
+
+void mvcc_view_working(const struct mvcc_store *s, struct mvcc_view *out)
+{
+	out->root = btree_root(&s->tree);
+	out->rev = s->in_txn && s->txn_changed ? s->txn_rev : s->rev;
+	out->compact_rev = s->compact_rev;
+	out->store = s;
+}
+
+void mvcc_publish(struct mvcc_store *s)
+{
+	struct mvcc_snap *n = malloc(sizeof *n), *old;
+
+	assert(!s->in_txn);
+	if (!n)
+		log_fatal("mvcc: out of memory");
+	n->root = btree_root(&s->tree);
+	n->rev = s->rev;
+	n->compact_rev = s->compact_rev;
+	old = atomic_exchange_explicit(&s->pub, n, memory_order_seq_cst);
+	btree_seal(&s->tree); /* everything n reaches is immutable from now on */
+	if (old)
+		qsbr_retire(s->q, old, free);
+	qsbr_advance(s->q);
+}
+
+struct mvcc_store *mvcc_store_new(struct qsbr *q)
+{
+	struct mvcc_store *s = aligned_alloc(64, (sizeof *s + 63) & ~(size_t)63);
+
+	if (!s)
+		log_fatal("mvcc: out of memory");
+	memset(s, 0, sizeof *s);
+	atomic_init(&s->pub, NULL);
+	atomic_init(&s->compact_cut, 0);
+	btree_init(&s->tree, q);
+	s->q = q;
+	s->rev = 1;
+	s->compact_rev = 0;
+	mvcc_publish(s);
+	return s;
+}
+
+void mvcc_store_free(struct mvcc_store *s)
+{
+	if (!s)
+		return;
+	btree_destroy(&s->tree, mvcc_key_free);
+	free(atomic_load_explicit(&s->pub, memory_order_relaxed));
+	free(s);
+}
+
+void mvcc_txn_begin(struct mvcc_store *s)
+{
+	assert(!s->in_txn);
+	s->in_txn = true;
+	s->txn_changed = false;
+	s->txn_rev = s->rev + 1;
+}
+
+int64_t mvcc_txn_end(struct mvcc_store *s)
+{
+	assert(s->in_txn);
+	if (s->txn_changed)
+		s->rev = s->txn_rev;
+	s->in_txn = false;
+	return s->rev;
+}
+
+static struct mvcc_ver *mvcc_ver_new(const uint8_t *value, size_t value_len)
+{
+	struct mvcc_ver *v;
+
+	assert(value_len <= UINT32_MAX);
+	v = malloc(sizeof *v + value_len);
+	if (!v)
+		log_fatal("mvcc: out of memory");
+	if (value_len)
+		memcpy(v->value, value, value_len);
+	v->value_len = (uint32_t)value_len;
+	return v;
+}
+
+/* Links v in front of k's chain: the one store readers can observe. */
+static void mvcc_link(struct mvcc_store *s, struct mvcc_key *k, struct mvcc_ver *v, struct mvcc_ver *head)
+{
+	atomic_store_explicit(&v->next, head, memory_order_relaxed);
+	atomic_store_explicit(&k->head, v, memory_order_release);
+	s->versions_total++;
+	s->txn_changed = true;
+}
+
+int mvcc_put(struct mvcc_store *s, const uint8_t *key, size_t key_len, const uint8_t *value, size_t value_len,
+	     int64_t lease, struct mvcc_kv *prev)
+{
+	bool implicit = !s->in_txn;
+	struct mvcc_key *k;
+	struct mvcc_ver *head, *v;
+	bool live;
+
+	assert(key_len <= UINT32_MAX);
+	if (implicit)
+		mvcc_txn_begin(s);
+	k = btree_lookup(btree_root(&s->tree), key, key_len);
+	if (!k) {
+		k = malloc(sizeof *k + key_len);
+		if (!k)
+			log_fatal("mvcc: out of memory");
+		atomic_init(&k->head, NULL);
+		k->len = (uint32_t)key_len;
+		if (key_len)
+			memcpy(k->bytes, key, key_len);
+		btree_insert(&s->tree, k->bytes, key_len, k, NULL);
+	}
+	head = atomic_load_explicit(&k->head, memory_order_relaxed);
+	live = head && !head->tomb;
+	if (prev && live)
+		mvcc_kv_fill(prev, k, head);
+	v = mvcc_ver_new(value, value_len);
+	v->mod_rev = s->txn_rev;
+	v->create_rev = live ? head->create_rev : s->txn_rev;
+	v->version = live ? head->version + 1 : 1;
+	v->lease = lease;
+	v->tomb = false;
+	mvcc_link(s, k, v, head);
+	if (!live)
+		s->keys_live++;
+	if (implicit)
+		mvcc_txn_end(s);
+	return live;
+}
+
+struct mvcc_del_ctx {
+	struct mvcc_store *s;
+	mvcc_kv_fn fn;
+	void *arg;
+	int64_t deleted;
+};
+
+static int mvcc_del_visit(void *arg, struct mvcc_key *k, const struct mvcc_ver *cur)
+{
+	struct mvcc_del_ctx *c = arg;
+	struct mvcc_ver *t;
+
+	if (c->fn) {
+		struct mvcc_kv kv;
+		mvcc_kv_fill(&kv, k, cur);
+		c->fn(c->arg, &kv);
+	}
+	t = mvcc_ver_new(NULL, 0);
+	t->mod_rev = c->s->txn_rev;
+	t->create_rev = 0;
+	t->version = 0;
+	t->lease = 0;
+	t->tomb = true;
+	mvcc_link(c->s, k, t, (struct mvcc_ver *)cur);
+	c->s->keys_live--;
+	c->deleted++;
+	return 0;
+}
+
+int64_t mvcc_delete_range(struct mvcc_store *s, const uint8_t *key, size_t key_len, const uint8_t *end,
+			  size_t end_len, mvcc_kv_fn fn, void *arg)
+{
+	struct mvcc_del_ctx c = {s, fn, arg, 0};
+	bool implicit = !s->in_txn, ran_off = false;
+
+	if (implicit)
+		mvcc_txn_begin(s);
+	/* INT64_MAX: the newest version, i.e. the working state including this transaction */
+	mvcc_walk(btree_root(&s->tree), key, key_len, end, end_len, INT64_MAX, false, mvcc_del_visit, &c,
+		  &ran_off);
+	if (implicit)
+		mvcc_txn_end(s);
+	return c.deleted;
+}
+
+int mvcc_compact(struct mvcc_store *s, int64_t rev)
+{
+	struct btree_iter it;
+	struct mvcc_key **gone = NULL;
+	size_t ngone = 0, cap = 0;
+
+	assert(!s->in_txn);
+	if (rev <= s->compact_rev)
+		return -MVCC_ECOMPACTED;
+	if (rev > s->rev)
+		return -MVCC_EFUTURE;
+	s->compact_rev = rev;
+	/* before any cut: see the invariants above */
+	atomic_store_explicit(&s->compact_cut, rev, memory_order_seq_cst);
+
+	for (btree_iter_first(&it, btree_root(&s->tree)); btree_iter_valid(&it); btree_iter_next(&it)) {
+		struct mvcc_key *k = btree_iter_value(&it);
+		struct mvcc_ver *prev = NULL, *v = atomic_load_explicit(&k->head, memory_order_relaxed), *cut;
+
+		while (v && v->mod_rev > rev) {
+			prev = v;
+			v = atomic_load_explicit(&v->next, memory_order_relaxed);
+		}
+		if (!v)
+			continue;
+		if (v->tomb && !prev) { /* deleted at or before rev, nothing newer: the key goes */
+			if (ngone == cap) {
+				cap = cap ? 2 * cap : 256;
+				gone = realloc(gone, cap * sizeof *gone);
+				if (!gone)
+					log_fatal("mvcc: out of memory");
+			}
+			gone[ngone++] = k;
+			continue;
+		}
+		if (v->tomb) { /* drop the tombstone and all before it */
+			cut = v;
+			atomic_store_explicit(&prev->next, NULL, memory_order_release);
+		} else { /* keep v, drop what it replaced */
+			cut = atomic_load_explicit(&v->next, memory_order_relaxed);
+			if (!cut)
+				continue;
+			atomic_store_explicit(&v->next, NULL, memory_order_release);
+		}
+		s->versions_total -= mvcc_chain_len(cut);
+		qsbr_retire(s->q, cut, mvcc_chain_free);
+	}
+	for (size_t i = 0; i < ngone; i++) {
+		struct mvcc_key *k = gone[i];
+		int found = btree_delete(&s->tree, k->bytes, k->len, NULL);
+		assert(found);
+		(void)found;
+		s->versions_total -= mvcc_chain_len(atomic_load_explicit(&k->head, memory_order_relaxed));
+		qsbr_retire(s->q, k, mvcc_key_free);
+	}
+	free(gone);
+	return 0;
+}
+
+int64_t mvcc_rev(const struct mvcc_store *s) { return s->rev; }
+int64_t mvcc_compact_rev(const struct mvcc_store *s) { return s->compact_rev; }
+uint64_t mvcc_keys_live(const struct mvcc_store *s) { return s->keys_live; }
+uint64_t mvcc_versions_total(const struct mvcc_store *s) { return s->versions_total; }
+
+/* ---- history ---- */
+
+struct mvcc_hist_ev {
+	struct mvcc_event ev;
+	size_t seq; /* order of collection: within a key, newer first */
+};
+
+struct mvcc_hist {
+	struct mvcc_hist_ev *ev;
+	size_t n, cap;
+};
+
+static void mvcc_hist_add(struct mvcc_hist *h, const struct mvcc_key *k, const struct mvcc_ver *v)
+{
+	if (h->n == h->cap) {
+		h->cap = h->cap ? h->cap * 2 : 64;
+		h->ev = realloc(h->ev, h->cap * sizeof *h->ev);
+		if (!h->ev)
+			log_fatal("mvcc: out of memory");
+	}
+	h->ev[h->n].seq = h->n;
+	struct mvcc_event *e = &h->ev[h->n++].ev;
+	const struct mvcc_ver *older = atomic_load_explicit(&v->next, memory_order_acquire);
+
+	memset(e, 0, sizeof *e);
+	if (v->tomb) {
+		e->type = 1;
+		e->kv.key = k->bytes;
+		e->kv.key_len = k->len;
+		e->kv.mod_revision = v->mod_rev;
+	} else {
+		mvcc_kv_fill(&e->kv, k, v);
+	}
+	if (older && !older->tomb) {
+		e->has_prev = true;
+		mvcc_kv_fill(&e->prev, k, older);
+	}
+}
+
+static int mvcc_hist_cmp(const void *a, const void *b)
+{
+	const struct mvcc_hist_ev *hx = a, *hy = b;
+	const struct mvcc_event *x = &hx->ev, *y = &hy->ev;
+	int c;
+
+	if (x->kv.mod_revision != y->kv.mod_revision)
+		return x->kv.mod_revision < y->kv.mod_revision ? -1 : 1;
+	c = btree_key_cmp(x->kv.key, x->kv.key_len, y->kv.key, y->kv.key_len);
+	if (c)
+		return c;
+	return hx->seq > hy->seq ? -1 : 1; /* one key changed twice in a revision: older first */
+}
+
+/* Keys are visited in key order, so events of one revision come out in key order: the
+ * order etcd gives a DeleteRange's and a lease revoke's deletions. A txn touching several
+ * keys in another order is the one place this differs from etcd's sub-revision order. */
+int mvcc_history(const struct mvcc_view *v, const uint8_t *key, size_t key_len, const uint8_t *end, size_t end_len,
+		 int64_t from_rev, mvcc_event_fn fn, void *arg)
+{
+	struct mvcc_hist h = {0};
+	struct btree_iter it;
+	bool bounded = !mvcc_is_nul(end, end_len);
+	int rc = 0;
+
+	if (from_rev < v->compact_rev)
+		return -MVCC_ECOMPACTED;
+	if (from_rev < 1)
+		from_rev = 1;
+	if (end_len == 0) {
+		const struct mvcc_key *k = btree_lookup(v->root, key, key_len);
+		for (const struct mvcc_ver *ver = k ? mvcc_ver_at(k, v->rev) : NULL; ver && ver->mod_rev >= from_rev;
+		     ver = atomic_load_explicit(&ver->next, memory_order_acquire))
+			mvcc_hist_add(&h, k, ver);
+	} else if (!bounded || btree_key_cmp(end, end_len, key, key_len) > 0) {
+		for (btree_iter_seek_ge(&it, v->root, key, key_len); btree_iter_valid(&it); btree_iter_next(&it)) {
+			const struct mvcc_key *k = btree_iter_value(&it);
+			if (bounded && btree_key_cmp(k->bytes, k->len, end, end_len) >= 0)
+				break;
+			for (const struct mvcc_ver *ver = mvcc_ver_at(k, v->rev); ver && ver->mod_rev >= from_rev;
+			     ver = atomic_load_explicit(&ver->next, memory_order_acquire))
+				mvcc_hist_add(&h, k, ver);
+		}
+	}
+	/* a compaction that ran meanwhile may have cut what we walked */
+	if (from_rev < atomic_load_explicit(&v->store->compact_cut, memory_order_acquire)) {
+		free(h.ev);
+		return -MVCC_ECOMPACTED;
+	}
+	if (h.n > 1)
+		qsort(h.ev, h.n, sizeof *h.ev, mvcc_hist_cmp);
+	for (size_t i = 0; i < h.n && !rc; i++)
+		rc = fn(arg, &h.ev[i].ev);
+	free(h.ev);
+	return rc;
+}
