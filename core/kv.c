@@ -215,8 +215,11 @@ static bool kv_keyset_has(const struct kv_keyset *s, const ProtobufCBinaryData *
 	return false;
 }
 
+/* A set, as etcd's map: adding a key already there changes nothing. */
 static void kv_keyset_add(struct arena *a, struct kv_keyset *s, const ProtobufCBinaryData *k)
 {
+	if (kv_keyset_has(s, k))
+		return;
 	if (s->n == s->cap) {
 		size_t ncap = s->cap ? s->cap * 2 : 8;
 		const ProtobufCBinaryData **n = arena_alloc(a, ncap * sizeof *n);

@@ -38,6 +38,7 @@ struct mvcc_ver {
 	_Atomic(struct mvcc_ver *) next; /* older version; set to NULL only by compaction */
 	int64_t mod_rev, create_rev, version, lease;
 	uint32_t value_len;
+	uint32_t sub; /* order within its revision: history replays a txn's changes in order */
 	bool tomb;
 	uint8_t value[];
 };
@@ -60,6 +61,7 @@ struct mvcc_store {
 	struct qsbr *q;
 	int64_t rev, compact_rev;
 	int64_t txn_rev;
+	uint32_t txn_sub;
 	bool in_txn, txn_changed;
 	uint64_t keys_live, versions_total;
 };
@@ -285,7 +287,7 @@ struct mvcc_store *mvcc_store_new(struct qsbr *q)
 	btree_init(&s->tree, q);
 	s->q = q;
 	s->rev = 1;
-	s->compact_rev = 0;
+	s->compact_rev = -1; /* etcd's: so that Compact(0) succeeds once on a fresh store */
 	mvcc_publish(s);
 	return s;
 }
@@ -305,6 +307,7 @@ void mvcc_txn_begin(struct mvcc_store *s)
 	s->in_txn = true;
 	s->txn_changed = false;
 	s->txn_rev = s->rev + 1;
+	s->txn_sub = 0;
 }
 
 int64_t mvcc_txn_end(struct mvcc_store *s)
@@ -367,6 +370,7 @@ int mvcc_put(struct mvcc_store *s, const uint8_t *key, size_t key_len, const uin
 		mvcc_kv_fill(prev, k, head);
 	v = mvcc_ver_new(value, value_len);
 	v->mod_rev = s->txn_rev;
+	v->sub = s->txn_sub++;
 	v->create_rev = live ? head->create_rev : s->txn_rev;
 	v->version = live ? head->version + 1 : 1;
 	v->lease = lease;
@@ -398,6 +402,7 @@ static int mvcc_del_visit(void *arg, struct mvcc_key *k, const struct mvcc_ver *
 	}
 	t = mvcc_ver_new(NULL, 0);
 	t->mod_rev = c->s->txn_rev;
+	t->sub = c->s->txn_sub++;
 	t->create_rev = 0;
 	t->version = 0;
 	t->lease = 0;
@@ -492,7 +497,7 @@ uint64_t mvcc_versions_total(const struct mvcc_store *s) { return s->versions_to
 
 struct mvcc_hist_ev {
 	struct mvcc_event ev;
-	size_t seq; /* order of collection: within a key, newer first */
+	size_t seq; /* the version's place within its revision */
 };
 
 struct mvcc_hist {
@@ -508,7 +513,7 @@ static void mvcc_hist_add(struct mvcc_hist *h, const struct mvcc_key *k, const s
 		if (!h->ev)
 			log_fatal("mvcc: out of memory");
 	}
-	h->ev[h->n].seq = h->n;
+	h->ev[h->n].seq = v->sub;
 	struct mvcc_event *e = &h->ev[h->n++].ev;
 	const struct mvcc_ver *older = atomic_load_explicit(&v->next, memory_order_acquire);
 
@@ -535,15 +540,14 @@ static int mvcc_hist_cmp(const void *a, const void *b)
 
 	if (x->kv.mod_revision != y->kv.mod_revision)
 		return x->kv.mod_revision < y->kv.mod_revision ? -1 : 1;
+	if (hx->seq != hy->seq)
+		return hx->seq < hy->seq ? -1 : 1; /* the order the transaction made them */
 	c = btree_key_cmp(x->kv.key, x->kv.key_len, y->kv.key, y->kv.key_len);
-	if (c)
-		return c;
-	return hx->seq > hy->seq ? -1 : 1; /* one key changed twice in a revision: older first */
+	return c;
 }
 
-/* Keys are visited in key order, so events of one revision come out in key order: the
- * order etcd gives a DeleteRange's and a lease revoke's deletions. A txn touching several
- * keys in another order is the one place this differs from etcd's sub-revision order. */
+/* Events of one revision come out in the order the transaction made them (each version
+ * records its place, `sub`), which is etcd's sub-revision order. */
 int mvcc_history(const struct mvcc_view *v, const uint8_t *key, size_t key_len, const uint8_t *end, size_t end_len,
 		 int64_t from_rev, mvcc_event_fn fn, void *arg)
 {

@@ -149,8 +149,8 @@ struct mvcc_event {
 typedef int (*mvcc_event_fn)(void *arg, const struct mvcc_event *ev);
 
 /* Visits every change to keys in the range (conventions above) with a revision in
- * [from_rev, view->rev], in revision order and, within a revision, in key order (one key
- * changed twice in a revision: in the order made). -MVCC_ECOMPACTED if from_rev <
+ * [from_rev, view->rev], in revision order and, within a revision, in the order the
+ * transaction made them (etcd's sub-revisions). -MVCC_ECOMPACTED if from_rev <
  * view->compact_rev (history is gone), or if a compaction running meanwhile passed
  * from_rev. As etcd, a compaction at C drops a delete at C, so from_rev == C does not
  * report it. Returns 0, that error, or the callback's non-zero result. Allocates a

@@ -321,6 +321,17 @@ Test(kv, txn_duplicate_keys)
 	ops[1] = op_put("n", "3");
 	t.n_success = 2;
 	expect_error(run(KV_TXN, &t.base), GRPC_INVALID_ARGUMENT, dup);
+
+	/* regression: the same nested txn one level deeper is still fine (the key counts once) */
+	Etcdserverpb__TxnRequest *mid = arena_alloc(a, sizeof *mid);
+	etcdserverpb__txn_request__init(mid);
+	Etcdserverpb__RequestOp **mops = arena_alloc(a, sizeof *mops);
+	mops[0] = op_txn(in);
+	mid->success = mops;
+	mid->n_success = 1;
+	ops[0] = op_txn(mid);
+	t.n_success = 1;
+	cr_assert_eq(run(KV_TXN, &t.base).code, GRPC_OK);
 }
 
 Test(kv, txn_too_many_ops)

@@ -89,10 +89,10 @@ Test(mvcc, revisions_start_at_one)
 	struct mvcc_kv kv;
 
 	cr_assert_eq(mvcc_rev(s), 1);
-	cr_assert_eq(mvcc_compact_rev(s), 0);
+	cr_assert_eq(mvcc_compact_rev(s), -1, "etcd's compacted revision starts at -1");
 	mvcc_view_published(s, &v);
 	cr_assert_eq(v.rev, 1);
-	cr_assert_eq(v.compact_rev, 0);
+	cr_assert_eq(v.compact_rev, -1);
 	cr_assert_eq(mvcc_get(&v, S("a"), 0, &kv), 0);
 	cr_assert_eq(mvcc_get(&v, S("a"), 2, &kv), -MVCC_EFUTURE);
 	cr_assert_eq(put1("a", "1"), 2);
@@ -254,6 +254,7 @@ Test(mvcc, compaction)
 	put1("k", "4");  /* 9 */
 	cr_assert_eq(mvcc_versions_total(s), 8);
 	cr_assert_eq(mvcc_compact(s, 10), -MVCC_EFUTURE);
+	cr_assert_eq(mvcc_compact(s, 0), 0, "a first compaction at 0 succeeds, as etcd's");
 	cr_assert_eq(mvcc_compact(s, 0), -MVCC_ECOMPACTED);
 	cr_assert_eq(mvcc_compact(s, 7), 0);
 	cr_assert_eq(mvcc_compact_rev(s), 7);
@@ -277,7 +278,7 @@ Test(mvcc, compaction)
 	cr_assert_eq(rc, -MVCC_ECOMPACTED);
 	/* the published view learns the compaction at publish */
 	mvcc_view_published(s, &v);
-	cr_assert_eq(v.compact_rev, 0);
+	cr_assert_eq(v.compact_rev, -1);
 	mvcc_publish(s);
 	mvcc_view_published(s, &v);
 	cr_assert_eq(v.compact_rev, 7);
@@ -302,6 +303,7 @@ Test(mvcc, compaction)
 
 struct rec {
 	int64_t rev, create, version;
+	uint64_t seq; /* global order in which changes were made */
 	bool tomb;
 	char value[32];
 };
@@ -362,6 +364,8 @@ static void model_add(int k, struct rec r)
 		m->cap = m->cap ? 2 * m->cap : 16;
 		m->r = realloc(m->r, m->cap * sizeof *m->r);
 	}
+	static uint64_t seq;
+	r.seq = seq++;
 	m->r[m->n++] = r;
 }
 
@@ -485,11 +489,10 @@ static int hexp_cmp(const void *a, const void *b)
 {
 	const struct hexp *x = a, *y = b;
 	int64_t rx = model[x->k].r[x->i].rev, ry = model[y->k].r[y->i].rev;
+	uint64_t sx = model[x->k].r[x->i].seq, sy = model[y->k].r[y->i].seq;
 	if (rx != ry)
 		return rx < ry ? -1 : 1;
-	if (x->k != y->k)
-		return cmp_keyidx(&x->k, &y->k);
-	return x->i < y->i ? -1 : 1;
+	return sx < sy ? -1 : sx > sy; /* within a revision: the order the txn made them */
 }
 
 struct hist_ctx {
@@ -586,7 +589,7 @@ static void check_history(void)
 
 Test(mvcc, randomized_vs_model)
 {
-	int64_t pub_rev = 1, pub_compact = 0;
+	int64_t pub_rev = 1, pub_compact = -1;
 	uint64_t live_max = 0;
 
 	keys_init();
@@ -621,12 +624,17 @@ Test(mvcc, randomized_vs_model)
 					rand_bound(eb, &el);
 					if (rnd() % 8)
 						memcpy(kb, key_str[k], key_len_[k]), kl = key_len_[k], el = 0;
+					int hit[NKEYS], nhit = 0;
 					for (int j = 0; j < NKEYS; j++) {
 						const struct rec *hj = model_head(j);
-						if (in_range(j, kb, kl, eb, el) && hj && !hj->tomb) {
-							model_add(j, (struct rec){.rev = trev, .tomb = true});
-							expect++;
-						}
+						if (in_range(j, kb, kl, eb, el) && hj && !hj->tomb)
+							hit[nhit++] = j;
+					}
+					/* a range delete goes in key order: so do its places in the revision */
+					qsort(hit, (size_t)nhit, sizeof *hit, cmp_keyidx);
+					for (int h = 0; h < nhit; h++) {
+						model_add(hit[h], (struct rec){.rev = trev, .tomb = true});
+						expect++;
 					}
 					got = mvcc_delete_range(s, kb, kl, eb, el, NULL, NULL);
 					cr_assert_eq(got, expect);
