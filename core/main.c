@@ -189,6 +189,12 @@ int main(int argc, char **argv, char **envp)
 			if (rc < 0)
 				log_fatal("listen on %s: %s", cfg.listen_client[u].text, strerror(-rc));
 		}
+		/* the metrics listeners answer the same way: etcd's probes and /metrics live there */
+		for (int u = 0; u < cfg.n_listen_metrics; u++) {
+			rc = reactor_listen(srv.reactors[i], &cfg.listen_metrics[u]);
+			if (rc < 0)
+				log_fatal("listen on %s: %s", cfg.listen_metrics[u].text, strerror(-rc));
+		}
 	}
 	if ((rc = seq_start(srv.seq)) < 0)
 		log_fatal("cannot start the sequencer: %s", strerror(-rc));

@@ -39,7 +39,9 @@
 #include "core/server.h"
 #include "core/svc.h"
 #include "core/watch.h"
+#include "core/http.h"
 #include "net/grpc.h"
+#include "net/http1.h"
 #include "tls/tls.h"
 
 #define RING_ENTRIES 4096
@@ -68,8 +70,11 @@ struct conn {
 	struct reactor *r;
 	int fd;
 	uint32_t slot, gen;
-	struct grpc_conn *g;
+	struct grpc_conn *g;    /* HTTP/2 + gRPC, once the first bytes said so */
+	struct http1_conn *h;   /* or HTTP/1.1 */
 	struct tls_conn *tls;   /* NULL on a plaintext listener */
+	uint8_t sniff[24];      /* the first bytes, until they tell the protocol */
+	uint8_t nsniff;
 	int inflight;           /* operations of this connection in the kernel */
 	bool recv_armed, sending, closing, close_when_flushed, dirty;
 	struct conn *next_dirty;
@@ -236,7 +241,10 @@ static void conn_free(struct conn *c)
 {
 	struct reactor *r = c->r;
 
-	grpc_conn_free(c->g);
+	if (c->g)
+		grpc_conn_free(c->g);
+	if (c->h)
+		http1_conn_free(c->h);
 	tls_conn_free(c->tls);
 	close(c->fd);
 	r->conns[c->slot] = NULL;
@@ -292,29 +300,95 @@ static void reactor_accept(struct reactor *r, int fd, int li)
 	c->fd = fd;
 	c->slot = r->free_slots[--r->n_free_slots];
 	c->gen = ++r->gen_next & 0xffffffu;
-	c->g = grpc_conn_new(&r->srv->grpc, &reactor_grpc_cb, c);
-	if (!c->g) {
-		r->free_slots[r->n_free_slots++] = c->slot;
-		close(fd);
-		free(c);
-		return;
-	}
 	if (r->listen_tls[li] && !(c->tls = tls_conn_new(r->tls_ctx))) {
-		grpc_conn_free(c->g);
 		r->free_slots[r->n_free_slots++] = c->slot;
 		close(fd);
 		free(c);
 		return;
 	}
-	grpc_conn_set_now(c->g, r->now_ms);
 	r->conns[c->slot] = c;
 	r->n_conns++;
-	conn_arm_recv(c);
-	conn_mark_dirty(c); /* our SETTINGS go first */
+	conn_arm_recv(c); /* the client speaks first: its first bytes choose HTTP/2 or HTTP/1.1 */
 }
 
-/* Ciphertext in, plaintext up to HTTP/2. Returns < 0 when the connection must end once
- * its output (a TLS alert, a GOAWAY) is sent. */
+static void reactor_cb_http(void *user, struct http1_conn *h, const struct http1_request *req);
+
+/* Starts the protocol the client asked for: ALPN under TLS, else the first bytes (the
+ * HTTP/2 preface, or an HTTP/1.x request line). Anything else goes to HTTP/2, which
+ * answers garbage with the right error. */
+static int conn_proto_start(struct conn *c, const uint8_t *first, size_t len)
+{
+	const char *alpn = c->tls ? tls_conn_alpn(c->tls) : NULL;
+	bool http1 = alpn ? strcmp(alpn, "http/1.1") == 0 : http1_sniff(first, len) == HTTP1_SNIFF_HTTP1;
+
+	if (http1) {
+		struct http1_config hc;
+		http1_config_default(&hc);
+		hc.max_body_bytes = c->r->srv->limits.max_request_bytes + (512 << 10);
+		c->h = http1_conn_new(&hc, reactor_cb_http, c);
+		return c->h ? 0 : -1;
+	}
+	c->g = grpc_conn_new(&c->r->srv->grpc, &reactor_grpc_cb, c);
+	if (!c->g)
+		return -1;
+	grpc_conn_set_now(c->g, c->r->now_ms);
+	return 0;
+}
+
+/* Plaintext bytes up to whichever protocol the connection speaks. Returns < 0 when the
+ * connection must end once its output is sent. */
+static int conn_proto_recv(struct conn *c, const uint8_t *data, size_t len)
+{
+	if (!c->g && !c->h) {
+		size_t take = 0;
+		bool alpn = c->tls && tls_conn_alpn(c->tls);
+		if (!alpn && (c->nsniff || len < sizeof c->sniff)) {
+			take = sizeof c->sniff - c->nsniff < len ? sizeof c->sniff - c->nsniff : len;
+			memcpy(c->sniff + c->nsniff, data, take);
+			c->nsniff += (uint8_t)take;
+			if (c->nsniff < sizeof c->sniff && http1_sniff(c->sniff, c->nsniff) == HTTP1_SNIFF_MORE)
+				return 0;
+		}
+		if (conn_proto_start(c, c->nsniff ? c->sniff : data, c->nsniff ? c->nsniff : len) < 0)
+			return -1;
+		if (c->nsniff && conn_proto_recv(c, c->sniff, c->nsniff) < 0)
+			return -1;
+		data += take;
+		len -= take;
+		if (!len)
+			return 0;
+	}
+	if (c->h)
+		return http1_conn_recv(c->h, data, len);
+	grpc_conn_set_now(c->g, c->r->now_ms);
+	return grpc_conn_recv(c->g, data, len);
+}
+
+static size_t conn_proto_output(struct conn *c, struct iovec *iov, size_t max)
+{
+	return c->g ? grpc_conn_output(c->g, iov, max) : c->h ? http1_conn_output(c->h, iov, max) : 0;
+}
+
+static void conn_proto_consumed(struct conn *c, size_t n)
+{
+	if (c->g)
+		grpc_conn_output_consumed(c->g, n);
+	else if (c->h)
+		http1_conn_output_consumed(c->h, n);
+}
+
+static bool conn_proto_has_output(const struct conn *c)
+{
+	return c->g ? grpc_conn_has_output(c->g) : c->h ? http1_conn_has_output(c->h) : false;
+}
+
+static bool conn_proto_done(const struct conn *c)
+{
+	return c->g ? grpc_conn_done(c->g) : c->h ? http1_conn_done(c->h) : false;
+}
+
+/* Ciphertext in, plaintext up to the protocol. Returns < 0 when the connection must end
+ * once its output (a TLS alert, a GOAWAY) is sent. */
 static int conn_recv_tls(struct conn *c, const uint8_t *data, size_t len)
 {
 	struct reactor *r = c->r;
@@ -323,7 +397,7 @@ static int conn_recv_tls(struct conn *c, const uint8_t *data, size_t len)
 	if (tls_conn_feed(c->tls, data, len) < 0)
 		return -1;
 	while ((n = tls_conn_read(c->tls, r->plain, PLAIN_BUF_SIZE)) > 0)
-		if (grpc_conn_recv(c->g, r->plain, (size_t)n) < 0)
+		if (conn_proto_recv(c, r->plain, (size_t)n) < 0)
 			return -1;
 	if (n < 0) {
 		if (n != -ESHUTDOWN)
@@ -340,9 +414,8 @@ static void reactor_recv_done(struct reactor *r, struct conn *c, struct io_uring
 		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
 		uint8_t *data = r->bufs + (size_t)bid * RECV_BUF_SIZE;
 		if (!c->closing && !c->close_when_flushed) {
-			grpc_conn_set_now(c->g, r->now_ms);
 			if (c->tls ? conn_recv_tls(c, data, (size_t)cqe->res) < 0
-				   : grpc_conn_recv(c->g, data, (size_t)cqe->res) < 0)
+				   : conn_proto_recv(c, data, (size_t)cqe->res) < 0)
 				c->close_when_flushed = true;
 			conn_mark_dirty(c);
 		}
@@ -375,12 +448,12 @@ static void reactor_recv_done(struct reactor *r, struct conn *c, struct io_uring
  * to send. */
 static size_t conn_output_tls(struct conn *c)
 {
-	size_t n = grpc_conn_output(c->g, c->iov, CONN_IOV_MAX);
+	size_t n = conn_proto_output(c, c->iov, CONN_IOV_MAX);
 
 	if (n && tls_conn_handshake_done(c->tls)) {
 		ssize_t w = tls_conn_writev(c->tls, c->iov, n);
 		if (w > 0)
-			grpc_conn_output_consumed(c->g, (size_t)w);
+			conn_proto_consumed(c, (size_t)w);
 	}
 	return tls_conn_output(c->tls, c->iov, CONN_IOV_MAX);
 }
@@ -388,14 +461,13 @@ static size_t conn_output_tls(struct conn *c)
 static bool conn_has_output(const struct conn *c)
 {
 	if (c->tls)
-		return tls_conn_output_bytes(c->tls) > 0 ||
-		       (tls_conn_handshake_done(c->tls) && grpc_conn_has_output(c->g));
-	return grpc_conn_has_output(c->g);
+		return tls_conn_output_bytes(c->tls) > 0 || (tls_conn_handshake_done(c->tls) && conn_proto_has_output(c));
+	return conn_proto_has_output(c);
 }
 
 static void conn_send(struct conn *c)
 {
-	size_t n = c->tls ? conn_output_tls(c) : grpc_conn_output(c->g, c->iov, CONN_IOV_MAX);
+	size_t n = c->tls ? conn_output_tls(c) : conn_proto_output(c, c->iov, CONN_IOV_MAX);
 	struct io_uring_sqe *sqe;
 
 	if (n == 0)
@@ -425,7 +497,7 @@ static void reactor_send_done(struct conn *c, int res)
 	if (c->tls)
 		tls_conn_output_consumed(c->tls, (size_t)res);
 	else
-		grpc_conn_output_consumed(c->g, (size_t)res);
+		conn_proto_consumed(c, (size_t)res);
 	conn_mark_dirty(c);
 	conn_op_done(c);
 }
@@ -446,7 +518,7 @@ static void reactor_flush(struct reactor *r)
 		}
 		if (!c->sending && conn_has_output(c))
 			conn_send(c);
-		else if (!c->sending && (c->close_when_flushed || grpc_conn_done(c->g)))
+		else if (!c->sending && (c->close_when_flushed || conn_proto_done(c)))
 			conn_close(c);
 	}
 }
@@ -521,7 +593,7 @@ static void reactor_drain_done(struct reactor *r)
 		n = q->next;
 		q->next = NULL;
 		struct conn *c = reactor_conn_lookup(r, (uint32_t)q->conn_id, (uint32_t)(q->conn_id >> 32));
-		if (c && !c->closing) {
+		if (c && !c->closing && c->g) {
 			svc_complete(r->svc, c->g, q);
 			conn_mark_dirty(c);
 		} else {
@@ -565,7 +637,7 @@ static void reactor_tick(struct reactor *r)
 	svc_tick(r->svc, r->now_ms);
 	for (uint32_t i = 0; i < r->n_slots; i++) {
 		struct conn *c = r->conns[i];
-		if (c && !c->closing) {
+		if (c && !c->closing && c->g) {
 			grpc_conn_tick(c->g, r->now_ms);
 			if (conn_has_output(c))
 				conn_mark_dirty(c);
@@ -644,6 +716,14 @@ static void reactor_cb_call_end(void *user, uint32_t sid, int method)
 }
 
 static void reactor_conn_dirty(void *conn_user) { conn_mark_dirty(conn_user); }
+
+static void reactor_cb_http(void *user, struct http1_conn *h, const struct http1_request *req)
+{
+	struct conn *c = user;
+
+	http_handle(c->r->srv, h, req);
+	conn_mark_dirty(c);
+}
 
 static struct grpc_server_callbacks reactor_grpc_cb = {
 	.route = reactor_cb_route,
@@ -809,7 +889,10 @@ void reactor_free(struct reactor *r)
 	for (uint32_t i = 0; i < r->n_slots; i++) {
 		struct conn *c = r->conns[i];
 		if (c) {
-			grpc_conn_free(c->g);
+			if (c->g)
+				grpc_conn_free(c->g);
+			if (c->h)
+				http1_conn_free(c->h);
 			tls_conn_free(c->tls);
 			close(c->fd);
 			free(c);

@@ -1,0 +1,190 @@
+/* etcd's HTTP/1.1 endpoints, on every client listener and on --listen-metrics-urls:
+ *   GET /health[?exclude=NOSPACE&serializable=true]  {"health":"true","reason":""} or 503
+ *   /livez, /readyz[/<check>][?verbose][&exclude=<check>]  "ok\n", or 503 with [-] lines
+ *   /version  {"etcdserver":"3.6.0","etcdcluster":"3.6.0"}
+ *   /metrics  Prometheus text, etcd's metric names for what dashboards and alerts read
+ * The checks are what a single node can fail: an active alarm (NOSPACE, CORRUPT). */
+#include "core/http.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/config.h"
+#include "core/seq.h"
+#include "core/server.h"
+#include "net/http1.h"
+#include "storage/mvcc.h"
+#include "storage/wal.h"
+
+#define ALARM_NOSPACE (1u << 1)
+#define ALARM_CORRUPT (1u << 2)
+
+static bool http_is(const struct http1_request *r, const char *path)
+{
+	return strlen(path) == r->path_len && memcmp(r->path, path, r->path_len) == 0;
+}
+
+static bool http_query_has(const struct http1_request *r, const char *key, const char *value)
+{
+	const char *q = r->query, *name, *val;
+	size_t qlen = r->query_len, nlen, vlen;
+
+	while (q && http1_query_next(&q, &qlen, &name, &nlen, &val, &vlen))
+		if (nlen == strlen(key) && memcmp(name, key, nlen) == 0 &&
+		    (!value || (vlen == strlen(value) && memcmp(val, value, vlen) == 0)))
+			return true;
+	return false;
+}
+
+static void http_health(struct server *srv, struct http1_conn *h, const struct http1_request *r)
+{
+	unsigned alarms = atomic_load(&srv->alarms);
+	const char *reason = NULL;
+
+	if ((alarms & ALARM_NOSPACE) && !http_query_has(r, "exclude", "NOSPACE"))
+		reason = "ALARM NOSPACE";
+	else if ((alarms & ALARM_CORRUPT) && !http_query_has(r, "exclude", "CORRUPT"))
+		reason = "ALARM CORRUPT";
+	if (!reason) {
+		static const char ok[] = "{\"health\":\"true\",\"reason\":\"\"}";
+		http1_respond(h, 200, "text/plain; charset=utf-8", ok, sizeof ok - 1);
+		return;
+	}
+	char body[128];
+	int n = snprintf(body, sizeof body, "{\"health\":\"false\",\"reason\":\"%s\"}", reason);
+	http1_respond(h, 503, "text/plain; charset=utf-8", body, (size_t)n);
+}
+
+struct http_check {
+	const char *name;
+	unsigned fails_on; /* alarms that fail it */
+};
+
+static const struct http_check livez_checks[] = {{"serializable_read", 0}};
+static const struct http_check readyz_checks[] = {
+	{"data_corruption", ALARM_CORRUPT},
+	{"serializable_read", 0},
+	{"linearizable_read", 0},
+};
+
+/* /livez and /readyz in the Kubernetes healthz style etcd 3.6 serves. */
+static void http_probe(struct server *srv, struct http1_conn *h, const struct http1_request *r, const char *kind,
+		       const struct http_check *checks, size_t n)
+{
+	unsigned alarms = atomic_load(&srv->alarms);
+	size_t base = strlen(kind) + 1; /* "/livez" */
+	char body[1024];
+	size_t len = 0;
+	bool failed = false, verbose = http_query_has(r, "verbose", NULL);
+
+	if (r->path_len > base && r->path[base] == '/') { /* /readyz/<check> */
+		for (size_t i = 0; i < n; i++)
+			if (r->path_len - base - 1 == strlen(checks[i].name) &&
+			    memcmp(r->path + base + 1, checks[i].name, r->path_len - base - 1) == 0) {
+				if (alarms & checks[i].fails_on) {
+					len = (size_t)snprintf(body, sizeof body, "[-]%s failed: alarm activated\n", checks[i].name);
+					http1_respond(h, 503, "text/plain; charset=utf-8", body, len);
+				} else {
+					http1_respond(h, 200, "text/plain; charset=utf-8", "ok\n", 3);
+				}
+				return;
+			}
+		http1_respond(h, 404, "text/plain; charset=utf-8", "404 page not found\n", 19);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (http_query_has(r, "exclude", checks[i].name)) {
+			if (verbose)
+				len += (size_t)snprintf(body + len, sizeof body - len, "[+]%s excluded: ok\n", checks[i].name);
+			continue;
+		}
+		bool bad = alarms & checks[i].fails_on;
+		failed |= bad;
+		if (verbose || bad)
+			len += (size_t)snprintf(body + len, sizeof body - len, bad ? "[-]%s failed: alarm activated\n" : "[+]%s ok\n",
+						checks[i].name);
+	}
+	if (!failed && !verbose) {
+		http1_respond(h, 200, "text/plain; charset=utf-8", "ok\n", 3);
+		return;
+	}
+	len += (size_t)snprintf(body + len, sizeof body - len, "%s check %s\n", kind + 1, failed ? "failed" : "passed");
+	http1_respond(h, failed ? 503 : 200, "text/plain; charset=utf-8", body, len);
+}
+
+static void http_metrics(struct server *srv, struct http1_conn *h)
+{
+	struct mvcc_view v;
+	char body[4096];
+	uint64_t db = srv->wal ? wal_size_bytes(srv->wal) : 0;
+	unsigned alarms = atomic_load(&srv->alarms);
+	int n;
+
+	mvcc_view_published(srv->store, &v);
+	n = snprintf(body, sizeof body,
+		     "# HELP etcd_server_has_leader Whether or not a leader exists. 1 is existence, 0 is not.\n"
+		     "# TYPE etcd_server_has_leader gauge\netcd_server_has_leader 1\n"
+		     "# HELP etcd_server_is_leader Whether or not this member is a leader. 1 if is, 0 otherwise.\n"
+		     "# TYPE etcd_server_is_leader gauge\netcd_server_is_leader 1\n"
+		     "# HELP etcd_server_leader_changes_seen_total The number of leader changes seen.\n"
+		     "# TYPE etcd_server_leader_changes_seen_total counter\netcd_server_leader_changes_seen_total 1\n"
+		     "# HELP etcd_server_proposals_committed_total The total number of consensus proposals committed.\n"
+		     "# TYPE etcd_server_proposals_committed_total gauge\netcd_server_proposals_committed_total %llu\n"
+		     "# HELP etcd_server_proposals_applied_total The total number of consensus proposals applied.\n"
+		     "# TYPE etcd_server_proposals_applied_total gauge\netcd_server_proposals_applied_total %llu\n"
+		     "# HELP etcd_server_proposals_pending The current number of pending proposals to commit.\n"
+		     "# TYPE etcd_server_proposals_pending gauge\netcd_server_proposals_pending 0\n"
+		     "# HELP etcd_server_proposals_failed_total The total number of failed proposals seen.\n"
+		     "# TYPE etcd_server_proposals_failed_total counter\netcd_server_proposals_failed_total 0\n"
+		     "# HELP etcd_mvcc_db_total_size_in_bytes Total size of the underlying database physically allocated in bytes.\n"
+		     "# TYPE etcd_mvcc_db_total_size_in_bytes gauge\netcd_mvcc_db_total_size_in_bytes %llu\n"
+		     "# HELP etcd_mvcc_db_total_size_in_use_in_bytes Total size of the underlying database logically in use in bytes.\n"
+		     "# TYPE etcd_mvcc_db_total_size_in_use_in_bytes gauge\netcd_mvcc_db_total_size_in_use_in_bytes %llu\n"
+		     "# HELP etcd_debugging_mvcc_keys_total Total number of keys.\n"
+		     "# TYPE etcd_debugging_mvcc_keys_total gauge\netcd_debugging_mvcc_keys_total %llu\n"
+		     "# HELP etcd_debugging_mvcc_current_revision The current revision of store.\n"
+		     "# TYPE etcd_debugging_mvcc_current_revision gauge\netcd_debugging_mvcc_current_revision %lld\n"
+		     "# HELP etcd_debugging_mvcc_compact_revision The revision of the last compaction in store.\n"
+		     "# TYPE etcd_debugging_mvcc_compact_revision gauge\netcd_debugging_mvcc_compact_revision %lld\n"
+		     "# HELP etcd_server_quota_backend_bytes Current backend storage quota size in bytes.\n"
+		     "# TYPE etcd_server_quota_backend_bytes gauge\netcd_server_quota_backend_bytes %lld\n"
+		     "# HELP etcd_server_version Which version is running. 1 for 'server_version' label with current version.\n"
+		     "# TYPE etcd_server_version gauge\netcd_server_version{server_version=\"%s\"} 1\n"
+		     "# HELP etcd_cluster_version Which version is running. 1 for 'cluster_version' label with current cluster version\n"
+		     "# TYPE etcd_cluster_version gauge\netcd_cluster_version{cluster_version=\"%s\"} 1\n"
+		     "# HELP uetcd_alarms Active alarms as a bit mask (2: NOSPACE, 4: CORRUPT).\n"
+		     "# TYPE uetcd_alarms gauge\nuetcd_alarms %u\n"
+		     "# HELP uetcd_sequencer_batches_total Write batches applied, each with one log commit.\n"
+		     "# TYPE uetcd_sequencer_batches_total counter\nuetcd_sequencer_batches_total %llu\n",
+		     (unsigned long long)seq_applied(srv->seq), (unsigned long long)seq_applied(srv->seq),
+		     (unsigned long long)db, (unsigned long long)db, (unsigned long long)mvcc_keys_live(srv->store),
+		     (long long)v.rev, (long long)v.compact_rev,
+		     (long long)(srv->cfg->quota_backend_bytes > 0 ? srv->cfg->quota_backend_bytes : 2LL << 30),
+		     UETCD_ETCD_API_VERSION, UETCD_ETCD_API_VERSION, alarms, (unsigned long long)seq_batches(srv->seq));
+	http1_respond(h, 200, "text/plain; version=0.0.4; charset=utf-8", body, (size_t)n);
+}
+
+void http_handle(struct server *srv, struct http1_conn *h, const struct http1_request *r)
+{
+	bool get = (r->method_len == 3 && memcmp(r->method, "GET", 3) == 0) || r->head;
+
+	if (http_is(r, "/health")) {
+		if (!get) {
+			http1_respond_ex(h, 405, "text/plain; charset=utf-8", "Allow: GET\r\n", "Method Not Allowed\n", 19);
+			return;
+		}
+		http_health(srv, h, r);
+	} else if (http_is(r, "/livez") || (r->path_len > 7 && memcmp(r->path, "/livez/", 7) == 0)) {
+		http_probe(srv, h, r, "/livez", livez_checks, sizeof livez_checks / sizeof livez_checks[0]);
+	} else if (http_is(r, "/readyz") || (r->path_len > 8 && memcmp(r->path, "/readyz/", 8) == 0)) {
+		http_probe(srv, h, r, "/readyz", readyz_checks, sizeof readyz_checks / sizeof readyz_checks[0]);
+	} else if (http_is(r, "/version")) {
+		static const char ver[] = "{\"etcdserver\":\"" UETCD_ETCD_API_VERSION "\",\"etcdcluster\":\"" UETCD_ETCD_API_VERSION "\"}";
+		http1_respond(h, 200, "application/json", ver, sizeof ver - 1);
+	} else if (http_is(r, "/metrics")) {
+		http_metrics(srv, h);
+	} else {
+		http1_respond(h, 404, "text/plain; charset=utf-8", "404 page not found\n", 19);
+	}
+}
