@@ -73,7 +73,7 @@ static void http_probe(struct server *srv, struct http1_conn *h, const struct ht
 		       const struct http_check *checks, size_t n)
 {
 	unsigned alarms = atomic_load(&srv->alarms);
-	size_t base = strlen(kind) + 1; /* "/livez" */
+	size_t base = strlen(kind); /* the "/" after "/readyz" */
 	char body[1024];
 	size_t len = 0;
 	bool failed = false, verbose = http_query_has(r, "verbose", NULL);
