@@ -130,6 +130,7 @@ int main(int argc, char **argv, char **envp)
 		return 0;
 	if (rc < 0)
 		return cfg.exit_status; /* 2 for syntax, 1 for flag verification, as etcd */
+	log_set_level((enum log_level)config_log_level(&cfg));
 
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
