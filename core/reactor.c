@@ -39,6 +39,7 @@
 #include "core/server.h"
 #include "core/svc.h"
 #include "core/watch.h"
+#include "core/gateway.h"
 #include "core/http.h"
 #include "net/grpc.h"
 #include "net/http1.h"
@@ -593,7 +594,11 @@ static void reactor_drain_done(struct reactor *r)
 		n = q->next;
 		q->next = NULL;
 		struct conn *c = reactor_conn_lookup(r, (uint32_t)q->conn_id, (uint32_t)(q->conn_id >> 32));
-		if (c && !c->closing && c->g) {
+		if (q->http) {
+			gateway_complete(r->svc, c && !c->closing ? c->h : NULL, q);
+			if (c && !c->closing)
+				conn_mark_dirty(c);
+		} else if (c && !c->closing && c->g) {
 			svc_complete(r->svc, c->g, q);
 			conn_mark_dirty(c);
 		} else {
@@ -721,7 +726,8 @@ static void reactor_cb_http(void *user, struct http1_conn *h, const struct http1
 {
 	struct conn *c = user;
 
-	http_handle(c->r->srv, h, req);
+	if (!gateway_handle(c->r->svc, h, conn_id(c), req))
+		http_handle(c->r->srv, h, req);
 	conn_mark_dirty(c);
 }
 

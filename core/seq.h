@@ -33,6 +33,7 @@ struct seq_req {
 	struct ProtobufCMessage *msg;
 	struct arena *arena;
 	bool keep_open;    /* a message of a streaming call: answer it, do not end the call */
+	bool http;         /* from the JSON gateway: answered as JSON on an HTTP/1.1 connection */
 	/* result, filled by the sequencer */
 	enum grpc_code code;
 	const char *message;

@@ -117,6 +117,7 @@ static struct seq_req *svc_req_get(struct svc_thread *t)
 	}
 	r->next = NULL;
 	r->reactor = t->reactor;
+	r->http = false;
 	return r;
 }
 
@@ -334,3 +335,9 @@ void svc_on_call_end(struct svc_thread *t, struct grpc_conn *c, uint32_t sid, in
 void svc_watch_deliver(struct svc_thread *t, struct watch_batch *b) { watch_hub_deliver(t->watch, b); }
 
 void svc_tick(struct svc_thread *t, uint64_t now_ms) { watch_hub_tick(t->watch, now_ms); }
+
+struct server *svc_server(struct svc_thread *t) { return t->srv; }
+struct arena *svc_scratch(struct svc_thread *t) { return t->scratch; }
+struct seq_req *svc_req_new(struct svc_thread *t) { return svc_req_get(t); }
+void svc_req_submit(struct svc_thread *t, struct seq_req *r) { svc_queue(t, r); }
+void svc_req_release(struct svc_thread *t, struct seq_req *r) { svc_req_put(t, r); }

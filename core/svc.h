@@ -54,6 +54,14 @@ void svc_on_half_close(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_
 void svc_on_call_end(struct svc_thread *t, struct grpc_conn *c, uint32_t stream_id, int method);
 /* A committed batch of events for this reactor's watchers (in commit order). */
 void svc_watch_deliver(struct svc_thread *t, struct watch_batch *b);
+/* For the JSON gateway, which runs requests the way gRPC calls do. */
+struct arena;
+struct server *svc_server(struct svc_thread *t);
+struct arena *svc_scratch(struct svc_thread *t);
+struct seq_req *svc_req_new(struct svc_thread *t);
+void svc_req_submit(struct svc_thread *t, struct seq_req *r);
+void svc_req_release(struct svc_thread *t, struct seq_req *r);
+
 /* Periodic work: watch catch-up and progress notifications. */
 void svc_tick(struct svc_thread *t, uint64_t now_ms);
 /* Hands this turn's write requests to the sequencer (one queue operation). */
