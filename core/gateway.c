@@ -111,7 +111,7 @@ static void gw_error(struct http1_conn *h, enum grpc_code code, const char *mess
 {
 	struct pbjson_buf b = {.max = 4096};
 	char head[48];
-	int n = snprintf(head, sizeof head, "{\"code\":%d,\"message\":", (int)code);
+	int n = snprintf(head, sizeof head, "{\"code\":%d, \"message\":", (int)code); /* etcd's spacing */
 
 	pbjson_put_raw(&b, head, (size_t)n);
 	pbjson_put_string(&b, message ? message : "", message ? strlen(message) : 0, 0);
