@@ -66,8 +66,12 @@ struct grpc_header {
 };
 
 struct grpc_server_callbacks {
-	/* Maps a :path such as "/etcdserverpb.KV/Range" to a method number >= 0, or returns -1
-	 * for UNIMPLEMENTED. */
+	/* Maps a :path such as "/etcdserverpb.KV/Range" (NUL-terminated, path_len bytes) to a
+	 * method number >= 0. Unknown paths end with UNIMPLEMENTED and grpc-go's text: return
+	 * -1 for "unknown service etcdserverpb.Foo", or -2 when the service is known, for
+	 * "unknown method Bar for service etcdserverpb.KV". A path without a '/' after the
+	 * service gets "malformed method name" whatever is returned; a path of 256 bytes or
+	 * more is unknown without asking. */
 	int (*route)(void *user, const char *path, size_t path_len);
 	/* A call began: its request headers (for metadata such as "token"). */
 	void (*on_call_start)(void *user, uint32_t stream_id, int method, const struct grpc_header *hdrs,
@@ -78,10 +82,16 @@ struct grpc_server_callbacks {
 	void (*on_half_close)(void *user, uint32_t stream_id, int method);
 	/* The call is over — finished by us, reset by the peer, past its deadline, or the
 	 * connection is going away — and its stream id is dead from now on. Called exactly once
-	 * for every call that had on_call_start. */
+	 * for every call that had on_call_start. It may run inside grpc_conn_recv,
+	 * grpc_send_status (after the status is queued), grpc_conn_tick, grpc_conn_free, and
+	 * inside grpc_send_message when that fails with -ENOBUFS (the connection died, so
+	 * every call ends, the sending one included). */
 	void (*on_call_end)(void *user, uint32_t stream_id, int method);
 };
 
+/* Callbacks may call grpc_send_message / grpc_send_status / grpc_stream_queued_bytes /
+ * grpc_conn_goaway for any call, but never grpc_conn_recv, grpc_conn_tick or
+ * grpc_conn_free. */
 struct grpc_conn *grpc_conn_new(const struct grpc_conn_config *cfg, const struct grpc_server_callbacks *cb,
 				void *user);
 /* Ends every live call (on_call_end) and frees the connection. */
@@ -102,8 +112,8 @@ bool grpc_conn_done(const struct grpc_conn *c);
 
 /* Sends one response message on a call (response headers go first, automatically).
  * Data beyond the peer's flow-control windows waits inside, in order. Returns 0, -ENOENT
- * if the call has ended, or -ENOBUFS if the connection's output limit was reached (the
- * connection is then being closed). */
+ * if the call has ended, -EMSGSIZE for len >= 4 GiB, or -ENOBUFS if the connection's
+ * output limit was reached (the connection is then being closed). */
 int grpc_send_message(struct grpc_conn *c, uint32_t stream_id, const uint8_t *msg, size_t len);
 /* Ends a call with a status: trailers after any queued messages, or a trailers-only
  * response if nothing was sent. `message` may be NULL; it is percent-encoded. Then
