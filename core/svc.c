@@ -6,6 +6,7 @@
 #include "core/svc.h"
 
 #include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,10 +67,16 @@ static const struct svc_route_entry svc_routes[] = {
 
 int svc_route(const char *path, size_t len)
 {
-	for (size_t i = 0; i < sizeof svc_routes / sizeof svc_routes[0]; i++)
+	const char *slash = len > 1 ? memchr(path + 1, '/', len - 1) : NULL;
+	size_t svc_len = slash ? (size_t)(slash - path) + 1 : 0; /* "/etcdserverpb.KV/" */
+	bool known_service = false;
+
+	for (size_t i = 0; i < sizeof svc_routes / sizeof svc_routes[0]; i++) {
 		if (strlen(svc_routes[i].path) == len && memcmp(svc_routes[i].path, path, len) == 0)
 			return svc_routes[i].method;
-	return -1;
+		known_service |= svc_len && strncmp(svc_routes[i].path, path, svc_len) == 0;
+	}
+	return known_service ? -2 : -1; /* grpc-go's "unknown method" vs "unknown service" */
 }
 
 struct svc_thread *svc_thread_new(struct server *srv, int reactor_index, void (*dirty)(void *conn_user))
