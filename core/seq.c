@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/arena.h"
+#include "core/election.h"
 #include "core/lease.h"
 #include "core/lease_svc.h"
 #include "core/log.h"
@@ -44,6 +45,7 @@ struct seq {
 	struct wal *wal;
 	struct wal_batch_enc enc;
 	struct lease_table *leases;
+	struct election *election;
 	const _Atomic unsigned *alarms;
 	struct arena *arena; /* for work of our own: lease expiry */
 	struct seq_req **out_first, **out_last; /* per reactor, one batch */
@@ -166,6 +168,7 @@ struct seq *seq_new(struct mvcc_store *store, struct wal *wal, struct lease_tabl
 		.arg = s,
 	};
 	s->leases = leases;
+	s->election = election_new();
 	s->arena = arena_new(64 * 1024);
 	s->wal = wal;
 	s->enc.cap = SEQ_ENC_INITIAL;
@@ -259,19 +262,22 @@ static bool seq_refused(struct seq *s, struct seq_req *r)
 	return true;
 }
 
-static void seq_apply(struct seq *s, struct seq_req *r, const struct kv_sink *sink, uint64_t now_ms)
+/* Returns true when the call was parked (a Lock or Campaign waiting for its turn). */
+static bool seq_apply(struct seq *s, struct seq_req *r, const struct kv_sink *sink, uint64_t now_ms)
 {
 	struct kv_result res;
 
 	if (r->msg && r->method != SVC_LEASE_KEEPALIVE && r->method != SVC_LEASE_TTL &&
 	    r->method != SVC_LEASE_LEASES && seq_refused(s, r))
-		return;
+		return false;
 	if (!r->msg) { /* the end of a streaming call: passes through in order */
 		r->code = GRPC_OK;
 		r->resp = NULL;
 		r->resp_len = 0;
-		return;
+		return false;
 	}
+	if (r->method >= SVC_LOCK_LOCK && r->method <= SVC_ELECTION_RESIGN)
+		return election_apply(s->election, s->store, r, sink, &s->ids);
 	if (r->method < KV_METHODS)
 		kv_write((enum kv_method)r->method, s->store, r->msg, r->arena, sink, &res);
 	else
@@ -281,13 +287,14 @@ static void seq_apply(struct seq *s, struct seq_req *r, const struct kv_sink *si
 	r->resp = NULL;
 	r->resp_len = 0;
 	if (res.code != GRPC_OK)
-		return;
+		return false;
 	if (r->method < KV_METHODS)
 		kv_fill_header(res.resp, (enum kv_method)r->method, &s->ids);
 	/* Packed now, before the publish lets anything it points at be reclaimed. */
 	r->resp_len = protobuf_c_message_get_packed_size(res.resp);
 	r->resp = arena_alloc(r->arena, r->resp_len ? r->resp_len : 1);
 	protobuf_c_message_pack(res.resp, r->resp);
+	return false;
 }
 
 static void seq_run_batch(struct seq *s, struct seq_req *batch, uint64_t now_ms)
@@ -302,14 +309,24 @@ static void seq_run_batch(struct seq *s, struct seq_req *batch, uint64_t now_ms)
 	 * the batch sees its revisions through history (the hubs catch up across a gap). */
 	s->watching = watch_any();
 	wal_batch_begin(&s->enc, s->enc.buf, s->enc.cap, mvcc_rev(s->store));
-	for (struct seq_req *r = batch; r; r = r->next, n++)
-		seq_apply(s, r, &s->sink, now_ms);
+	struct seq_req *answered = NULL, **tail = &answered;
+	for (struct seq_req *r = batch; r; r = next, n++) {
+		next = r->next;
+		if (seq_apply(s, r, &s->sink, now_ms))
+			continue; /* parked: answered by election_wake in a later batch */
+		*tail = r;
+		tail = &r->next;
+	}
+	*tail = NULL;
 	/* leases whose TTL ran out are revoked here, each in its own revision */
 	for (int64_t id; (id = lease_next_expired(s->leases, now_ms));)
 		lease_svc_expire(s->leases, s->store, id, s->arena, &s->sink);
 	arena_reset(s->arena);
 	if (!batch && !s->enc.count)
 		return;
+	/* parked locks and campaigns whose turn this batch brought */
+	*tail = election_wake(s->election, s->store, &s->ids);
+	batch = answered;
 	/* Durability point: one record and one fdatasync for the whole batch, before anyone
 	 * can see it or hear back. A failure here is fatal: never acknowledged, never retried. */
 	len = wal_batch_end(&s->enc, &last_rev);
@@ -412,6 +429,7 @@ void seq_free(struct seq *s)
 	free(s->out_first);
 	free(s->out_last);
 	watch_builder_free(s->events);
+	election_free(s->election);
 	arena_free(s->arena);
 	free(s->enc.buf);
 	free(s);

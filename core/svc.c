@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/arena.h"
+#include "core/election.h"
 #include "core/kv.h"
 #include "core/lease_svc.h"
 #include "core/log.h"
@@ -63,6 +64,13 @@ static const struct svc_route_entry svc_routes[] = {
 	{"/etcdserverpb.Cluster/MemberRemove", SVC_CLUSTER_MEMBER_REMOVE},
 	{"/etcdserverpb.Cluster/MemberUpdate", SVC_CLUSTER_MEMBER_UPDATE},
 	{"/etcdserverpb.Cluster/MemberPromote", SVC_CLUSTER_MEMBER_PROMOTE},
+	{"/v3lockpb.Lock/Lock", SVC_LOCK_LOCK},
+	{"/v3lockpb.Lock/Unlock", SVC_LOCK_UNLOCK},
+	{"/v3electionpb.Election/Campaign", SVC_ELECTION_CAMPAIGN},
+	{"/v3electionpb.Election/Proclaim", SVC_ELECTION_PROCLAIM},
+	{"/v3electionpb.Election/Leader", SVC_ELECTION_LEADER},
+	{"/v3electionpb.Election/Resign", SVC_ELECTION_RESIGN},
+	{"/v3electionpb.Election/Observe", SVC_ELECTION_OBSERVE},
 };
 
 int svc_route(const char *path, size_t len)
@@ -245,6 +253,27 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 		svc_queue_lease(t, c, conn_id, sid, method, msg, len);
 		return;
 	}
+	if (method == SVC_ELECTION_OBSERVE) {
+		watch_observe(t->watch, c, sid, msg, len);
+		return;
+	}
+	if (method >= SVC_LOCK_LOCK && method <= SVC_ELECTION_RESIGN) {
+		struct seq_req *r = svc_req_get(t);
+		ProtobufCAllocator al;
+		arena_pb_allocator(r->arena, &al);
+		r->msg = protobuf_c_message_unpack(election_request_desc(method), &al, len, msg);
+		if (!r->msg) {
+			grpc_send_status(c, sid, GRPC_INTERNAL, "grpc: error unmarshalling request");
+			svc_req_put(t, r);
+			return;
+		}
+		r->conn_id = conn_id;
+		r->stream_id = sid;
+		r->method = method;
+		r->keep_open = false;
+		svc_queue(t, r);
+		return;
+	}
 	if (method < 0 || method >= KV_METHODS) {
 		grpc_send_status(c, sid, GRPC_UNIMPLEMENTED, "unknown method");
 		return;
@@ -312,7 +341,7 @@ void svc_complete(struct svc_thread *t, struct grpc_conn *c, struct seq_req *r)
 
 void svc_on_call_start(struct svc_thread *t, struct grpc_conn *c, void *conn_user, uint32_t sid, int method)
 {
-	if (method == SVC_WATCH)
+	if (method == SVC_WATCH || method == SVC_ELECTION_OBSERVE)
 		watch_stream_open(t->watch, c, conn_user, sid);
 }
 
@@ -335,7 +364,7 @@ void svc_on_half_close(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_
 
 void svc_on_call_end(struct svc_thread *t, struct grpc_conn *c, uint32_t sid, int method)
 {
-	if (method == SVC_WATCH)
+	if (method == SVC_WATCH || method == SVC_ELECTION_OBSERVE)
 		watch_stream_close(t->watch, c, sid);
 }
 

@@ -30,6 +30,7 @@
 #include "core/kv.h"
 #include "core/log.h"
 #include "core/server.h"
+#include "election.pb-c.h"
 #include "kv.pb-c.h"
 #include "net/grpc.h"
 #include "rpc.pb-c.h"
@@ -219,6 +220,10 @@ struct watcher {
 	uint8_t *key, *end;
 	size_t klen, elen;
 	bool noput, nodelete, prev_kv, progress_notify;
+	bool observe;              /* Election.Observe: answers are LeaderResponses */
+	uint8_t *leader_key;       /* the leader last sent (observe) */
+	size_t leader_klen;
+	int64_t leader_mod;
 	bool synced, sent_since_progress;
 	int64_t next_rev;
 	struct watcher *inext, **iprev; /* in an exact-key bucket or the range list */
@@ -384,6 +389,7 @@ static void watcher_free(struct watch_hub *h, struct watcher *w)
 	if (!w->synced)
 		w->st->unsynced--;
 	atomic_fetch_sub(&watch_total, 1);
+	free(w->leader_key);
 	free(w);
 }
 
@@ -584,6 +590,53 @@ static int watch_collect_fn(void *arg, const struct mvcc_event *e)
 	return 0;
 }
 
+struct watch_owner {
+	struct mvcc_kv kv;
+	bool found;
+};
+
+static int watch_owner_fn(void *arg, const struct mvcc_kv *kv)
+{
+	struct watch_owner *o = arg;
+
+	if (!o->found || kv->create_revision < o->kv.create_revision) {
+		o->kv = *kv;
+		o->found = true;
+	}
+	return 0;
+}
+
+/* Observe: sends the leader of the watched election as of `rev` if it changed. */
+static void watch_observe_send(struct watch_hub *h, struct watcher *w, int64_t rev)
+{
+	struct mvcc_view v;
+	struct watch_owner o = {.found = false};
+
+	mvcc_view_published(h->srv->store, &v);
+	if (rev > v.rev || rev < v.compact_rev)
+		rev = v.rev;
+	mvcc_range(&v, w->key, w->klen, w->end, w->elen, rev, false, watch_owner_fn, &o);
+	if (!o.found || (w->leader_key && w->leader_klen == o.kv.key_len && w->leader_mod == o.kv.mod_revision &&
+			 memcmp(w->leader_key, o.kv.key, o.kv.key_len) == 0))
+		return;
+	free(w->leader_key);
+	w->leader_key = malloc(o.kv.key_len ? o.kv.key_len : 1);
+	if (!w->leader_key)
+		log_fatal("watch: out of memory");
+	memcpy(w->leader_key, o.kv.key, o.kv.key_len);
+	w->leader_klen = o.kv.key_len;
+	w->leader_mod = o.kv.mod_revision;
+
+	V3electionpb__LeaderResponse r = V3ELECTIONPB__LEADER_RESPONSE__INIT;
+	r.header = watch_header(h, rev);
+	r.kv = watch_pb_kv(h->arena, &o.kv);
+	size_t len = protobuf_c_message_get_packed_size(&r.base);
+	uint8_t *buf = arena_alloc(h->arena, len ? len : 1);
+	protobuf_c_message_pack(&r.base, buf);
+	grpc_send_message(w->st->c, w->st->sid, buf, len);
+	h->dirty(w->st->conn_user);
+}
+
 /* Brings an unsynced watcher up to the published revision from history. Returns false if
  * the watcher was cancelled (its history was compacted) and removed. */
 static bool watch_catch_up(struct watch_hub *h, struct watch_stream *st, size_t idx)
@@ -593,6 +646,15 @@ static bool watch_catch_up(struct watch_hub *h, struct watch_stream *st, size_t 
 	struct watch_collect c = {.h = h, .w = w};
 
 	mvcc_view_published(h->srv->store, &v);
+	if (w->observe) {
+		watch_observe_send(h, w, v.rev);
+		w->next_rev = v.rev + 1;
+		if (!w->synced) {
+			w->synced = true;
+			st->unsynced--;
+		}
+		return true;
+	}
 	if (w->next_rev <= v.rev) {
 		int rc = mvcc_history(&v, w->key, w->klen, w->end, w->elen, w->next_rev, watch_collect_fn, &c);
 		if (rc == -MVCC_ECOMPACTED) {
@@ -802,6 +864,13 @@ static void watch_flush_rev(struct watch_hub *h, int64_t rev)
 		struct watcher *w = h->touched[t];
 		size_t n = 0;
 
+		if (w->observe) {
+			watch_observe_send(h, w, rev);
+			w->touched = false;
+			w->next_rev = rev + 1;
+			arena_reset(h->arena);
+			continue;
+		}
 		for (int i = w->pend_head; i >= 0; i = h->pend[i].next)
 			n++;
 		Etcdserverpb__WatchResponse *r = watch_response(h, rev, w->id);
@@ -919,4 +988,58 @@ void watch_hub_free(struct watch_hub *h)
 	free(h->pack);
 	arena_free(h->arena);
 	free(h);
+}
+
+void watch_observe(struct watch_hub *h, struct grpc_conn *c, uint32_t sid, const uint8_t *msg, size_t len)
+{
+	struct watch_stream *st = watch_stream_find(h, c, sid);
+	V3electionpb__LeaderRequest *req;
+	ProtobufCAllocator al;
+	struct mvcc_view v;
+	bool found;
+
+	if (!st)
+		return;
+	arena_reset(h->arena);
+	arena_pb_allocator(h->arena, &al);
+	req = v3electionpb__leader_request__unpack(&al, len, msg);
+	if (!req) {
+		grpc_send_status(c, sid, GRPC_INTERNAL, "grpc: error unmarshalling request");
+		return;
+	}
+	/* the election's keys: [name "/", name "0") */
+	struct watcher *w = calloc(1, sizeof *w + 2 * (req->name.len + 1));
+	if (!w)
+		log_fatal("watch: out of memory");
+	w->st = st;
+	w->observe = true;
+	w->key = (uint8_t *)(w + 1);
+	if (req->name.len)
+		memcpy(w->key, req->name.data, req->name.len);
+	w->key[req->name.len] = '/';
+	w->klen = req->name.len + 1;
+	w->end = w->key + w->klen;
+	memcpy(w->end, w->key, w->klen);
+	w->end[w->klen - 1] = '0'; /* '/' + 1 */
+	w->elen = w->klen;
+	mvcc_view_published(h->srv->store, &v);
+	if (h->nwatchers == 0 && v.rev > h->rev)
+		h->rev = v.rev;
+	w->next_rev = v.rev + 1;
+	w->synced = true;
+	do {
+		w->id = st->next_id++;
+	} while ((void)watch_stream_index(st, w->id, &found), found);
+	size_t pos = watch_stream_index(st, w->id, &found);
+	if (st->n == st->cap) {
+		st->cap = st->cap ? st->cap * 2 : 8;
+		st->w = realloc(st->w, st->cap * sizeof *st->w);
+		if (!st->w)
+			log_fatal("watch: out of memory");
+	}
+	memmove(&st->w[pos + 1], &st->w[pos], (st->n - pos) * sizeof *st->w);
+	st->w[pos] = w;
+	st->n++;
+	watch_index_add(h, w);
+	watch_observe_send(h, w, v.rev);
 }
