@@ -326,7 +326,7 @@ bool election_apply(struct election *e, struct mvcc_store *s, struct seq_req *r,
 		const V3electionpb__ProclaimRequest *q = (const void *)r->msg;
 		V3electionpb__ProclaimResponse resp = V3ELECTIONPB__PROCLAIM_RESPONSE__INIT;
 		if (!el_is_leader(s, q->leader)) {
-			el_fail(r, GRPC_FAILED_PRECONDITION, "election: not leader");
+			el_fail(r, GRPC_UNKNOWN, "election: not leader");
 			return false;
 		}
 		if (el_put(s, r->arena, q->leader->key.data, q->leader->key.len, &q->value, q->leader->lease, sink, &res) <
@@ -349,7 +349,7 @@ bool election_apply(struct election *e, struct mvcc_store *s, struct seq_req *r,
 		pfx[q->name.len] = '/';
 		mvcc_view_working(s, &v);
 		if (!el_owner(&v, pfx, q->name.len + 1, &owner)) {
-			el_fail(r, GRPC_NOT_FOUND, "election: no leader");
+			el_fail(r, GRPC_UNKNOWN, "election: no leader");
 			return false;
 		}
 		resp.header = el_header(r->arena, ids, mvcc_rev(s));
