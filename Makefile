@@ -21,7 +21,7 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 FUZZ_SRC := $(wildcard tests/fuzz/*_fuzz.c)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all run test unit unit-run asan integration fuzz bench deps deps-test etcd-ref clean
+.PHONY: all run test unit unit-run asan integration fuzz bench deps deps-test etcd-ref install clean
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -94,6 +94,14 @@ fuzz:
 		$(FUZZ_BUILD)/$$n -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
 			$(FUZZ_BUILD)/corpus/$$n $$( [ -d tests/fuzz/corpus/$$n ] && echo tests/fuzz/corpus/$$n ) 2>&1 | tail -3; \
 	done
+
+# Installs build/uetcd as $(PREFIX)/bin/uetcd and `etcd` beside it (a symlink), so a
+# kubeadm static pod or a script that runs `etcd` runs uetcd with the same flags.
+PREFIX ?= /usr/local
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BUILD)/uetcd $(DESTDIR)$(PREFIX)/bin/uetcd
+	ln -sf uetcd $(DESTDIR)$(PREFIX)/bin/etcd
 
 clean:
 	rm -rf build

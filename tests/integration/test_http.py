@@ -134,7 +134,9 @@ def test_kubeadm_static_pod_flags(kube_pki, version):
     tmp = tempfile.mkdtemp(prefix='uetcd-kubeadm-')
     port, mport, peer = free_port(), free_port(), free_port()
     log = open(os.path.join(tmp, 'log'), 'wb')
-    proc = subprocess.Popen([uetcd_bin()] + kubeadm_flags(kube_pki, os.path.join(tmp, 'data'), port, mport, peer,
+    etcd = os.path.join(tmp, 'etcd')             # the pod runs a binary called etcd
+    os.symlink(os.path.abspath(uetcd_bin()), etcd)
+    proc = subprocess.Popen([etcd] + kubeadm_flags(kube_pki, os.path.join(tmp, 'data'), port, mport, peer,
                                                           version), stdout=log, stderr=subprocess.STDOUT)
     try:
         ready = None
