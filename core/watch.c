@@ -543,8 +543,8 @@ void watch_stream_close(struct watch_hub *h, struct grpc_conn *c, uint32_t sid)
 
 void watch_stream_half_close(struct watch_hub *h, struct grpc_conn *c, uint32_t sid)
 {
-	/* as etcd's server: the client is done sending, so the call ends (on_call_end frees) */
-	grpc_send_status(c, sid, GRPC_OK, NULL);
+	/* As etcd's server: the client is done sending requests, but its watchers go on until
+	 * it cancels the call or goes away. */
 }
 
 static void watch_remove(struct watch_hub *h, struct watch_stream *st, size_t i)
