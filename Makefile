@@ -108,3 +108,4 @@ clean:
 
 -include $(shell find $(BUILD)/obj $(BUILD)/tests -name '*.d' 2>/dev/null)
 -include bench/bench.mk
+-include tools/tools.mk

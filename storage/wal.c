@@ -1,0 +1,1204 @@
+/* The write-ahead log (see wal.h for the API and the durability contract).
+ *
+ * data-dir/log/NNNNNNNNNNNNNNNN.seg — NNNN… is the segment's sequence number in 16 lowercase
+ * hex digits, starting at 1, consecutive. A segment is created as *.seg.tmp, preallocated
+ * (fallocate), given its header, synced, renamed into place and the directory synced, so a
+ * *.seg file always has a whole header; a leftover *.seg.tmp is deleted at open.
+ *
+ * Segment header (64 bytes, little-endian):
+ *   offset  size  field
+ *   0       8     magic "uetcdlog"
+ *   8       4     format version = 1
+ *   12      4     header size = 64
+ *   16      8     sequence number (= the file name)
+ *   24      8     base revision: the last durable revision when the segment was created
+ *   32      24    zero
+ *   56      8     XXH3-64 of bytes 0..55
+ *
+ * Records follow from offset 64, each starting 8-byte aligned:
+ *   0       8     XXH3-64 of bytes 8 .. 32+length (the rest of this header and the payload)
+ *   8       4     magic 0x63655275 ("uRec")
+ *   12      4     payload length
+ *   16      8     revision: the highest revision the record carries (i64, >= 0)
+ *   24      1     type (WAL_REC_*; 0 is never valid)
+ *   25      3     zero
+ *   28      4     commit offset: bytes from the start of the write (commit) that carried this
+ *                 record to the record; lets recovery tell a torn last commit from damage
+ *   32      len   payload (WAL_REC_BATCH: the table in wal_rec.c)
+ *   32+len  0..7  zero padding to a multiple of 8 (checked, not checksummed)
+ *
+ * The rest of a segment is zeros (never written since preallocation): an all-zero record
+ * header ends the written data. Revisions never go down from record to record, across
+ * segments too, and no record's revision is below its segment's base revision.
+ *
+ * Recovery. One commit is one pwrite of whole records at the tail plus one fdatasync, and
+ * the next commit starts only after it returned, so at a crash only the last commit can be
+ * partial, and it may be partial in any pattern of pages. Scanning a segment stops at the
+ * first all-zero or invalid record header, at offset P. Then every later 8-aligned offset
+ * is tried as a record: if the rest is all zeros, P is the clean end; if it holds garbage or
+ * valid records that all belong to one commit that started at or before P (commit offset),
+ * P is inside the last commit, which never completed: a torn tail, truncated (if this is
+ * the last segment; a torn non-last segment is damage). Anything else — a valid record of
+ * a later commit after P — is damage to data that was acknowledged, and opening refuses.
+ * What this cannot tell apart: damage to the last commit itself looks like a tear and is
+ * truncated (as etcd does), losing that commit.
+ *
+ * Only this file writes segments; only wal_commit_submit() advances the tail, and only
+ * wal_commit_wait() declares records durable. */
+#include "storage/wal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <liburing.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "core/log.h"
+
+#define SEG_HDR 64u
+#define REC_HDR 32u
+#define SEG_VERSION 1u
+#define REC_MAGIC 0x63655275u
+#define SEG_BYTES_MAX (4ull << 30) /* a larger file is not ours */
+#define SEG_NAME_LEN 20            /* 16 hex + ".seg" */
+#define SEG_PATH_MAX (PATH_MAX + 32) /* dir + "/" + name + ".discarded" */
+static const char seg_magic[8] = {'u', 'e', 't', 'c', 'd', 'l', 'o', 'g'};
+
+_Static_assert(WAL_PENDING_BYTES_MAX + SEG_HDR < SEG_BYTES_MAX, "a full commit fits a segment");
+_Static_assert(WAL_PENDING_BYTES_MAX <= UINT32_MAX, "commit offsets are 32 bits");
+
+#define ALIGN8(x) (((x) + 7) & ~(uint64_t)7)
+
+/* ---- little-endian fields ---- */
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	/* word at a time once aligned: the zero tail of a 64 MiB segment is scanned at every open */
+	while (n && ((uintptr_t)p & 7)) {
+		if (*p++)
+			return false;
+		n--;
+	}
+	for (; n >= 8; p += 8, n -= 8) {
+		uint64_t v;
+		memcpy(&v, p, 8); /* one load; no aliasing question */
+		if (v)
+			return false;
+	}
+	while (n--)
+		if (*p++)
+			return false;
+	return true;
+}
+
+/* ---- the plain file layer ---- */
+
+static int px_open(void *ctx, const char *path, int flags, mode_t mode)
+{
+	int fd;
+
+	do
+		fd = open(path, flags | O_CLOEXEC, mode);
+	while (fd < 0 && errno == EINTR);
+	return fd < 0 ? -errno : fd;
+}
+
+static int px_close(void *ctx, int fd)
+{
+	return close(fd) < 0 && errno != EINTR ? -errno : 0;
+}
+
+static ssize_t px_pread(void *ctx, int fd, void *buf, size_t len, uint64_t off)
+{
+	ssize_t n;
+
+	do
+		n = pread(fd, buf, len, (off_t)off);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : n;
+}
+
+static ssize_t px_pwrite(void *ctx, int fd, const void *buf, size_t len, uint64_t off)
+{
+	ssize_t n;
+
+	do
+		n = pwrite(fd, buf, len, (off_t)off);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : n;
+}
+
+static int px_fdatasync(void *ctx, int fd)
+{
+	return fdatasync(fd) < 0 ? -errno : 0;
+}
+
+static int px_fsync(void *ctx, int fd)
+{
+	return fsync(fd) < 0 ? -errno : 0;
+}
+
+static int px_fallocate(void *ctx, int fd, uint64_t off, uint64_t len)
+{
+	int rc;
+
+	do
+		rc = fallocate(fd, 0, (off_t)off, (off_t)len);
+	while (rc < 0 && errno == EINTR);
+	return rc < 0 ? -errno : 0;
+}
+
+static int px_ftruncate(void *ctx, int fd, uint64_t len)
+{
+	return ftruncate(fd, (off_t)len) < 0 ? -errno : 0;
+}
+
+static int px_fsize(void *ctx, int fd, uint64_t *size)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
+static int px_rename(void *ctx, const char *from, const char *to)
+{
+	return rename(from, to) < 0 ? -errno : 0;
+}
+
+static int px_unlink(void *ctx, const char *path)
+{
+	return unlink(path) < 0 ? -errno : 0;
+}
+
+static const struct wal_file_ops posix_ops = {
+	.open = px_open,
+	.close = px_close,
+	.pread = px_pread,
+	.pwrite = px_pwrite,
+	.fdatasync = px_fdatasync,
+	.fsync = px_fsync,
+	.fallocate = px_fallocate,
+	.ftruncate = px_ftruncate,
+	.fsize = px_fsize,
+	.rename = px_rename,
+	.unlink = px_unlink,
+};
+
+const struct wal_file_ops *wal_file_ops_posix(void)
+{
+	return &posix_ops;
+}
+
+/* pwrite until done; a zero-byte write is -EIO rather than a loop forever */
+static int ops_write_all(const struct wal_file_ops *ops, int fd, const uint8_t *p, size_t len, uint64_t off)
+{
+	while (len) {
+		ssize_t n = ops->pwrite(ops->ctx, fd, p, len, off);
+		if (n < 0)
+			return (int)n;
+		if (n == 0)
+			return -EIO;
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int ops_read_all(const struct wal_file_ops *ops, int fd, uint8_t *p, size_t len, uint64_t off)
+{
+	while (len) {
+		ssize_t n = ops->pread(ops->ctx, fd, p, len, off);
+		if (n < 0)
+			return (int)n;
+		if (n == 0)
+			return -EIO; /* the file shrank under us */
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Preallocates [off, off+len); a file system without fallocate gets a sparse extension. */
+static int ops_prealloc(const struct wal_file_ops *ops, int fd, uint64_t off, uint64_t len)
+{
+	int rc = ops->fallocate(ops->ctx, fd, off, len);
+
+	if (rc == -EOPNOTSUPP)
+		rc = ops->ftruncate(ops->ctx, fd, off + len);
+	return rc;
+}
+
+/* ---- segment and record headers ---- */
+
+struct rec_hdr {
+	uint64_t sum;
+	uint32_t len;
+	int64_t rev;
+	uint8_t type;
+	uint32_t commit_off;
+};
+
+struct seg_hdr {
+	uint64_t seq;
+	int64_t base_rev;
+};
+
+static void seg_hdr_encode(uint8_t *p, uint64_t seq, int64_t base_rev)
+{
+	memset(p, 0, SEG_HDR);
+	memcpy(p, seg_magic, 8);
+	put32(p + 8, SEG_VERSION);
+	put32(p + 12, SEG_HDR);
+	put64(p + 16, seq);
+	put64(p + 24, (uint64_t)base_rev);
+	put64(p + 56, XXH3_64bits(p, 56));
+}
+
+static const char *seg_hdr_check(const uint8_t *p, uint64_t n, uint64_t seq, struct seg_hdr *h)
+{
+	if (n < SEG_HDR)
+		return "segment shorter than its header";
+	if (memcmp(p, seg_magic, 8) != 0)
+		return "not a segment (bad magic)";
+	if (get64(p + 56) != XXH3_64bits(p, 56))
+		return "segment header checksum mismatch";
+	if (get32(p + 8) != SEG_VERSION || get32(p + 12) != SEG_HDR)
+		return "unsupported segment format version";
+	if (!all_zero(p + 32, 24))
+		return "segment header reserved bytes not zero";
+	h->seq = get64(p + 16);
+	h->base_rev = (int64_t)get64(p + 24);
+	if (h->seq != seq)
+		return "segment header sequence number differs from its file name";
+	if (h->base_rev < 0)
+		return "negative base revision";
+	return NULL;
+}
+
+/* Is there a valid record at pos? Returns NULL and fills *h if so, else why not. */
+static const char *rec_check(const uint8_t *b, uint64_t n, uint64_t pos, struct rec_hdr *h)
+{
+	const uint8_t *p = b + pos;
+
+	if (n - pos < REC_HDR)
+		return "truncated record header";
+	if (get32(p + 8) != REC_MAGIC)
+		return "bad record magic";
+	h->sum = get64(p);
+	h->len = get32(p + 12);
+	h->rev = (int64_t)get64(p + 16);
+	h->type = p[24];
+	h->commit_off = get32(p + 28);
+	if (ALIGN8((uint64_t)REC_HDR + h->len) > n - pos)
+		return "record length runs past the end of the segment";
+	if (h->type == 0 || p[25] || p[26] || p[27])
+		return "bad record type";
+	if ((h->commit_off & 7) || h->commit_off > pos - SEG_HDR)
+		return "bad record commit offset";
+	if (h->sum != XXH3_64bits(p + 8, REC_HDR - 8 + (size_t)h->len))
+		return "record checksum mismatch";
+	if (!all_zero(p + REC_HDR + h->len, ALIGN8((uint64_t)REC_HDR + h->len) - REC_HDR - h->len))
+		return "record padding not zero";
+	if (h->rev < 0)
+		return "negative revision";
+	return NULL;
+}
+
+/* ---- walking the log (open and inspect) ---- */
+
+enum { WALK_CLEAN, WALK_TORN, WALK_CORRUPT, WALK_ABORT /* a record callback returned cb_rc */ };
+
+struct wal_seg {
+	uint64_t seq;
+	int64_t base_rev, first_rev, last_rev;
+	uint64_t records, bytes, end; /* end: offset after the last valid record */
+};
+
+struct wal_walk {
+	const struct wal_file_ops *ops;
+	const char *dir;
+	const uint64_t *seqs;
+	size_t n;
+	int (*rec)(void *arg, const struct wal_record_info *r);
+	void *arg;
+	struct wal_seg *segs; /* n entries, filled up to the problem */
+	/* result */
+	int status;
+	size_t bad;           /* index of the segment with the problem */
+	uint64_t bad_off;
+	int cb_rc;
+	char why[128];
+};
+
+static void seg_path(char *out, size_t outlen, const char *dir, uint64_t seq, const char *suffix)
+{
+	snprintf(out, outlen, "%s/%016" PRIx64 ".seg%s", dir, seq, suffix);
+}
+
+/* After a stop at pos: is the rest of the segment the torn remains of the last commit? */
+static int walk_tail(const uint8_t *b, uint64_t n, uint64_t pos, bool zero_hdr, char *why, size_t whylen)
+{
+	bool have = false;
+	uint64_t commit = 0;
+
+	if (zero_hdr && all_zero(b + pos, n - pos))
+		return WALK_CLEAN;
+	for (uint64_t y = pos + 8; y + REC_HDR <= n; y += 8) {
+		struct rec_hdr h;
+		if (get32(b + y + 8) != REC_MAGIC || rec_check(b, n, y, &h))
+			continue;
+		uint64_t start = y - h.commit_off;
+		if (start > pos || (have && start != commit)) {
+			size_t l = strlen(why);
+			snprintf(why + l, whylen - l, "; a valid record of a later commit follows at offset %" PRIu64, y);
+			return WALK_CORRUPT;
+		}
+		have = true;
+		commit = start;
+	}
+	return WALK_TORN;
+}
+
+/* Scans one segment image; returns WALK_* with w->bad_off/why set, or a negative error. */
+static int walk_segment(struct wal_walk *wk, size_t i, const char *path, const uint8_t *b, uint64_t n,
+			int64_t *prev_rev)
+{
+	struct wal_seg *s = &wk->segs[i];
+	struct seg_hdr sh;
+	const char *why = seg_hdr_check(b, n, wk->seqs[i], &sh);
+
+	wk->bad_off = 0;
+	if (why) {
+		snprintf(wk->why, sizeof wk->why, "%s", why);
+		return WALK_CORRUPT;
+	}
+	if (sh.base_rev < *prev_rev) {
+		snprintf(wk->why, sizeof wk->why, "base revision %" PRId64 " below the previous segment's %" PRId64,
+			 sh.base_rev, *prev_rev);
+		return WALK_CORRUPT;
+	}
+	s->base_rev = s->first_rev = s->last_rev = sh.base_rev;
+	uint64_t pos = SEG_HDR;
+	for (;;) {
+		struct rec_hdr h;
+		if (pos == n) {
+			s->end = pos;
+			return WALK_CLEAN;
+		}
+		bool zero = n - pos >= REC_HDR ? all_zero(b + pos, REC_HDR) : all_zero(b + pos, n - pos);
+		why = zero ? "all-zero record header" : rec_check(b, n, pos, &h);
+		if (!why && (h.rev < *prev_rev || h.rev < sh.base_rev)) {
+			snprintf(wk->why, sizeof wk->why, "revision %" PRId64 " goes backwards (previous %" PRId64 ")",
+				 h.rev, *prev_rev > sh.base_rev ? *prev_rev : sh.base_rev);
+			wk->bad_off = s->end = pos;
+			return WALK_CORRUPT;
+		}
+		if (why) {
+			s->end = wk->bad_off = pos;
+			snprintf(wk->why, sizeof wk->why, "%s", why);
+			int st = walk_tail(b, n, pos, zero, wk->why, sizeof wk->why);
+			if (st == WALK_TORN && zero)
+				snprintf(wk->why, sizeof wk->why, "garbage after the end of the records");
+			return st;
+		}
+		if (!s->records)
+			s->first_rev = h.rev;
+		s->last_rev = *prev_rev = h.rev;
+		s->records++;
+		if (wk->rec) {
+			struct wal_record_info r = {
+				.segment = path,
+				.seq = wk->seqs[i],
+				.offset = pos,
+				.type = h.type,
+				.rev = h.rev,
+				.len = h.len,
+				.checksum = h.sum,
+				.payload = b + pos + REC_HDR,
+			};
+			if ((wk->cb_rc = wk->rec(wk->arg, &r)))
+				return WALK_ABORT;
+		}
+		pos += ALIGN8((uint64_t)REC_HDR + h.len);
+	}
+}
+
+/* Walks every segment in order, stopping at the first problem (wk->status != WALK_CLEAN).
+ * Returns 0 or a negative error (I/O, memory, or a record callback's). */
+static int walk_log(struct wal_walk *wk)
+{
+	char path[SEG_PATH_MAX];
+	int64_t prev_rev = 0;
+
+	wk->status = WALK_CLEAN;
+	for (size_t i = 0; i < wk->n; i++) {
+		struct wal_seg *s = &wk->segs[i];
+		uint64_t size = 0;
+		uint8_t *b = NULL;
+		int fd, rc;
+
+		memset(s, 0, sizeof *s);
+		s->seq = wk->seqs[i];
+		seg_path(path, sizeof path, wk->dir, s->seq, "");
+		if (i > 0 && wk->seqs[i] != wk->seqs[i - 1] + 1) {
+			wk->status = WALK_CORRUPT;
+			wk->bad = i;
+			wk->bad_off = 0;
+			snprintf(wk->why, sizeof wk->why, "segment %016" PRIx64 " is missing", wk->seqs[i - 1] + 1);
+			return 0;
+		}
+		fd = wk->ops->open(wk->ops->ctx, path, O_RDONLY, 0);
+		if (fd < 0)
+			return fd;
+		rc = wk->ops->fsize(wk->ops->ctx, fd, &size);
+		if (!rc && size > SEG_BYTES_MAX)
+			rc = -EFBIG;
+		if (!rc && size && !(b = malloc(size)))
+			rc = -ENOMEM;
+		if (!rc)
+			rc = ops_read_all(wk->ops, fd, b, size, 0);
+		wk->ops->close(wk->ops->ctx, fd);
+		s->bytes = size;
+		if (!rc)
+			rc = walk_segment(wk, i, path, b, size, &prev_rev);
+		free(b);
+		if (rc < 0)
+			return rc;
+		if (rc == WALK_ABORT)
+			return wk->cb_rc;
+		if (rc == WALK_TORN && i + 1 < wk->n) {
+			/* segments before the last were synced before the next began: not a tear */
+			size_t l = strlen(wk->why);
+			snprintf(wk->why + l, sizeof wk->why - l, " in a segment that is not the last");
+			rc = WALK_CORRUPT;
+		}
+		if (rc != WALK_CLEAN) {
+			wk->status = rc;
+			wk->bad = i;
+			return 0;
+		}
+	}
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Sorted sequence numbers of the *.seg files; deletes leftover *.seg.tmp if `clean`. */
+static int list_segments(const char *dir, const struct wal_file_ops *ops, bool clean, uint64_t **out, size_t *n)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	uint64_t *v = NULL;
+	size_t cap = 0, cnt = 0;
+	int rc = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		const char *nm = de->d_name;
+		size_t len = strlen(nm);
+		bool hex = len >= SEG_NAME_LEN && strspn(nm, "0123456789abcdef") == 16 && !memcmp(nm + 16, ".seg", 4);
+		if (hex && len == SEG_NAME_LEN + 4 && !strcmp(nm + SEG_NAME_LEN, ".tmp")) {
+			if (clean) {
+				char path[SEG_PATH_MAX];
+				snprintf(path, sizeof path, "%s/%s", dir, nm);
+				log_info("wal: removing unfinished segment %s", path);
+				if ((rc = ops->unlink(ops->ctx, path)))
+					break;
+			}
+			continue;
+		}
+		if (!hex || len != SEG_NAME_LEN)
+			continue;
+		if (cnt == cap) {
+			cap = cap ? cap * 2 : 16;
+			uint64_t *nv = realloc(v, cap * sizeof *v);
+			if (!nv) {
+				rc = -ENOMEM;
+				break;
+			}
+			v = nv;
+		}
+		v[cnt++] = strtoull(nm, NULL, 16);
+	}
+	closedir(d);
+	if (rc) {
+		free(v);
+		return rc;
+	}
+	if (cnt)
+		qsort(v, cnt, sizeof *v, cmp_u64);
+	*out = v;
+	*n = cnt;
+	return 0;
+}
+
+/* ---- the open log ---- */
+
+struct wal_buf {
+	uint8_t *p;
+	size_t len, cap;
+	int64_t first_rev, last_rev;
+	uint64_t records;
+};
+
+struct wal {
+	char dir[PATH_MAX]; /* data-dir/log */
+	const struct wal_file_ops *ops;
+	bool use_uring, no_fsync;
+	struct io_uring ring;
+	uint64_t segment_bytes, pending_max;
+	int dir_fd, fd;        /* the log directory, the segment being written */
+	uint64_t tail;         /* end of written (or in-flight) data in the current segment */
+	uint64_t seg_cap;      /* the current segment's size */
+	struct wal_seg *segs;  /* oldest first; the last is the current one */
+	size_t nsegs, segs_cap;
+	struct wal_buf bufs[2];
+	int cur;               /* bufs[cur] takes appends; bufs[cur ^ 1] is in flight */
+	bool inflight;
+	uint64_t io_off;       /* where the in-flight buffer goes */
+	size_t io_done;        /* bytes of it written so far */
+	int io_sqes, io_rc;    /* completions outstanding (io_uring); result (synchronous path) */
+	int64_t last_rev;      /* highest appended */
+	int64_t durable_rev;   /* highest durable */
+	int err;               /* sticky: the first failed write, sync or rollover */
+	_Atomic uint64_t size_bytes;
+};
+
+static int wal_fail(struct wal *w, int rc, const char *what)
+{
+	if (!w->err) {
+		w->err = rc;
+		log_error("wal: %s failed in segment %s/%016" PRIx64 ".seg: %s; the log accepts no more writes", what,
+			  w->dir, w->nsegs ? w->segs[w->nsegs - 1].seq : 0, strerror(-rc));
+	}
+	return w->err;
+}
+
+static int segs_push(struct wal *w, const struct wal_seg *s)
+{
+	if (w->nsegs == w->segs_cap) {
+		size_t cap = w->segs_cap ? w->segs_cap * 2 : 16;
+		struct wal_seg *v = realloc(w->segs, cap * sizeof *v);
+		if (!v)
+			return -ENOMEM;
+		w->segs = v;
+		w->segs_cap = cap;
+	}
+	w->segs[w->nsegs++] = *s;
+	atomic_fetch_add_explicit(&w->size_bytes, s->bytes, memory_order_relaxed);
+	return 0;
+}
+
+/* Creates segment `seq` (tmp name, preallocate, header, sync, rename, sync dir); *fd stays
+ * open read-write. */
+static int seg_create(struct wal *w, uint64_t seq, int64_t base_rev, uint64_t size, int *out_fd)
+{
+	const struct wal_file_ops *ops = w->ops;
+	char tmp[SEG_PATH_MAX], path[SEG_PATH_MAX];
+	uint8_t hdr[SEG_HDR];
+	int fd, rc;
+
+	seg_path(tmp, sizeof tmp, w->dir, seq, ".tmp");
+	seg_path(path, sizeof path, w->dir, seq, "");
+	fd = ops->open(ops->ctx, tmp, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0)
+		return fd;
+	seg_hdr_encode(hdr, seq, base_rev);
+	rc = ops_prealloc(ops, fd, 0, size);
+	if (!rc)
+		rc = ops_write_all(ops, fd, hdr, SEG_HDR, 0);
+	if (!rc && !w->no_fsync)
+		rc = ops->fsync(ops->ctx, fd);
+	if (!rc)
+		rc = ops->rename(ops->ctx, tmp, path);
+	if (rc) {
+		ops->close(ops->ctx, fd);
+		ops->unlink(ops->ctx, tmp);
+		return rc;
+	}
+	if (!w->no_fsync && (rc = ops->fsync(ops->ctx, w->dir_fd))) {
+		/* the name may or may not survive a crash; the file is complete either way */
+		ops->close(ops->ctx, fd);
+		return rc;
+	}
+	*out_fd = fd;
+	return 0;
+}
+
+/* Starts segment seq+1 able to take `need` bytes of records. Nothing is in flight. */
+static int wal_rollover(struct wal *w, size_t need)
+{
+	struct wal_seg s = {.seq = w->segs[w->nsegs - 1].seq + 1, .base_rev = w->durable_rev};
+	uint64_t size = w->segment_bytes;
+	int fd = -1, rc;
+
+	if (SEG_HDR + need > size)
+		size = (SEG_HDR + need + 4095) & ~(uint64_t)4095;
+	if (!w->no_fsync && (rc = w->ops->fsync(w->ops->ctx, w->fd)))
+		return rc;
+	if ((rc = seg_create(w, s.seq, s.base_rev, size, &fd)))
+		return rc;
+	s.first_rev = s.last_rev = s.base_rev;
+	s.bytes = size;
+	s.end = SEG_HDR;
+	if ((rc = segs_push(w, &s))) {
+		w->ops->close(w->ops->ctx, fd);
+		return rc;
+	}
+	w->ops->close(w->ops->ctx, w->fd);
+	w->fd = fd;
+	w->tail = SEG_HDR;
+	w->seg_cap = size;
+	return 0;
+}
+
+/* ---- commit: io_uring or synchronous ---- */
+
+static int uring_submit(struct wal *w)
+{
+	const struct wal_buf *b = &w->bufs[w->cur ^ 1];
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+	int n = 1, rc;
+
+	/* the ring has 8 entries and every completion is reaped before the next submit */
+	io_uring_prep_write(sqe, w->fd, b->p + w->io_done, (unsigned)(b->len - w->io_done), w->io_off + w->io_done);
+	sqe->user_data = 1;
+	if (!w->no_fsync) {
+		/* IO_LINK: the fsync starts only after the write completed in full; a failed or
+		 * short write cancels it (-ECANCELED) */
+		sqe->flags |= IOSQE_IO_LINK;
+		sqe = io_uring_get_sqe(&w->ring);
+		io_uring_prep_fsync(sqe, w->fd, IORING_FSYNC_DATASYNC);
+		sqe->user_data = 2;
+		n = 2;
+	}
+	rc = io_uring_submit(&w->ring);
+	if (rc < 0)
+		return rc;
+	w->io_sqes = rc;
+	if (rc == n)
+		return 0;
+	while (w->io_sqes) { /* a partial submit: reap what went in, then fail */
+		struct io_uring_cqe *cqe;
+		if (io_uring_wait_cqe(&w->ring, &cqe) == 0)
+			io_uring_cqe_seen(&w->ring, cqe);
+		w->io_sqes--;
+	}
+	return -EIO;
+}
+
+static int uring_wait(struct wal *w)
+{
+	const struct wal_buf *b = &w->bufs[w->cur ^ 1];
+
+	for (;;) {
+		int wres = -ECANCELED, fres = w->no_fsync ? 0 : -ECANCELED, rc = 0;
+		while (w->io_sqes) {
+			struct io_uring_cqe *cqe;
+			rc = io_uring_wait_cqe(&w->ring, &cqe);
+			if (rc == -EINTR)
+				continue;
+			if (rc < 0)
+				return rc; /* the ring itself is broken: fatal like a failed write */
+			if (cqe->user_data == 1)
+				wres = cqe->res;
+			else
+				fres = cqe->res;
+			io_uring_cqe_seen(&w->ring, cqe);
+			w->io_sqes--;
+		}
+		if (wres < 0)
+			return wres;
+		if (wres == 0)
+			return -EIO;
+		w->io_done += (size_t)wres;
+		if (w->io_done < b->len) {
+			/* short write: continue from where it stopped, with a new linked fsync */
+			if ((rc = uring_submit(w)))
+				return rc;
+			continue;
+		}
+		return fres;
+	}
+}
+
+static int sync_commit(struct wal *w)
+{
+	const struct wal_buf *b = &w->bufs[w->cur ^ 1];
+	int rc = ops_write_all(w->ops, w->fd, b->p, b->len, w->io_off);
+
+	if (!rc && !w->no_fsync)
+		rc = w->ops->fdatasync(w->ops->ctx, w->fd);
+	return rc;
+}
+
+int wal_commit_wait(struct wal *w)
+{
+	if (!w->inflight)
+		return w->err;
+	struct wal_buf *b = &w->bufs[w->cur ^ 1];
+	int rc = w->use_uring ? uring_wait(w) : w->io_rc;
+
+	w->inflight = false;
+	if (rc)
+		return wal_fail(w, rc, w->no_fsync ? "write" : "write or fdatasync");
+	struct wal_seg *s = &w->segs[w->nsegs - 1];
+	if (!s->records)
+		s->first_rev = b->first_rev;
+	s->last_rev = b->last_rev;
+	s->records += b->records;
+	s->end = w->io_off + b->len;
+	w->durable_rev = b->last_rev;
+	b->len = 0;
+	b->records = 0;
+	return 0;
+}
+
+int wal_commit_submit(struct wal *w)
+{
+	int rc;
+
+	if (w->err)
+		return w->err;
+	if (w->inflight && (rc = wal_commit_wait(w)))
+		return rc;
+	struct wal_buf *b = &w->bufs[w->cur];
+	if (!b->len)
+		return 0;
+	if (w->tail + b->len > w->seg_cap && (rc = wal_rollover(w, b->len)))
+		return wal_fail(w, rc, "segment rollover");
+	w->cur ^= 1; /* appends go to the other buffer from now on */
+	w->io_off = w->tail;
+	w->io_done = 0;
+	w->io_sqes = 0;
+	w->inflight = true;
+	w->tail += b->len;
+	if (w->use_uring) {
+		if ((rc = uring_submit(w))) {
+			w->inflight = false;
+			return wal_fail(w, rc, "io_uring submit");
+		}
+	} else {
+		w->io_rc = sync_commit(w);
+	}
+	return 0;
+}
+
+int wal_commit(struct wal *w)
+{
+	int rc = wal_commit_submit(w);
+
+	return rc ? rc : wal_commit_wait(w);
+}
+
+int wal_append(struct wal *w, uint8_t type, int64_t rev, const struct iovec *iov, int iovcnt)
+{
+	size_t len = 0;
+	int rc;
+
+	if (w->err)
+		return w->err;
+	if (type == 0 || rev < 0 || rev < w->last_rev || iovcnt < 0)
+		return -EINVAL;
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len > WAL_PENDING_BYTES_MAX - len)
+			return -EMSGSIZE;
+		len += iov[i].iov_len;
+	}
+	uint64_t need = ALIGN8((uint64_t)REC_HDR + len);
+	if (need > w->pending_max)
+		return -EMSGSIZE;
+	struct wal_buf *b = &w->bufs[w->cur];
+	if (b->len + need > w->pending_max) {
+		if ((rc = wal_commit(w)))
+			return rc;
+		b = &w->bufs[w->cur];
+	}
+	if (b->len + need > b->cap) {
+		size_t cap = b->cap ? b->cap : 256 * 1024;
+		while (cap < b->len + need)
+			cap *= 2;
+		if (cap > w->pending_max)
+			cap = w->pending_max;
+		uint8_t *p = realloc(b->p, cap);
+		if (!p)
+			return -ENOMEM;
+		b->p = p;
+		b->cap = cap;
+	}
+	uint8_t *r = b->p + b->len;
+	put32(r + 8, REC_MAGIC);
+	put32(r + 12, (uint32_t)len);
+	put64(r + 16, (uint64_t)rev);
+	r[24] = type;
+	r[25] = r[26] = r[27] = 0;
+	put32(r + 28, (uint32_t)b->len);
+	size_t off = REC_HDR;
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len)
+			memcpy(r + off, iov[i].iov_base, iov[i].iov_len);
+		off += iov[i].iov_len;
+	}
+	memset(r + off, 0, need - off);
+	put64(r, XXH3_64bits(r + 8, REC_HDR - 8 + len));
+	if (!b->records)
+		b->first_rev = rev;
+	b->last_rev = rev;
+	b->records++;
+	b->len += need;
+	w->last_rev = rev;
+	return 0;
+}
+
+/* ---- open ---- */
+
+static int mkdir_sync(const char *path, const char *parent, bool sync)
+{
+	if (mkdir(path, 0700) == 0) {
+		if (sync && parent) {
+			int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			if (fd < 0)
+				return -errno;
+			int rc = fsync(fd) < 0 ? -errno : 0;
+			close(fd);
+			return rc;
+		}
+		return 0;
+	}
+	return errno == EEXIST ? 0 : -errno;
+}
+
+struct replay_ctx {
+	wal_replay_fn fn;
+	void *arg;
+};
+
+static int replay_rec(void *arg, const struct wal_record_info *r)
+{
+	struct replay_ctx *c = arg;
+	return c->fn(c->arg, r->type, r->rev, r->payload, r->len);
+}
+
+/* Cuts segment `fd` at `off` and preallocates the rest again as zeros. */
+static int seg_truncate(struct wal *w, int fd, uint64_t off, uint64_t size)
+{
+	const struct wal_file_ops *ops = w->ops;
+	int rc = ops->ftruncate(ops->ctx, fd, off);
+
+	if (!rc && size > off)
+		rc = ops_prealloc(ops, fd, off, size - off);
+	if (!rc && !w->no_fsync)
+		rc = ops->fsync(ops->ctx, fd);
+	return rc;
+}
+
+static void wal_free(struct wal *w)
+{
+	if (w->fd >= 0)
+		w->ops->close(w->ops->ctx, w->fd);
+	if (w->dir_fd >= 0)
+		w->ops->close(w->ops->ctx, w->dir_fd);
+	if (w->use_uring)
+		io_uring_queue_exit(&w->ring);
+	free(w->bufs[0].p);
+	free(w->bufs[1].p);
+	free(w->segs);
+	free(w);
+}
+
+int wal_open(const char *data_dir, const struct wal_options *o, wal_replay_fn fn, void *arg, struct wal **out,
+	     char *err, size_t errlen)
+{
+	static const struct wal_options defaults;
+	struct wal_walk wk = {0};
+	struct replay_ctx rc_ctx = {fn, arg};
+	uint64_t *seqs = NULL;
+	size_t nseq = 0;
+	struct wal *w;
+	char path[SEG_PATH_MAX];
+	int rc;
+
+	*out = NULL;
+	if (err && errlen)
+		err[0] = '\0';
+	if (!o)
+		o = &defaults;
+	if (!(w = calloc(1, sizeof *w)))
+		return -ENOMEM;
+	w->fd = w->dir_fd = -1;
+	w->ops = o->ops ? o->ops : &posix_ops;
+	w->no_fsync = o->no_fsync;
+	w->segment_bytes = o->segment_bytes ? o->segment_bytes : WAL_SEGMENT_BYTES_DEFAULT;
+	w->pending_max = o->pending_bytes ? o->pending_bytes : WAL_PENDING_BYTES_DEFAULT;
+	rc = -EINVAL;
+	if (w->segment_bytes < WAL_SEGMENT_BYTES_MIN || w->segment_bytes > SEG_BYTES_MAX ||
+	    w->pending_max < WAL_PENDING_BYTES_MIN || w->pending_max > WAL_PENDING_BYTES_MAX) {
+		snprintf(err, errlen, "wal: segment or pending size out of range");
+		goto fail;
+	}
+	if ((size_t)snprintf(w->dir, sizeof w->dir, "%s/log", data_dir) >= sizeof w->dir) {
+		rc = -ENAMETOOLONG;
+		goto fail;
+	}
+	if ((rc = mkdir_sync(data_dir, NULL, false)) || (rc = mkdir_sync(w->dir, data_dir, !w->no_fsync))) {
+		snprintf(err, errlen, "wal: cannot create %s: %s", w->dir, strerror(-rc));
+		goto fail;
+	}
+	if ((rc = w->ops->open(w->ops->ctx, w->dir, O_RDONLY | O_DIRECTORY, 0)) < 0)
+		goto fail;
+	w->dir_fd = rc;
+	if ((rc = list_segments(w->dir, w->ops, true, &seqs, &nseq)))
+		goto fail;
+
+	wk.ops = w->ops;
+	wk.dir = w->dir;
+	wk.seqs = seqs;
+	wk.n = nseq;
+	wk.rec = fn ? replay_rec : NULL;
+	wk.arg = &rc_ctx;
+	if (nseq && !(wk.segs = calloc(nseq, sizeof *wk.segs))) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	if ((rc = walk_log(&wk))) {
+		snprintf(err, errlen, "wal: replay of %s stopped: %s", w->dir,
+			 rc < 0 ? strerror(-rc) : "the replay callback failed");
+		goto fail;
+	}
+
+	/* keep segments [0, keep); the last kept one is cut at `cut` if cut != 0 */
+	size_t keep = nseq;
+	uint64_t cut = 0;
+	if (wk.status != WALK_CLEAN) {
+		seg_path(path, sizeof path, w->dir, seqs[wk.bad], "");
+		if (wk.status == WALK_CORRUPT && !o->truncate_corrupt) {
+			snprintf(err, errlen, "%s offset %" PRIu64 ": %s (start with the log repair option to truncate here)",
+				 path, wk.bad_off, wk.why);
+			rc = -EBADMSG;
+			goto fail;
+		}
+		if (wk.status == WALK_TORN)
+			log_warn("wal: torn tail in %s at offset %" PRIu64 " (%s): truncated, %" PRIu64
+				 " bytes of an unfinished commit discarded",
+				 path, wk.bad_off, wk.why, wk.segs[wk.bad].bytes - wk.bad_off);
+		else
+			log_warn("wal: corruption in %s at offset %" PRIu64 " (%s): repairing as asked, the log is "
+				 "truncated there and %zu later segment(s) renamed *.seg.discarded",
+				 path, wk.bad_off, wk.why, nseq - wk.bad - 1);
+		keep = wk.bad + 1;
+		cut = wk.bad_off;
+		if (cut < SEG_HDR) { /* bad header or missing segment: drop the whole file */
+			keep = wk.bad;
+			cut = 0;
+		}
+		for (size_t i = keep; i < nseq; i++) {
+			char to[SEG_PATH_MAX];
+			seg_path(path, sizeof path, w->dir, seqs[i], "");
+			seg_path(to, sizeof to, w->dir, seqs[i], ".discarded");
+			if ((rc = w->ops->rename(w->ops->ctx, path, to)))
+				goto fail;
+		}
+		if (keep < nseq && !w->no_fsync && (rc = w->ops->fsync(w->ops->ctx, w->dir_fd)))
+			goto fail;
+	}
+
+	for (size_t i = 0; i < keep; i++) {
+		if (i == keep - 1 && cut) {
+			wk.segs[i].end = cut; /* walk already counted only records before cut */
+		}
+		if ((rc = segs_push(w, &wk.segs[i])))
+			goto fail;
+		w->durable_rev = wk.segs[i].last_rev; /* base_rev if it has no records */
+	}
+	if (keep) {
+		struct wal_seg *s = &w->segs[w->nsegs - 1];
+		seg_path(path, sizeof path, w->dir, s->seq, "");
+		if ((rc = w->ops->open(w->ops->ctx, path, O_RDWR, 0)) < 0)
+			goto fail;
+		w->fd = rc;
+		if (cut && (rc = seg_truncate(w, w->fd, cut, s->bytes)))
+			goto fail;
+		w->tail = s->end;
+		w->seg_cap = s->bytes;
+	} else {
+		/* an empty log, or one whose every segment was discarded */
+		struct wal_seg s = {.seq = nseq ? seqs[nseq - 1] + 1 : 1, .base_rev = w->durable_rev};
+		int fd;
+		/* (after discarding: a new name, so the discarded files are never overwritten) */
+		if ((rc = seg_create(w, s.seq, s.base_rev, w->segment_bytes, &fd)))
+			goto fail;
+		w->fd = fd;
+		s.first_rev = s.last_rev = s.base_rev;
+		s.bytes = w->segment_bytes;
+		s.end = SEG_HDR;
+		if ((rc = segs_push(w, &s)))
+			goto fail;
+		w->tail = SEG_HDR;
+		w->seg_cap = s.bytes;
+	}
+	w->last_rev = w->durable_rev;
+
+	if (!o->ops) {
+		/* a small private ring: one write and one fsync in flight at most */
+		rc = io_uring_queue_init(8, &w->ring, 0);
+		if (rc == 0)
+			w->use_uring = true;
+		else
+			log_warn("wal: io_uring unavailable (%s); committing with pwrite + fdatasync", strerror(-rc));
+	}
+	free(seqs);
+	free(wk.segs);
+	*out = w;
+	return 0;
+
+fail:
+	if (err && errlen && !err[0])
+		snprintf(err, errlen, "wal: cannot open %s: %s", w->dir, strerror(rc < 0 ? -rc : rc));
+	free(seqs);
+	free(wk.segs);
+	wal_free(w);
+	return rc;
+}
+
+int wal_close(struct wal *w)
+{
+	int rc = 0;
+
+	if (!w)
+		return 0;
+	if (!w->err) {
+		rc = wal_commit_wait(w);
+		if (!rc)
+			rc = wal_commit(w);
+	}
+	rc = rc ? rc : w->err;
+	wal_free(w);
+	return rc;
+}
+
+uint64_t wal_size_bytes(const struct wal *w)
+{
+	return atomic_load_explicit(&w->size_bytes, memory_order_relaxed);
+}
+
+int64_t wal_last_rev(const struct wal *w)
+{
+	return w->durable_rev;
+}
+
+size_t wal_segments(const struct wal *w, struct wal_segment_info *out, size_t max)
+{
+	for (size_t i = 0; i < w->nsegs && i < max; i++) {
+		const struct wal_seg *s = &w->segs[i];
+		out[i] = (struct wal_segment_info){
+			.seq = s->seq,
+			.first_rev = s->first_rev,
+			.last_rev = s->last_rev,
+			.records = s->records,
+			.bytes = s->bytes,
+		};
+	}
+	return w->nsegs;
+}
+
+int wal_remove_segments_before(struct wal *w, int64_t rev)
+{
+	char path[SEG_PATH_MAX];
+	size_t n = 0;
+	int rc = 0;
+
+	if (w->err)
+		return w->err;
+	while (n + 1 < w->nsegs && w->segs[n].last_rev <= rev) {
+		seg_path(path, sizeof path, w->dir, w->segs[n].seq, "");
+		if ((rc = w->ops->unlink(w->ops->ctx, path)))
+			break;
+		atomic_fetch_sub_explicit(&w->size_bytes, w->segs[n].bytes, memory_order_relaxed);
+		n++;
+	}
+	if (n) {
+		memmove(w->segs, w->segs + n, (w->nsegs - n) * sizeof *w->segs);
+		w->nsegs -= n;
+		if (!rc && !w->no_fsync)
+			rc = w->ops->fsync(w->ops->ctx, w->dir_fd);
+	}
+	return rc ? rc : (int)n;
+}
+
+int wal_inspect(const char *data_dir, wal_inspect_fn fn, void *arg, char *err, size_t errlen)
+{
+	char dir[PATH_MAX], path[SEG_PATH_MAX];
+	struct wal_walk wk = {.ops = &posix_ops, .dir = dir, .rec = fn, .arg = arg};
+	uint64_t *seqs = NULL;
+	size_t n = 0;
+	int rc;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if ((size_t)snprintf(dir, sizeof dir, "%s/log", data_dir) >= sizeof dir)
+		return -ENAMETOOLONG;
+	if ((rc = list_segments(dir, &posix_ops, false, &seqs, &n))) {
+		snprintf(err, errlen, "%s: %s", dir, strerror(-rc));
+		return rc;
+	}
+	wk.seqs = seqs;
+	wk.n = n;
+	if (n && !(wk.segs = calloc(n, sizeof *wk.segs))) {
+		free(seqs);
+		return -ENOMEM;
+	}
+	rc = walk_log(&wk);
+	if (rc < 0) {
+		snprintf(err, errlen, "%s: %s", dir, strerror(-rc));
+	} else if (wk.status != WALK_CLEAN) {
+		seg_path(path, sizeof path, dir, seqs[wk.bad], "");
+		snprintf(err, errlen, "%s offset %" PRIu64 ": %s%s", path, wk.bad_off, wk.why,
+			 wk.status == WALK_TORN ? " (torn tail of an unfinished commit: truncated at start-up)" : "");
+		rc = wk.status == WALK_TORN ? 1 : -EBADMSG;
+	}
+	free(seqs);
+	free(wk.segs);
+	return rc;
+}
