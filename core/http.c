@@ -11,7 +11,10 @@
 #include <string.h>
 
 #include "core/config.h"
+#include "core/metrics.h"
+#include "core/reactor.h"
 #include "core/seq.h"
+#include "core/svc.h"
 #include "core/server.h"
 #include "net/http1.h"
 #include "storage/mvcc.h"
@@ -113,10 +116,94 @@ static void http_probe(struct server *srv, struct http1_conn *h, const struct ht
 	http1_respond(h, failed ? 503 : 200, "text/plain; charset=utf-8", body, len);
 }
 
+static const char *const http_codes[] = {"OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded",
+					  "NotFound", "AlreadyExists", "PermissionDenied", "ResourceExhausted",
+					  "FailedPrecondition", "Aborted", "OutOfRange", "Unimplemented", "Internal",
+					  "Unavailable", "DataLoss", "Unauthenticated"};
+
+/* grpc_server_started_total / handled_total (summed over reactors) and uetcd's latency
+ * histograms, appended to the body. */
+static size_t http_metrics_grpc(struct server *srv, char *buf, size_t len, size_t cap)
+{
+	struct metrics_hist read = {0}, write = {0}; /* sums over reactors */
+
+#define HTTP_PUT(...)                                                                      \
+	do {                                                                                 \
+		if (len < cap) {                                                             \
+			int n_ = snprintf(buf + len, cap - len, __VA_ARGS__);                \
+			len = n_ < 0 ? len : (size_t)n_ >= cap - len ? cap : len + (size_t)n_; \
+		}                                                                            \
+	} while (0)
+	HTTP_PUT("# HELP grpc_server_started_total Total number of RPCs started on the server.\n"
+		 "# TYPE grpc_server_started_total counter\n");
+	for (int m = 0; m < SVC_METHODS; m++) {
+		const char *path = svc_method_path(m);
+		uint64_t n = 0;
+		if (!path)
+			continue;
+		for (int i = 0; i < srv->nreactors; i++)
+			n += atomic_load_explicit(&svc_thread_metrics(reactor_svc(srv->reactors[i]))->started[m],
+						  memory_order_relaxed);
+		const char *slash = strchr(path + 1, '/');
+		HTTP_PUT("grpc_server_started_total{grpc_method=\"%s\",grpc_service=\"%.*s\",grpc_type=\"%s\"} %llu\n",
+			 slash + 1, (int)(slash - path - 1), path + 1,
+			 m == SVC_WATCH || m == SVC_LEASE_KEEPALIVE ? "bidi_stream"
+			 : m == SVC_ELECTION_OBSERVE		   ? "server_stream"
+							   : "unary",
+			 (unsigned long long)n);
+	}
+	HTTP_PUT("# HELP grpc_server_handled_total Total number of RPCs completed on the server, regardless of success or failure.\n"
+		 "# TYPE grpc_server_handled_total counter\n");
+	for (int m = 0; m < SVC_METHODS; m++) {
+		const char *path = svc_method_path(m);
+		if (!path)
+			continue;
+		const char *slash = strchr(path + 1, '/');
+		for (int code = 0; code < 17; code++) {
+			uint64_t n = 0;
+			for (int i = 0; i < srv->nreactors; i++)
+				n += atomic_load_explicit(
+					&svc_thread_metrics(reactor_svc(srv->reactors[i]))->handled[m][code],
+					memory_order_relaxed);
+			if (n)
+				HTTP_PUT("grpc_server_handled_total{grpc_code=\"%s\",grpc_method=\"%s\",grpc_service=\"%.*s\"} %llu\n",
+					 http_codes[code], slash + 1, (int)(slash - path - 1), path + 1,
+					 (unsigned long long)n);
+		}
+	}
+	for (int i = 0; i < srv->nreactors; i++) {
+		const struct svc_metrics *sm = svc_thread_metrics(reactor_svc(srv->reactors[i]));
+		for (int b = 0; b <= METRICS_BUCKETS; b++) {
+			atomic_fetch_add(&read.bucket[b], atomic_load(&sm->read_us.bucket[b]));
+			atomic_fetch_add(&write.bucket[b], atomic_load(&sm->write_us.bucket[b]));
+		}
+		atomic_fetch_add(&read.count, atomic_load(&sm->read_us.count));
+		atomic_fetch_add(&read.sum_us, atomic_load(&sm->read_us.sum_us));
+		atomic_fetch_add(&write.count, atomic_load(&sm->write_us.count));
+		atomic_fetch_add(&write.sum_us, atomic_load(&sm->write_us.sum_us));
+	}
+	HTTP_PUT("# HELP uetcd_request_duration_microseconds Request latency inside the server (reads: on the reactor; writes: queued to answered, including the log sync).\n"
+		 "# TYPE uetcd_request_duration_microseconds histogram\n");
+	len = metrics_print_hist(buf, len, cap, "uetcd_request_duration_microseconds", "kind=\"read\"", &read,
+				 metrics_us_bounds, metrics_us_nbounds, 0);
+	len = metrics_print_hist(buf, len, cap, "uetcd_request_duration_microseconds", "kind=\"write\"", &write,
+				 metrics_us_bounds, metrics_us_nbounds, 0);
+	HTTP_PUT("# HELP etcd_disk_wal_fsync_duration_seconds The latency distributions of fsync called by WAL.\n"
+		 "# TYPE etcd_disk_wal_fsync_duration_seconds histogram\n");
+	len = metrics_print_hist(buf, len, cap, "etcd_disk_wal_fsync_duration_seconds", "", seq_fsync_hist(srv->seq),
+				 metrics_etcd_bounds_us, metrics_etcd_nbounds, 1);
+	HTTP_PUT("# HELP etcd_disk_backend_commit_duration_seconds The latency distributions of commit called by backend.\n"
+		 "# TYPE etcd_disk_backend_commit_duration_seconds histogram\n");
+	len = metrics_print_hist(buf, len, cap, "etcd_disk_backend_commit_duration_seconds", "",
+				 seq_commit_hist(srv->seq), metrics_etcd_bounds_us, metrics_etcd_nbounds, 1);
+#undef HTTP_PUT
+	return len;
+}
+
 static void http_metrics(struct server *srv, struct http1_conn *h)
 {
 	struct mvcc_view v;
-	char body[4096];
+	char body[32768];
 	uint64_t db = srv->wal ? wal_size_bytes(srv->wal) : 0;
 	unsigned alarms = atomic_load(&srv->alarms);
 	int n;
@@ -162,7 +249,8 @@ static void http_metrics(struct server *srv, struct http1_conn *h)
 		     (long long)v.rev, (long long)v.compact_rev,
 		     (long long)(srv->cfg->quota_backend_bytes > 0 ? srv->cfg->quota_backend_bytes : 2LL << 30),
 		     UETCD_ETCD_API_VERSION, UETCD_ETCD_API_VERSION, alarms, (unsigned long long)seq_batches(srv->seq));
-	http1_respond(h, 200, "text/plain; version=0.0.4; charset=utf-8", body, (size_t)n);
+	size_t len = http_metrics_grpc(srv, body, n < 0 ? 0 : (size_t)n, sizeof body);
+	http1_respond(h, 200, "text/plain; version=0.0.4; charset=utf-8", body, len);
 }
 
 void http_handle(struct server *srv, struct http1_conn *h, const struct http1_request *r)

@@ -163,7 +163,8 @@ int main(int argc, char **argv, char **envp)
 	srv.store = mvcc_store_new(srv.qsbr);
 	struct main_recover mr = {.leases = lease_table_new(main_clock_ms()), .now_ms = main_clock_ms()};
 	{
-		struct wal_options wo = {.no_fsync = cfg.unsafe_no_fsync};
+		/* one batch's record may be large (a delete of a big range): let it grow to the max */
+		struct wal_options wo = {.no_fsync = cfg.unsafe_no_fsync, .pending_bytes = WAL_PENDING_BYTES_MAX};
 		struct recover_hooks hooks = {.lease_grant = main_lease_grant, .lease_revoke = main_lease_revoke, .arg = &mr};
 		struct mvcc_view v;
 		char err[1024];

@@ -917,3 +917,5 @@ void reactor_free(struct reactor *r)
 	close(r->efd);
 	free(r);
 }
+
+struct svc_thread *reactor_svc(struct reactor *r) { return r->svc; }

@@ -17,6 +17,8 @@ int reactor_start(struct reactor *r);
 /* Wakes the reactor so it sees srv->stopping, then joins it. */
 void reactor_stop(struct reactor *r);
 void reactor_free(struct reactor *r);
+/* The reactor's service layer (for /metrics, which sums every reactor's counters). */
+struct svc_thread *reactor_svc(struct reactor *r);
 
 /* Sequencer side: hands back finished requests (a chain) and wakes the reactor if it sleeps. */
 void reactor_deliver(struct reactor *r, struct seq_req *list);

@@ -21,6 +21,7 @@
 #include "core/lease.h"
 #include "core/lease_svc.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/svc.h"
 #include "rpc.pb-c.h"
 #include "core/watch.h"
@@ -46,6 +47,7 @@ struct seq {
 	struct wal_batch_enc enc;
 	struct lease_table *leases;
 	struct election *election;
+	struct metrics_hist fsync_us, commit_us;
 	const _Atomic unsigned *alarms;
 	struct arena *arena; /* for work of our own: lease expiry */
 	struct seq_req **out_first, **out_last; /* per reactor, one batch */
@@ -54,6 +56,9 @@ struct seq {
 };
 
 #define SEQ_ENC_INITIAL (64 * 1024)
+/* A batch stops taking requests once its log record passes this; the rest wait, in order,
+ * for the next batch. One request's changes must fit WAL_PENDING_BYTES_MAX (1 GiB). */
+#define SEQ_BATCH_BYTES (64u << 20)
 #define SEQ_ENC_KEEP (16 * 1024 * 1024) /* a larger encode buffer is released after its batch */
 
 /* Grows the record buffer so that a change of `bytes` key+value always fits. */
@@ -126,6 +131,14 @@ static void seq_sink_lease_revoke(void *arg, int64_t rev, int64_t id)
 
 	seq_enc_reserve(s, 0);
 	wal_batch_lease_revoke(&s->enc, rev, id);
+}
+
+static uint64_t seq_clock_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
 static uint64_t seq_clock_ms(void)
@@ -297,8 +310,10 @@ static bool seq_apply(struct seq *s, struct seq_req *r, const struct kv_sink *si
 	return false;
 }
 
-static void seq_run_batch(struct seq *s, struct seq_req *batch, uint64_t now_ms)
+/* Applies a batch; returns the requests it left for the next one (record size limit). */
+static struct seq_req *seq_run_batch(struct seq *s, struct seq_req *batch, uint64_t now_ms)
 {
+	struct seq_req *carry = NULL;
 	struct seq_req *next;
 
 	uint64_t n = 0;
@@ -312,6 +327,10 @@ static void seq_run_batch(struct seq *s, struct seq_req *batch, uint64_t now_ms)
 	struct seq_req *answered = NULL, **tail = &answered;
 	for (struct seq_req *r = batch; r; r = next, n++) {
 		next = r->next;
+		if (s->enc.len > SEQ_BATCH_BYTES) {
+			carry = r;
+			break;
+		}
 		if (seq_apply(s, r, &s->sink, now_ms))
 			continue; /* parked: answered by election_wake in a later batch */
 		*tail = r;
@@ -323,7 +342,7 @@ static void seq_run_batch(struct seq *s, struct seq_req *batch, uint64_t now_ms)
 		lease_svc_expire(s->leases, s->store, id, s->arena, &s->sink);
 	arena_reset(s->arena);
 	if (!batch && !s->enc.count)
-		return;
+		return carry;
 	/* parked locks and campaigns whose turn this batch brought */
 	*tail = election_wake(s->election, s->store, &s->ids);
 	batch = answered;
@@ -334,11 +353,16 @@ static void seq_run_batch(struct seq *s, struct seq_req *batch, uint64_t now_ms)
 		log_fatal("seq: encoding the batch's log record: %s", strerror((int)-len));
 	if (s->enc.count && s->wal) {
 		struct iovec iov = {.iov_base = s->enc.buf, .iov_len = (size_t)len};
+		uint64_t t0 = seq_clock_us();
 		int rc = wal_append(s->wal, WAL_REC_BATCH, last_rev, &iov, 1);
+		uint64_t t1 = seq_clock_us();
 		if (rc == 0)
 			rc = wal_commit(s->wal);
 		if (rc < 0)
 			log_fatal("log write failed, exiting without acknowledging the batch: %s", strerror(-rc));
+		uint64_t t2 = seq_clock_us();
+		metrics_observe(&s->fsync_us, metrics_etcd_bounds_us, metrics_etcd_nbounds, t2 - t1);
+		metrics_observe(&s->commit_us, metrics_etcd_bounds_us, metrics_etcd_nbounds, t2 - t0);
 	}
 	if (s->enc.cap > SEQ_ENC_KEEP) {
 		free(s->enc.buf);
@@ -369,14 +393,18 @@ static void seq_run_batch(struct seq *s, struct seq_req *batch, uint64_t now_ms)
 	if (wb)
 		for (int i = 0; i < s->reactors; i++)
 			s->deliver.events(s->deliver.arg, i, wb);
+	return carry;
 }
 
 static void *seq_main(void *arg)
 {
 	struct seq *s = arg;
 
+	struct seq_req *carry = NULL;
+
 	while (!atomic_load(&s->stop)) {
-		struct seq_req *batch = seq_take(s);
+		struct seq_req *batch = carry ? carry : seq_take(s);
+		carry = NULL;
 		if (!batch) {
 			atomic_store(&s->sleeping, 1);
 			batch = seq_take(s);
@@ -394,7 +422,7 @@ static void *seq_main(void *arg)
 			}
 			atomic_store(&s->sleeping, 0);
 		}
-		seq_run_batch(s, batch, seq_clock_ms());
+		carry = seq_run_batch(s, batch, seq_clock_ms());
 	}
 	return NULL;
 }
@@ -438,3 +466,6 @@ void seq_free(struct seq *s)
 uint64_t seq_batches(const struct seq *s) { return atomic_load_explicit(&s->batches, memory_order_relaxed); }
 
 uint64_t seq_applied(const struct seq *s) { return atomic_load_explicit(&s->applied, memory_order_relaxed); }
+
+const struct metrics_hist *seq_fsync_hist(const struct seq *s) { return &s->fsync_us; }
+const struct metrics_hist *seq_commit_hist(const struct seq *s) { return &s->commit_us; }

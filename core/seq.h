@@ -34,6 +34,7 @@ struct seq_req {
 	struct arena *arena;
 	bool keep_open;    /* a message of a streaming call: answer it, do not end the call */
 	bool http;         /* from the JSON gateway: answered as JSON on an HTTP/1.1 connection */
+	uint64_t start_us; /* when it was queued, for the latency histogram */
 	/* result, filled by the sequencer */
 	enum grpc_code code;
 	const char *message;
@@ -73,5 +74,9 @@ void seq_submit(struct seq *s, struct seq_req *first, struct seq_req *last);
 /* Batches applied and requests applied, for metrics and Status. */
 uint64_t seq_batches(const struct seq *s);
 uint64_t seq_applied(const struct seq *s);
+/* The log's fdatasync and the whole batch commit (encode, write, sync), for /metrics. */
+struct metrics_hist;
+const struct metrics_hist *seq_fsync_hist(const struct seq *s);
+const struct metrics_hist *seq_commit_hist(const struct seq *s);
 
 #endif

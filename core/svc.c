@@ -9,12 +9,14 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/arena.h"
 #include "core/election.h"
 #include "core/kv.h"
 #include "core/lease_svc.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/maint.h"
 #include "core/seq.h"
 #include "core/watch.h"
@@ -25,6 +27,7 @@
 #define SVC_REQ_POOL_MAX 4096
 
 struct svc_thread {
+	struct svc_metrics m; /* first: its own cache lines, written by this thread only */
 	struct server *srv;
 	int reactor;
 	struct arena *scratch;
@@ -149,8 +152,26 @@ static void svc_req_put(struct svc_thread *t, struct seq_req *r)
 	t->n_free++;
 }
 
+static uint64_t svc_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* Ends a call with a status, counting it for grpc_server_handled_total. */
+static void svc_status(struct svc_thread *t, struct grpc_conn *c, uint32_t sid, int method, enum grpc_code code,
+		       const char *msg)
+{
+	if (method >= 0 && method < SVC_METHODS && (unsigned)code <= GRPC_UNAUTHENTICATED)
+		atomic_fetch_add_explicit(&t->m.handled[method][code], 1, memory_order_relaxed);
+	grpc_send_status(c, sid, code, msg);
+}
+
 /* Packs into the thread's buffer (grown to the largest response seen) and sends. */
-static void svc_send_response(struct svc_thread *t, struct grpc_conn *c, uint32_t sid, const ProtobufCMessage *m)
+static void svc_send_response(struct svc_thread *t, struct grpc_conn *c, uint32_t sid, int method,
+			      const ProtobufCMessage *m)
 {
 	size_t len = protobuf_c_message_get_packed_size(m);
 
@@ -166,17 +187,17 @@ static void svc_send_response(struct svc_thread *t, struct grpc_conn *c, uint32_
 	}
 	protobuf_c_message_pack(m, t->pack);
 	if (grpc_send_message(c, sid, t->pack, len) == 0)
-		grpc_send_status(c, sid, GRPC_OK, NULL);
+		svc_status(t, c, sid, method, GRPC_OK, NULL);
 }
 
 static void svc_reply(struct svc_thread *t, struct grpc_conn *c, uint32_t sid, int method, struct kv_result *res)
 {
 	if (res->code != GRPC_OK) {
-		grpc_send_status(c, sid, res->code, res->message);
+		svc_status(t, c, sid, method, res->code, res->message);
 		return;
 	}
 	kv_fill_header(res->resp, (enum kv_method)method, &t->srv->ids);
-	svc_send_response(t, c, sid, res->resp);
+	svc_send_response(t, c, sid, method, res->resp);
 }
 
 static void svc_kv_read(struct svc_thread *t, struct grpc_conn *c, uint32_t sid, int method,
@@ -184,14 +205,17 @@ static void svc_kv_read(struct svc_thread *t, struct grpc_conn *c, uint32_t sid,
 {
 	struct mvcc_view v;
 	struct kv_result res;
+	uint64_t start = svc_now_us();
 
 	mvcc_view_published(t->srv->store, &v);
 	kv_read((enum kv_method)method, &v, req, a, &res);
 	svc_reply(t, c, sid, method, &res);
+	metrics_observe(&t->m.read_us, metrics_us_bounds, metrics_us_nbounds, svc_now_us() - start);
 }
 
 static void svc_queue(struct svc_thread *t, struct seq_req *r)
 {
+	r->start_us = svc_now_us();
 	if (t->pend_last)
 		t->pend_last->next = r;
 	else
@@ -207,7 +231,7 @@ static void svc_queue_lease(struct svc_thread *t, struct grpc_conn *c, uint64_t 
 
 	r->msg = lease_svc_decode(method, r->arena, msg, len);
 	if (!r->msg) {
-		grpc_send_status(c, sid, GRPC_INTERNAL, "grpc: error unmarshalling request");
+		svc_status(t, c, sid, method, GRPC_INTERNAL, "grpc: error unmarshalling request");
 		svc_req_put(t, r);
 		return;
 	}
@@ -232,7 +256,7 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 		struct mvcc_view v;
 		arena_reset(t->scratch);
 		mvcc_view_published(t->srv->store, &v);
-		svc_send_response(t, c, sid,
+		svc_send_response(t, c, sid, method,
 				  method == SVC_MAINT_STATUS ? maint_status(t->srv, &v, t->scratch)
 							     : cluster_member_list(t->srv, &v, t->scratch));
 		return;
@@ -244,9 +268,9 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 		mvcc_view_published(t->srv->store, &v);
 		maint_handle(t->srv, method, msg, len, &v, t->scratch, &res);
 		if (res.code != GRPC_OK)
-			grpc_send_status(c, sid, res.code, res.message);
+			svc_status(t, c, sid, method, res.code, res.message);
 		else
-			svc_send_response(t, c, sid, res.resp);
+			svc_send_response(t, c, sid, method, res.resp);
 		return;
 	}
 	if (method >= SVC_LEASE_GRANT && method <= SVC_LEASE_LEASES) {
@@ -263,7 +287,7 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 		arena_pb_allocator(r->arena, &al);
 		r->msg = protobuf_c_message_unpack(election_request_desc(method), &al, len, msg);
 		if (!r->msg) {
-			grpc_send_status(c, sid, GRPC_INTERNAL, "grpc: error unmarshalling request");
+			svc_status(t, c, sid, method, GRPC_INTERNAL, "grpc: error unmarshalling request");
 			svc_req_put(t, r);
 			return;
 		}
@@ -275,18 +299,18 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 		return;
 	}
 	if (method < 0 || method >= KV_METHODS) {
-		grpc_send_status(c, sid, GRPC_UNIMPLEMENTED, "unknown method");
+		svc_status(t, c, sid, method, GRPC_UNIMPLEMENTED, "unknown method");
 		return;
 	}
 	if (method == KV_RANGE) {
 		arena_reset(t->scratch);
 		req = kv_decode(KV_RANGE, t->scratch, msg, len);
 		if (!req) {
-			grpc_send_status(c, sid, GRPC_INTERNAL, "grpc: error unmarshalling request");
+			svc_status(t, c, sid, method, GRPC_INTERNAL, "grpc: error unmarshalling request");
 			return;
 		}
 		if (kv_check(KV_RANGE, req, len, &t->srv->limits, t->scratch, &res)) {
-			grpc_send_status(c, sid, res.code, res.message);
+			svc_status(t, c, sid, method, res.code, res.message);
 			return;
 		}
 		svc_kv_read(t, c, sid, method, req, t->scratch);
@@ -296,12 +320,12 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 	struct seq_req *r = svc_req_get(t);
 	req = kv_decode((enum kv_method)method, r->arena, msg, len);
 	if (!req) {
-		grpc_send_status(c, sid, GRPC_INTERNAL, "grpc: error unmarshalling request");
+		svc_status(t, c, sid, method, GRPC_INTERNAL, "grpc: error unmarshalling request");
 		svc_req_put(t, r);
 		return;
 	}
 	if (kv_check((enum kv_method)method, req, len, &t->srv->limits, r->arena, &res)) {
-		grpc_send_status(c, sid, res.code, res.message);
+		svc_status(t, c, sid, method, res.code, res.message);
 		svc_req_put(t, r);
 		return;
 	}
@@ -328,19 +352,23 @@ void svc_flush(struct svc_thread *t)
 
 void svc_complete(struct svc_thread *t, struct grpc_conn *c, struct seq_req *r)
 {
+	if (r->msg && !r->keep_open)
+		metrics_observe(&t->m.write_us, metrics_us_bounds, metrics_us_nbounds, svc_now_us() - r->start_us);
 	if (c) {
 		if (r->code == GRPC_OK && !r->resp)
-			grpc_send_status(c, r->stream_id, GRPC_OK, NULL);
+			svc_status(t, c, r->stream_id, r->method, GRPC_OK, NULL);
 		else if (r->code != GRPC_OK)
-			grpc_send_status(c, r->stream_id, r->code, r->message);
+			svc_status(t, c, r->stream_id, r->method, r->code, r->message);
 		else if (grpc_send_message(c, r->stream_id, r->resp, r->resp_len) == 0 && !r->keep_open)
-			grpc_send_status(c, r->stream_id, GRPC_OK, NULL);
+			svc_status(t, c, r->stream_id, r->method, GRPC_OK, NULL);
 	}
 	svc_req_put(t, r);
 }
 
 void svc_on_call_start(struct svc_thread *t, struct grpc_conn *c, void *conn_user, uint32_t sid, int method)
 {
+	if (method >= 0 && method < SVC_METHODS)
+		atomic_fetch_add_explicit(&t->m.started[method], 1, memory_order_relaxed);
 	if (method == SVC_WATCH || method == SVC_ELECTION_OBSERVE)
 		watch_stream_open(t->watch, c, conn_user, sid);
 }
@@ -373,6 +401,15 @@ void svc_watch_deliver(struct svc_thread *t, struct watch_batch *b) { watch_hub_
 void svc_tick(struct svc_thread *t, uint64_t now_ms) { watch_hub_tick(t->watch, now_ms); }
 
 struct server *svc_server(struct svc_thread *t) { return t->srv; }
+const struct svc_metrics *svc_thread_metrics(const struct svc_thread *t) { return &t->m; }
+
+const char *svc_method_path(int method)
+{
+	for (size_t i = 0; i < sizeof svc_routes / sizeof svc_routes[0]; i++)
+		if (svc_routes[i].method == method)
+			return svc_routes[i].path;
+	return NULL;
+}
 struct arena *svc_scratch(struct svc_thread *t) { return t->scratch; }
 struct seq_req *svc_req_new(struct svc_thread *t) { return svc_req_get(t); }
 void svc_req_submit(struct svc_thread *t, struct seq_req *r) { svc_queue(t, r); }

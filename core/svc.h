@@ -43,6 +43,19 @@ struct grpc_conn;
 struct seq_req;
 struct svc_thread;
 
+#include "core/metrics.h"
+
+/* What a reactor's service layer counts, for /metrics (written by its thread only). */
+struct svc_metrics {
+	_Alignas(64) _Atomic uint64_t started[SVC_METHODS];
+	_Atomic uint64_t handled[SVC_METHODS][17]; /* by gRPC status code */
+	struct metrics_hist read_us, write_us;     /* request latency in microseconds */
+};
+
+const struct svc_metrics *svc_thread_metrics(const struct svc_thread *t);
+/* "/etcdserverpb.KV/Range" for a method number, NULL if it has none. */
+const char *svc_method_path(int method);
+
 struct watch_batch;
 
 /* `dirty` tells the reactor that a connection (named by its conn_user) has output. */
