@@ -89,14 +89,7 @@ const ProtobufCMessageDescriptor *election_request_desc(int method)
 
 static Etcdserverpb__ResponseHeader *el_header(struct arena *a, const struct kv_header_ids *ids, int64_t rev)
 {
-	Etcdserverpb__ResponseHeader *h = arena_alloc(a, sizeof *h);
-
-	etcdserverpb__response_header__init(h);
-	h->cluster_id = ids->cluster_id;
-	h->member_id = ids->member_id;
-	h->raft_term = ids->raft_term;
-	h->revision = rev;
-	return h;
+	return kv_header(a, ids, rev);
 }
 
 static void el_pack(struct seq_req *r, const ProtobufCMessage *m)
@@ -144,34 +137,14 @@ static size_t el_prefix_end(const uint8_t *pfx, size_t len, uint8_t *end)
 	return len;
 }
 
-struct el_owner {
-	struct mvcc_kv kv;
-	bool found;
-};
-
-static int el_owner_fn(void *arg, const struct mvcc_kv *kv)
-{
-	struct el_owner *o = arg;
-
-	if (!o->found || kv->create_revision < o->kv.create_revision) {
-		o->kv = *kv;
-		o->found = true;
-	}
-	return 0;
-}
-
 /* The key under pfx with the lowest create revision, as of the view. */
 static bool el_owner(const struct mvcc_view *v, const uint8_t *pfx, size_t len, struct mvcc_kv *out)
 {
 	uint8_t end[len + 1];
 	size_t elen = el_prefix_end(pfx, len, end);
 	static const uint8_t nul = 0;
-	struct el_owner o = {.found = false};
 
-	mvcc_range(v, pfx, len, elen ? end : &nul, elen ? elen : 1, 0, false, el_owner_fn, &o);
-	if (o.found)
-		*out = o.kv;
-	return o.found;
+	return kv_range_owner(v, pfx, len, elen ? end : &nul, elen ? elen : 1, 0, out) == 1;
 }
 
 static int el_put(struct mvcc_store *s, struct arena *a, const uint8_t *key, size_t klen, const ProtobufCBinaryData *val,
@@ -200,21 +173,7 @@ static void el_delete(struct mvcc_store *s, const uint8_t *key, size_t klen, con
 		kv_delete_keys(s, keys, lens, 1, sink);
 }
 
-static Mvccpb__KeyValue *el_kv(struct arena *a, const struct mvcc_kv *m)
-{
-	Mvccpb__KeyValue *kv = arena_alloc(a, sizeof *kv);
-
-	mvccpb__key_value__init(kv);
-	kv->key.data = arena_memdup(a, m->key, m->key_len);
-	kv->key.len = m->key_len;
-	kv->value.data = arena_memdup(a, m->value, m->value_len);
-	kv->value.len = m->value_len;
-	kv->create_revision = m->create_revision;
-	kv->mod_revision = m->mod_revision;
-	kv->version = m->version;
-	kv->lease = m->lease;
-	return kv;
-}
+static Mvccpb__KeyValue *el_kv(struct arena *a, const struct mvcc_kv *m) { return kv_pb_kv(a, m, true); }
 
 /* Answers a Lock or Campaign whose key now owns the name. */
 static void el_granted(struct seq_req *r, const struct election_wait *w, struct mvcc_store *s,

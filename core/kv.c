@@ -89,6 +89,19 @@ struct ProtobufCMessage *kv_decode(enum kv_method method, struct arena *a, const
 	return protobuf_c_message_unpack(kv_request_desc[method], &al, len, msg);
 }
 
+ResponseHeader *kv_header(struct arena *a, const struct kv_header_ids *ids, int64_t rev)
+{
+	ResponseHeader *h = arena_alloc(a, sizeof *h);
+
+	etcdserverpb__response_header__init(h);
+	h->cluster_id = ids->cluster_id;
+	h->member_id = ids->member_id;
+	h->raft_term = ids->raft_term;
+	h->revision = rev;
+	return h;
+}
+
+/* A nested header: etcd fills cluster, member and term only at the top level. */
 static ResponseHeader *kv_header_new(struct arena *a, int64_t rev)
 {
 	ResponseHeader *h = arena_alloc(a, sizeof *h);
@@ -410,14 +423,14 @@ struct kv_collect {
 	bool copy; /* under the writer: later changes in the batch may move what mvcc lent */
 };
 
-static KeyValue *kv_make(struct arena *a, const struct mvcc_kv *m)
+KeyValue *kv_pb_kv(struct arena *a, const struct mvcc_kv *m, bool copy)
 {
 	KeyValue *kv = arena_alloc(a, sizeof *kv);
 
 	mvccpb__key_value__init(kv);
-	kv->key.data = (uint8_t *)m->key;
+	kv->key.data = copy ? arena_memdup(a, m->key, m->key_len) : (uint8_t *)m->key;
 	kv->key.len = m->key_len;
-	kv->value.data = (uint8_t *)m->value;
+	kv->value.data = copy ? arena_memdup(a, m->value, m->value_len) : (uint8_t *)m->value;
 	kv->value.len = m->value_len;
 	kv->create_revision = m->create_revision;
 	kv->mod_revision = m->mod_revision;
@@ -426,14 +439,38 @@ static KeyValue *kv_make(struct arena *a, const struct mvcc_kv *m)
 	return kv;
 }
 
-static KeyValue *kv_copy(struct arena *a, const struct mvcc_kv *m)
-{
-	KeyValue *kv = kv_make(a, m);
+/* Under the writer: the version may be retired by a later change in the batch. */
+static KeyValue *kv_copy(struct arena *a, const struct mvcc_kv *m) { return kv_pb_kv(a, m, true); }
 
-	/* the version may be retired by a later change in the same batch: keep a copy */
-	kv->key.data = arena_memdup(a, m->key, m->key_len);
-	kv->value.data = arena_memdup(a, m->value, m->value_len);
-	return kv;
+static KeyValue *kv_make(struct arena *a, const struct mvcc_kv *m) { return kv_pb_kv(a, m, false); }
+
+struct kv_owner {
+	struct mvcc_kv kv;
+	bool found;
+};
+
+static int kv_owner_fn(void *arg, const struct mvcc_kv *kv)
+{
+	struct kv_owner *o = arg;
+
+	if (!o->found || kv->create_revision < o->kv.create_revision) {
+		o->kv = *kv;
+		o->found = true;
+	}
+	return 0;
+}
+
+int kv_range_owner(const struct mvcc_view *v, const uint8_t *key, size_t key_len, const uint8_t *end, size_t end_len,
+		   int64_t rev, struct mvcc_kv *out)
+{
+	struct kv_owner o = {.found = false};
+	int rc = mvcc_range(v, key, key_len, end, end_len, rev, false, kv_owner_fn, &o);
+
+	if (rc < 0)
+		return rc;
+	if (o.found)
+		*out = o.kv;
+	return o.found;
 }
 
 static void kv_collect_push(struct kv_collect *c, KeyValue *kv)

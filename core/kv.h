@@ -77,6 +77,20 @@ void kv_write(enum kv_method method, struct mvcc_store *s, const struct Protobuf
  * returns the revision after it. For lease revocation. */
 int64_t kv_delete_keys(struct mvcc_store *s, const uint8_t *const *keys, const size_t *lens, size_t n,
 		       const struct kv_sink *sink);
+/* Message-building helpers the other services share. */
+struct Etcdserverpb__ResponseHeader;
+struct Mvccpb__KeyValue;
+/* A response header naming this member, its cluster and term, at `rev`. */
+struct Etcdserverpb__ResponseHeader *kv_header(struct arena *a, const struct kv_header_ids *ids, int64_t rev);
+/* A KeyValue for one version; `copy` copies the bytes into the arena (else they are lent
+ * from the view and must be packed before its reader's next quiescent point). */
+struct Mvccpb__KeyValue *kv_pb_kv(struct arena *a, const struct mvcc_kv *m, bool copy);
+/* The key of the range with the lowest create revision as of `rev` (0: the view's): the
+ * owner of a lock or the leader of an election. Returns 1 and fills *out, 0 if the range
+ * is empty, or a negative mvcc error. */
+int kv_range_owner(const struct mvcc_view *v, const uint8_t *key, size_t key_len, const uint8_t *end, size_t end_len,
+		   int64_t rev, struct mvcc_kv *out);
+
 /* Fills the top-level response header's cluster, member and term (revision is set by
  * kv_read / kv_write). */
 void kv_fill_header(struct ProtobufCMessage *resp, enum kv_method method, const struct kv_header_ids *ids);

@@ -47,14 +47,7 @@ struct ProtobufCMessage *lease_svc_decode(int method, struct arena *a, const uin
 
 static ResponseHeader *lease_header(struct arena *a, const struct kv_header_ids *ids, int64_t rev)
 {
-	ResponseHeader *h = arena_alloc(a, sizeof *h);
-
-	etcdserverpb__response_header__init(h);
-	h->cluster_id = ids->cluster_id;
-	h->member_id = ids->member_id;
-	h->raft_term = ids->raft_term;
-	h->revision = rev;
-	return h;
+	return kv_header(a, ids, rev);
 }
 
 struct lease_key_list {

@@ -24,14 +24,7 @@
 static Etcdserverpb__ResponseHeader *maint_header(const struct server *srv, const struct mvcc_view *v,
 						  struct arena *a)
 {
-	Etcdserverpb__ResponseHeader *h = arena_alloc(a, sizeof *h);
-
-	etcdserverpb__response_header__init(h);
-	h->cluster_id = srv->ids.cluster_id;
-	h->member_id = srv->ids.member_id;
-	h->raft_term = srv->ids.raft_term;
-	h->revision = v->rev;
-	return h;
+	return kv_header(a, &srv->ids, v->rev);
 }
 
 struct ProtobufCMessage *maint_status(const struct server *srv, const struct mvcc_view *v, struct arena *a)

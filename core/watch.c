@@ -416,14 +416,7 @@ static bool watcher_covers(const struct watcher *w, const uint8_t *k, size_t kle
 
 static Etcdserverpb__ResponseHeader *watch_header(struct watch_hub *h, int64_t rev)
 {
-	Etcdserverpb__ResponseHeader *hd = arena_alloc(h->arena, sizeof *hd);
-
-	etcdserverpb__response_header__init(hd);
-	hd->cluster_id = h->srv->ids.cluster_id;
-	hd->member_id = h->srv->ids.member_id;
-	hd->raft_term = h->srv->ids.raft_term;
-	hd->revision = rev;
-	return hd;
+	return kv_header(h->arena, &h->srv->ids, rev);
 }
 
 static Etcdserverpb__WatchResponse *watch_response(struct watch_hub *h, int64_t rev, int64_t id)
@@ -455,21 +448,7 @@ static void watch_send(struct watch_hub *h, struct watch_stream *st, Etcdserverp
 	h->dirty(st->conn_user);
 }
 
-static Mvccpb__KeyValue *watch_pb_kv(struct arena *a, const struct mvcc_kv *m)
-{
-	Mvccpb__KeyValue *kv = arena_alloc(a, sizeof *kv);
-
-	mvccpb__key_value__init(kv);
-	kv->key.data = (uint8_t *)m->key;
-	kv->key.len = m->key_len;
-	kv->value.data = (uint8_t *)m->value;
-	kv->value.len = m->value_len;
-	kv->create_revision = m->create_revision;
-	kv->mod_revision = m->mod_revision;
-	kv->version = m->version;
-	kv->lease = m->lease;
-	return kv;
-}
+static Mvccpb__KeyValue *watch_pb_kv(struct arena *a, const struct mvcc_kv *m) { return kv_pb_kv(a, m, false); }
 
 static Mvccpb__Event *watch_pb_event(struct arena *a, const struct mvcc_event *e, bool with_prev)
 {
@@ -590,46 +569,30 @@ static int watch_collect_fn(void *arg, const struct mvcc_event *e)
 	return 0;
 }
 
-struct watch_owner {
-	struct mvcc_kv kv;
-	bool found;
-};
-
-static int watch_owner_fn(void *arg, const struct mvcc_kv *kv)
-{
-	struct watch_owner *o = arg;
-
-	if (!o->found || kv->create_revision < o->kv.create_revision) {
-		o->kv = *kv;
-		o->found = true;
-	}
-	return 0;
-}
-
 /* Observe: sends the leader of the watched election as of `rev` if it changed. */
 static void watch_observe_send(struct watch_hub *h, struct watcher *w, int64_t rev)
 {
 	struct mvcc_view v;
-	struct watch_owner o = {.found = false};
+	struct mvcc_kv owner;
 
 	mvcc_view_published(h->srv->store, &v);
 	if (rev > v.rev || rev < v.compact_rev)
 		rev = v.rev;
-	mvcc_range(&v, w->key, w->klen, w->end, w->elen, rev, false, watch_owner_fn, &o);
-	if (!o.found || (w->leader_key && w->leader_klen == o.kv.key_len && w->leader_mod == o.kv.mod_revision &&
-			 memcmp(w->leader_key, o.kv.key, o.kv.key_len) == 0))
+	if (kv_range_owner(&v, w->key, w->klen, w->end, w->elen, rev, &owner) != 1 ||
+	    (w->leader_key && w->leader_klen == owner.key_len && w->leader_mod == owner.mod_revision &&
+	     memcmp(w->leader_key, owner.key, owner.key_len) == 0))
 		return;
 	free(w->leader_key);
-	w->leader_key = malloc(o.kv.key_len ? o.kv.key_len : 1);
+	w->leader_key = malloc(owner.key_len ? owner.key_len : 1);
 	if (!w->leader_key)
 		log_fatal("watch: out of memory");
-	memcpy(w->leader_key, o.kv.key, o.kv.key_len);
-	w->leader_klen = o.kv.key_len;
-	w->leader_mod = o.kv.mod_revision;
+	memcpy(w->leader_key, owner.key, owner.key_len);
+	w->leader_klen = owner.key_len;
+	w->leader_mod = owner.mod_revision;
 
 	V3electionpb__LeaderResponse r = V3ELECTIONPB__LEADER_RESPONSE__INIT;
 	r.header = watch_header(h, rev);
-	r.kv = watch_pb_kv(h->arena, &o.kv);
+	r.kv = watch_pb_kv(h->arena, &owner);
 	size_t len = protobuf_c_message_get_packed_size(&r.base);
 	uint8_t *buf = arena_alloc(h->arena, len ? len : 1);
 	protobuf_c_message_pack(&r.base, buf);
