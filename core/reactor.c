@@ -784,6 +784,31 @@ static int reactor_ring_init(struct reactor *r)
 	return 0;
 }
 
+/* On the way out: end streaming calls with UNAVAILABLE, say GOAWAY, and push what is
+ * queued with non-blocking sends (best effort: the process is exiting). */
+static void reactor_shutdown(struct reactor *r)
+{
+	svc_stop(r->svc);
+	for (uint32_t i = 0; i < r->n_slots; i++) {
+		struct conn *c = r->conns[i];
+		if (!c || c->closing || c->sending)
+			continue;
+		if (c->g)
+			grpc_conn_goaway(c->g);
+		for (int tries = 0; tries < 8 && conn_has_output(c); tries++) {
+			size_t n = c->tls ? conn_output_tls(c) : conn_proto_output(c, c->iov, CONN_IOV_MAX);
+			struct msghdr m = {.msg_iov = c->iov, .msg_iovlen = n};
+			ssize_t sent = n ? sendmsg(c->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL) : 0;
+			if (sent <= 0)
+				break;
+			if (c->tls)
+				tls_conn_output_consumed(c->tls, (size_t)sent);
+			else
+				conn_proto_consumed(c, (size_t)sent);
+		}
+	}
+}
+
 static void *reactor_main(void *arg)
 {
 	struct reactor *r = arg;
@@ -829,6 +854,7 @@ static void *reactor_main(void *arg)
 		}
 		io_uring_cq_advance(&r->ring, seen);
 	}
+	reactor_shutdown(r);
 	qsbr_offline(q, r->qsbr_slot);
 	return NULL;
 }

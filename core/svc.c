@@ -414,3 +414,5 @@ struct arena *svc_scratch(struct svc_thread *t) { return t->scratch; }
 struct seq_req *svc_req_new(struct svc_thread *t) { return svc_req_get(t); }
 void svc_req_submit(struct svc_thread *t, struct seq_req *r) { svc_queue(t, r); }
 void svc_req_release(struct svc_thread *t, struct seq_req *r) { svc_req_put(t, r); }
+
+void svc_stop(struct svc_thread *t) { watch_hub_stop(t->watch); }

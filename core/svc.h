@@ -82,6 +82,8 @@ struct seq_req *svc_req_new(struct svc_thread *t);
 void svc_req_submit(struct svc_thread *t, struct seq_req *r);
 void svc_req_release(struct svc_thread *t, struct seq_req *r);
 
+/* Server shutdown: ends this thread's streaming calls the way clients resume from. */
+void svc_stop(struct svc_thread *t);
 /* Periodic work: watch catch-up and progress notifications. */
 void svc_tick(struct svc_thread *t, uint64_t now_ms);
 /* Hands this turn's write requests to the sequencer (one queue operation). */

@@ -219,7 +219,7 @@ struct watcher {
 	int64_t id;
 	uint8_t *key, *end;
 	size_t klen, elen;
-	bool noput, nodelete, prev_kv, progress_notify;
+	bool noput, nodelete, prev_kv, progress_notify, fragment;
 	bool observe;              /* Election.Observe: answers are LeaderResponses */
 	uint8_t *leader_key;       /* the leader last sent (observe) */
 	size_t leader_klen;
@@ -448,6 +448,53 @@ static void watch_send(struct watch_hub *h, struct watch_stream *st, Etcdserverp
 	h->dirty(st->conn_user);
 }
 
+static size_t watch_varint_len(size_t v)
+{
+	size_t n = 1;
+
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+/* Sends a response with events. A watcher that asked for fragments gets one larger than
+ * --max-request-bytes split as etcd splits it: a fragment is closed when adding the next
+ * event would reach the limit (it always holds at least one event), fragment=true on all
+ * but the last. */
+static void watch_send_events(struct watch_hub *h, struct watch_stream *st, const struct watcher *w,
+			      Etcdserverpb__WatchResponse *r)
+{
+	size_t limit = h->srv->limits.max_request_bytes;
+	Mvccpb__Event **all = r->events;
+	size_t n = r->n_events, start = 0;
+
+	if (!w->fragment || protobuf_c_message_get_packed_size(&r->base) <= limit) {
+		watch_send(h, st, r);
+		return;
+	}
+	r->n_events = 0;
+	size_t base = protobuf_c_message_get_packed_size(&r->base), cur = base;
+	for (size_t i = 0; i < n; i++) {
+		size_t es = protobuf_c_message_get_packed_size(&all[i]->base);
+		size_t add = 1 + watch_varint_len(es) + es;
+		if (i > start && cur + add >= limit) {
+			r->events = all + start;
+			r->n_events = i - start;
+			r->fragment = 1;
+			watch_send(h, st, r);
+			start = i;
+			cur = base;
+		}
+		cur += add;
+	}
+	r->events = all + start;
+	r->n_events = n - start;
+	r->fragment = 0;
+	watch_send(h, st, r);
+}
+
 static Mvccpb__KeyValue *watch_pb_kv(struct arena *a, const struct mvcc_kv *m) { return kv_pb_kv(a, m, false); }
 
 static Mvccpb__Event *watch_pb_event(struct arena *a, const struct mvcc_event *e, bool with_prev)
@@ -632,7 +679,7 @@ static bool watch_catch_up(struct watch_hub *h, struct watch_stream *st, size_t 
 			Etcdserverpb__WatchResponse *r = watch_response(h, v.rev, w->id);
 			r->events = c.ev;
 			r->n_events = c.n;
-			watch_send(h, st, r);
+			watch_send_events(h, st, w, r);
 			w->sent_since_progress = true;
 		}
 		w->next_rev = v.rev + 1;
@@ -708,6 +755,7 @@ static void watch_create(struct watch_hub *h, struct watch_stream *st, const Etc
 			w->nodelete = true;
 	}
 	w->prev_kv = cr->prev_kv;
+	w->fragment = cr->fragment;
 	w->progress_notify = cr->progress_notify;
 	w->next_rev = cr->start_revision > 0 ? cr->start_revision : v.rev + 1;
 	w->synced = true;
@@ -841,7 +889,7 @@ static void watch_flush_rev(struct watch_hub *h, int64_t rev)
 		r->n_events = 0;
 		for (int i = w->pend_head; i >= 0; i = h->pend[i].next)
 			r->events[r->n_events++] = watch_pb_event(h->arena, h->pend[i].ev, w->prev_kv);
-		watch_send(h, w->st, r);
+		watch_send_events(h, w->st, w, r);
 		w->touched = false;
 		w->next_rev = rev + 1;
 		w->sent_since_progress = true;
@@ -1005,4 +1053,27 @@ void watch_observe(struct watch_hub *h, struct grpc_conn *c, uint32_t sid, const
 	st->n++;
 	watch_index_add(h, w);
 	watch_observe_send(h, w, v.rev);
+}
+
+void watch_hub_stop(struct watch_hub *h)
+{
+	struct {
+		struct grpc_conn *c;
+		uint32_t sid;
+	} *calls = malloc((h->nstreams ? h->nstreams : 1) * sizeof *calls);
+	size_t n = 0;
+
+	if (!calls)
+		return;
+	/* collect first: ending a call frees its stream (on_call_end) */
+	for (size_t i = 0; i < h->scap; i++)
+		for (struct watch_stream *st = h->sb[i]; st; st = st->hnext)
+			if (n < h->nstreams) {
+				calls[n].c = st->c;
+				calls[n].sid = st->sid;
+				n++;
+			}
+	for (size_t i = 0; i < n; i++)
+		grpc_send_status(calls[i].c, calls[i].sid, GRPC_UNAVAILABLE, "etcdserver: server stopped");
+	free(calls);
 }

@@ -56,6 +56,9 @@ void watch_stream_open(struct watch_hub *h, struct grpc_conn *c, void *conn_user
 void watch_stream_message(struct watch_hub *h, struct grpc_conn *c, uint32_t sid, const uint8_t *msg, size_t len);
 void watch_stream_half_close(struct watch_hub *h, struct grpc_conn *c, uint32_t sid);
 void watch_stream_close(struct watch_hub *h, struct grpc_conn *c, uint32_t sid);
+/* Server shutdown: ends every watch (and observe) call with UNAVAILABLE "etcdserver:
+ * server stopped", which clients take as "resume elsewhere", never as "re-list". */
+void watch_hub_stop(struct watch_hub *h);
 /* Election.Observe on a stream opened with watch_stream_open: one LeaderResponse now (if
  * there is a leader) and one each time the leader key or its value changes. */
 void watch_observe(struct watch_hub *h, struct grpc_conn *c, uint32_t sid, const uint8_t *msg, size_t len);

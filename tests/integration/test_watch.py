@@ -11,6 +11,7 @@ import json
 import os
 import queue
 import random
+import signal
 import subprocess
 import threading
 import time
@@ -394,5 +395,89 @@ def test_watch_resumes_after_restart_without_gap():
         ws.close()
         got = [ev.kv.mod_revision for r in rs for ev in r.events]
         assert got == revs[2:], got
+    finally:
+        node.cleanup()
+
+
+def fragments_expected(events, limit, header_size):
+    """etcd's FragmentWatchResponse: close a fragment when adding the next event reaches the
+    limit (a fragment always holds one event at least)."""
+    def vlen(n):
+        return len(varint(n))
+    out, cur, size = [], [], header_size
+    for ev in events:
+        add = 1 + vlen(ev.ByteSize()) + ev.ByteSize()
+        if cur and size + add >= limit:
+            out.append(len(cur))
+            cur, size = [], header_size
+        cur.append(ev)
+        size += add
+    out.append(len(cur))
+    return out
+
+
+def test_watch_fragment():
+    node = Node(extra=['--max-request-bytes', '8192'])
+    try:
+        node.start()
+
+        class S:
+            pass
+        srv = S()
+        srv.channel = lambda: grpc.insecure_channel(node.endpoint)
+        ws = WatchStream(srv)
+        # WatchCreateRequest.fragment is field 8: append it by hand (newer than python3-etcd3)
+        kv = rpc_pb2_grpc.KVStub(grpc.insecure_channel(node.endpoint))
+        for i in range(10):
+            kv.Put(rpc_pb2.PutRequest(key=b'f/%d' % i, value=b'x' * 3000), timeout=10)
+        inner = rpc_pb2.WatchCreateRequest(key=b'f/', range_end=b'f0', prev_kv=True).SerializeToString() + \
+            b'\x40\x01'
+        ws.send(b'\x0a' + varint(len(inner)) + inner)
+        ws.create(b'f/', range_end=b'f0', prev_kv=True)      # the same watch without fragments
+        ws.wait(lambda rs: sum(r.created for r in rs) == 2, what='created')
+        # one revision of ten deletes carrying 3 KB prev_kvs: 30 KB, over the 8 KB limit
+        kv.DeleteRange(rpc_pb2.DeleteRangeRequest(key=b'f/', range_end=b'f0'), timeout=10)
+        rs = ws.wait(lambda rs: sum(len(r.events) for r in rs) >= 20, what='all events')
+        frag = [r for r in rs if r.watch_id == 0 and r.events]
+        whole = [r for r in rs if r.watch_id == 1 and r.events]
+        assert len(whole) == 1 and len(whole[0].events) == 10
+        header = rpc_pb2.WatchResponse(header=frag[0].header, watch_id=0).ByteSize()
+        assert [len(r.events) for r in frag] == fragments_expected(list(whole[0].events), 8192, header)
+        raw = [r.SerializeToString() for r in frag]            # fragment (field 7) as unknown bytes
+        assert [b'\x38\x01' in b for b in raw] == [True] * (len(frag) - 1) + [False]
+        assert [ev for r in frag for ev in r.events] == list(whole[0].events)
+        ws.close()
+    finally:
+        node.cleanup()
+
+
+def test_server_stop_ends_watches_with_unavailable():
+    node = Node()
+    try:
+        node.start()
+        ch = grpc.insecure_channel(node.endpoint)
+        it = rpc_pb2_grpc.WatchStub(ch).Watch(iter([rpc_pb2.WatchRequest(
+            create_request=rpc_pb2.WatchCreateRequest(key=b'stop'))]), timeout=30)
+        assert next(it).created
+        node.kill(signal.SIGTERM)
+        with pytest.raises(grpc.RpcError) as e:
+            next(it)
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+        ch.close()
+    finally:
+        node.cleanup()
+
+
+def test_etcdctl_progress_notify():
+    node = Node(extra=['--watch-progress-notify-interval=1s'])
+    try:
+        node.start()
+        p = subprocess.Popen([os.path.join(os.path.dirname(etcd_ref_bin()), 'etcdctl'), '--endpoints',
+                              node.endpoint, 'watch', 'pn', '--progress-notify'], stdout=subprocess.PIPE,
+                             text=True, env=dict(os.environ, ETCDCTL_API='3'))
+        line = p.stdout.readline()          # blocks until the first notice: bounded by the interval
+        p.terminate()
+        p.wait(10)
+        assert line.startswith('progress notify: '), line
     finally:
         node.cleanup()
