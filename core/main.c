@@ -47,6 +47,8 @@ static struct tls_ctx *main_tls_ctx(const struct config *cfg)
 
 	for (int u = 0; u < cfg->n_listen_client; u++)
 		any |= strcmp(cfg->listen_client[u].scheme, "https") == 0;
+	for (int u = 0; u < cfg->n_listen_metrics; u++)
+		any |= strcmp(cfg->listen_metrics[u].scheme, "https") == 0;
 	if (!any)
 		return NULL;
 	if (!cfg->cert_file[0] || !cfg->key_file[0])

@@ -175,6 +175,8 @@ static const ProtobufCMessageDescriptor *maint_desc(int method)
 		return &etcdserverpb__defragment_request__descriptor;
 	case SVC_MAINT_MOVE_LEADER:
 		return &etcdserverpb__move_leader_request__descriptor;
+	case SVC_MAINT_DOWNGRADE:
+		return &etcdserverpb__downgrade_request__descriptor;
 	case SVC_CLUSTER_MEMBER_ADD:
 		return &etcdserverpb__member_add_request__descriptor;
 	case SVC_CLUSTER_MEMBER_REMOVE:
@@ -293,6 +295,13 @@ void maint_handle(struct server *srv, int method, const uint8_t *msg, size_t len
 		res->resp = &r->base;
 		return;
 	}
+	case SVC_MAINT_DOWNGRADE:
+		/* there is no older uetcd to go back to: no target is valid, nothing is in flight */
+		if (((const Etcdserverpb__DowngradeRequest *)req)->action == ETCDSERVERPB__DOWNGRADE_REQUEST__DOWNGRADE_ACTION__CANCEL)
+			maint_error(res, GRPC_FAILED_PRECONDITION, "etcdserver: no inflight downgrade job");
+		else
+			maint_error(res, GRPC_INVALID_ARGUMENT, "etcdserver: invalid downgrade target version");
+		return;
 	case SVC_CLUSTER_MEMBER_REMOVE:
 		if (((const Etcdserverpb__MemberRemoveRequest *)req)->id == srv->ids.member_id)
 			maint_error(res, GRPC_FAILED_PRECONDITION,

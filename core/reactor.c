@@ -52,6 +52,7 @@
 #define RECV_BGID 1
 #define CONN_IOV_MAX 64
 #define TICK_MS 100
+#define TLS_HANDSHAKE_MS (120 * 1000) /* grpc-go's server handshake deadline */
 #define TLS_RELOAD_TICKS 10 /* certificate files are checked once a second */
 #define PLAIN_BUF_SIZE (32 * 1024)
 #define SLOT_BITS 24
@@ -75,6 +76,7 @@ struct conn {
 	struct http1_conn *h;   /* or HTTP/1.1 */
 	struct tls_conn *tls;   /* NULL on a plaintext listener */
 	uint8_t sniff[24];      /* the first bytes, until they tell the protocol */
+	uint64_t accepted_ms;   /* for the TLS handshake deadline */
 	uint8_t nsniff;
 	int inflight;           /* operations of this connection in the kernel */
 	bool recv_armed, sending, closing, close_when_flushed, dirty;
@@ -301,6 +303,7 @@ static void reactor_accept(struct reactor *r, int fd, int li)
 	c->fd = fd;
 	c->slot = r->free_slots[--r->n_free_slots];
 	c->gen = ++r->gen_next & 0xffffffu;
+	c->accepted_ms = r->now_ms;
 	if (r->listen_tls[li] && !(c->tls = tls_conn_new(r->tls_ctx))) {
 		r->free_slots[r->n_free_slots++] = c->slot;
 		close(fd);
@@ -642,6 +645,11 @@ static void reactor_tick(struct reactor *r)
 	svc_tick(r->svc, r->now_ms);
 	for (uint32_t i = 0; i < r->n_slots; i++) {
 		struct conn *c = r->conns[i];
+		if (c && !c->closing && c->tls && !tls_conn_handshake_done(c->tls) &&
+		    r->now_ms - c->accepted_ms > TLS_HANDSHAKE_MS) {
+			conn_close(c); /* a client that never finishes its handshake holds nothing for long */
+			continue;
+		}
 		if (c && !c->closing && c->g) {
 			grpc_conn_tick(c->g, r->now_ms);
 			if (conn_has_output(c))

@@ -63,6 +63,7 @@ static const struct svc_route_entry svc_routes[] = {
 	{"/etcdserverpb.Maintenance/HashKV", SVC_MAINT_HASHKV},
 	{"/etcdserverpb.Maintenance/Defragment", SVC_MAINT_DEFRAGMENT},
 	{"/etcdserverpb.Maintenance/MoveLeader", SVC_MAINT_MOVE_LEADER},
+	{"/etcdserverpb.Maintenance/Downgrade", SVC_MAINT_DOWNGRADE},
 	{"/etcdserverpb.Cluster/MemberAdd", SVC_CLUSTER_MEMBER_ADD},
 	{"/etcdserverpb.Cluster/MemberRemove", SVC_CLUSTER_MEMBER_REMOVE},
 	{"/etcdserverpb.Cluster/MemberUpdate", SVC_CLUSTER_MEMBER_UPDATE},

@@ -138,3 +138,15 @@ def test_etcdctl_check_perf(uetcd):
     r = ctl('ref', uetcd, 'check', 'perf', '--load=s', timeout=180)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert 'PASS' in r.stdout
+
+
+def test_downgrade_answers_with_etcds_errors(uetcd):
+    ch = uetcd.channel()
+    call = ch.unary_unary('/etcdserverpb.Maintenance/Downgrade', request_serializer=lambda b: b,
+                          response_deserializer=lambda b: b)
+    for body, code, msg in ((b'\x12\x033.5', grpc.StatusCode.INVALID_ARGUMENT,
+                             'etcdserver: invalid downgrade target version'),
+                            (b'\x08\x02', grpc.StatusCode.FAILED_PRECONDITION, 'etcdserver: no inflight downgrade job')):
+        with pytest.raises(grpc.RpcError) as e:
+            call(body, timeout=5)
+        assert (e.value.code(), e.value.details()) == (code, msg)

@@ -277,3 +277,14 @@ def test_certificate_rotation_while_connected(tls_node, pki):
     kv.Put(rpc_pb2.PutRequest(key=b'rot', value=b'after'), timeout=5)   # the old connection goes on
     assert kv.Range(rpc_pb2.RangeRequest(key=b'rot'), timeout=5).kvs[0].value == b'after'
     ch.close()
+
+
+def test_http_endpoints_over_tls(tls_node, pki):
+    """ALPN http/1.1 (curl) reaches the HTTP/1.1 endpoints on the TLS client port."""
+    out = subprocess.run(['curl', '-s', '--http1.1', '--cacert', pki.p('ca.crt'), '--cert', pki.p('client.crt'),
+                          '--key', pki.p('client.key'), 'https://%s/health' % tls_node.endpoint],
+                         capture_output=True, text=True, timeout=20)
+    assert out.stdout == '{"health":"true","reason":""}'
+    out = subprocess.run(['curl', '-s', '--cacert', pki.p('ca.crt'), 'https://%s/health' % tls_node.endpoint],
+                         capture_output=True, text=True, timeout=20)
+    assert out.returncode != 0, 'no client certificate: refused'
