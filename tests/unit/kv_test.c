@@ -338,11 +338,11 @@ Test(kv, txn_too_many_ops)
 {
 	Etcdserverpb__TxnRequest t = ETCDSERVERPB__TXN_REQUEST__INIT;
 	Etcdserverpb__RequestOp **ops = arena_alloc(a, 129 * sizeof *ops);
-	char *names = arena_alloc(a, 129 * 8);
+	char *names = arena_alloc(a, 129 * 16);
 
 	for (int i = 0; i < 129; i++) {
-		snprintf(names + i * 8, 8, "k%d", i);
-		ops[i] = op_get(names + i * 8);
+		snprintf(names + i * 16, 16, "k%d", i);
+		ops[i] = op_get(names + i * 16);
 	}
 	t.success = ops;
 	t.n_success = 128;
