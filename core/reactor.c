@@ -53,6 +53,7 @@
 #define CONN_IOV_MAX 64
 #define TICK_MS 100
 #define TLS_HANDSHAKE_MS (120 * 1000) /* grpc-go's server handshake deadline */
+#define CLOSE_FLUSH_MS (5 * 1000)       /* a GOAWAY/alert gets this long to go out */
 #define TLS_RELOAD_TICKS 10 /* certificate files are checked once a second */
 #define PLAIN_BUF_SIZE (32 * 1024)
 #define SLOT_BITS 24
@@ -77,6 +78,7 @@ struct conn {
 	struct tls_conn *tls;   /* NULL on a plaintext listener */
 	uint8_t sniff[24];      /* the first bytes, until they tell the protocol */
 	uint64_t accepted_ms;   /* for the TLS handshake deadline */
+	uint64_t close_by_ms;   /* set with close_when_flushed: close even if output is stuck */
 	uint8_t nsniff;
 	int inflight;           /* operations of this connection in the kernel */
 	bool recv_armed, sending, closing, close_when_flushed, dirty;
@@ -261,6 +263,12 @@ static void conn_close(struct conn *c)
 	if (c->closing)
 		return;
 	c->closing = true;
+	if (c->close_when_flushed) {
+		/* a peer we are throwing out (protocol error): reset, so it stops sending now
+		 * instead of filling buffers until a FIN reaches it */
+		struct linger lg = {.l_onoff = 1, .l_linger = 0};
+		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+	}
 	/* ends the multishot receive (and any send) so inflight can drain */
 	shutdown(c->fd, SHUT_RDWR);
 	if (c->inflight == 0 && !c->dirty)
@@ -520,9 +528,13 @@ static void reactor_flush(struct reactor *r)
 				conn_free(c);
 			continue;
 		}
+		if (c->close_when_flushed && !c->close_by_ms)
+			c->close_by_ms = r->now_ms + CLOSE_FLUSH_MS;
 		if (!c->sending && conn_has_output(c))
 			conn_send(c);
-		else if (!c->sending && (c->close_when_flushed || conn_proto_done(c)))
+		/* output that cannot go (a peer window at zero) must not keep a dying
+		 * connection open: close once nothing is in flight */
+		if (!c->sending && (c->close_when_flushed || conn_proto_done(c)))
 			conn_close(c);
 	}
 }
@@ -645,6 +657,10 @@ static void reactor_tick(struct reactor *r)
 	svc_tick(r->svc, r->now_ms);
 	for (uint32_t i = 0; i < r->n_slots; i++) {
 		struct conn *c = r->conns[i];
+		if (c && !c->closing && c->close_by_ms && r->now_ms > c->close_by_ms) {
+			conn_close(c);
+			continue;
+		}
 		if (c && !c->closing && c->tls && !tls_conn_handshake_done(c->tls) &&
 		    r->now_ms - c->accepted_ms > TLS_HANDSHAKE_MS) {
 			conn_close(c); /* a client that never finishes its handshake holds nothing for long */
