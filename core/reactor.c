@@ -79,6 +79,8 @@ struct conn {
 	uint8_t sniff[24];      /* the first bytes, until they tell the protocol */
 	uint64_t accepted_ms;   /* for the TLS handshake deadline */
 	uint64_t close_by_ms;   /* set with close_when_flushed: close even if output is stuck */
+	char *peer_cn;          /* the verified client certificate's CN, once the handshake is done */
+	bool cn_checked;
 	uint8_t nsniff;
 	int inflight;           /* operations of this connection in the kernel */
 	bool recv_armed, sending, closing, close_when_flushed, dirty;
@@ -251,6 +253,7 @@ static void conn_free(struct conn *c)
 	if (c->h)
 		http1_conn_free(c->h);
 	tls_conn_free(c->tls);
+	free(c->peer_cn);
 	close(c->fd);
 	r->conns[c->slot] = NULL;
 	r->free_slots[r->n_free_slots++] = c->slot;
@@ -408,9 +411,18 @@ static int conn_recv_tls(struct conn *c, const uint8_t *data, size_t len)
 
 	if (tls_conn_feed(c->tls, data, len) < 0)
 		return -1;
-	while ((n = tls_conn_read(c->tls, r->plain, PLAIN_BUF_SIZE)) > 0)
+	while ((n = tls_conn_read(c->tls, r->plain, PLAIN_BUF_SIZE)) > 0) {
+		if (!c->cn_checked && r->srv->cfg->client_cert_auth) {
+			char cn[256];
+			c->cn_checked = true;
+			if (tls_conn_peer_cn(c->tls, cn, sizeof cn) > 0) {
+				c->peer_cn = strdup(cn);
+				log_debug("tls: client certificate CN \"%s\" on reactor %d", cn, r->index);
+			}
+		}
 		if (conn_proto_recv(c, r->plain, (size_t)n) < 0)
 			return -1;
+	}
 	if (n < 0) {
 		if (n != -ESHUTDOWN)
 			log_warn("rejected connection on reactor %d: %s", r->index,
@@ -969,3 +981,5 @@ void reactor_free(struct reactor *r)
 }
 
 struct svc_thread *reactor_svc(struct reactor *r) { return r->svc; }
+
+const char *reactor_conn_peer_cn(const void *conn_user) { return ((const struct conn *)conn_user)->peer_cn; }

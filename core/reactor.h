@@ -17,6 +17,11 @@ int reactor_start(struct reactor *r);
 /* Wakes the reactor so it sees srv->stopping, then joins it. */
 void reactor_stop(struct reactor *r);
 void reactor_free(struct reactor *r);
+/* The verified client certificate's Common Name on the connection a service callback got
+ * as conn_user, or NULL (plaintext, no client certificate, handshake not done). Auth uses
+ * it as the user name when no token is sent, as etcd does under --client-cert-auth. */
+const char *reactor_conn_peer_cn(const void *conn_user);
+
 /* The reactor's service layer (for /metrics, which sums every reactor's counters). */
 struct svc_thread *reactor_svc(struct reactor *r);
 

@@ -43,10 +43,11 @@ class Node:
         self.port = free_port()
         url = '%s://127.0.0.1:%d' % (self.scheme, self.port)
         with open(self.log, 'ab') as log:
+            env = {k: v for k, v in os.environ.items() if not k.startswith('ETCD')}  # ETCD_* are flags
             self.proc = subprocess.Popen(
                 [uetcd_bin(), '--data-dir', self.data, '--listen-client-urls', url,
                  '--advertise-client-urls', url] + self.extra,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, 'uetcd exited at start:\n' + self.tail()

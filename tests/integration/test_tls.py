@@ -288,3 +288,17 @@ def test_http_endpoints_over_tls(tls_node, pki):
     out = subprocess.run(['curl', '-s', '--cacert', pki.p('ca.crt'), 'https://%s/health' % tls_node.endpoint],
                          capture_output=True, text=True, timeout=20)
     assert out.returncode != 0, 'no client certificate: refused'
+
+
+def test_client_cn_captured_for_the_services(pki):
+    """With --client-cert-auth the verified CN is kept with the connection (Auth's user name)."""
+    n = Node(extra=['--cert-file', pki.p('server.crt'), '--key-file', pki.p('server.key'),
+                    '--trusted-ca-file', pki.p('ca.crt'), '--client-cert-auth', '--log-level', 'debug'],
+             scheme='https', probe=tls_probe(pki))
+    try:
+        n.start()
+        with grpc.secure_channel(n.endpoint, creds(pki, 'client')) as ch:
+            rpc_pb2_grpc.KVStub(ch).Put(rpc_pb2.PutRequest(key=b'cn', value=b'1'), timeout=5)
+        assert 'client certificate CN \\"alice\\"' in n.tail()
+    finally:
+        n.cleanup()
