@@ -6,7 +6,9 @@
  * (lease keep-alive) answer one {"result":...} line per request object. Errors are
  * {"code":N,"message":"..."} with grpc-gateway's HTTP status for the code.
  *
- * Not served yet: /v3/watch (streaming), /v3/maintenance/snapshot, the auth routes. */
+ * /v3/watch answers a create request with a chunked stream of {"result":...} lines (the
+ * watch hub writes them) until the client closes the connection.
+ * Not served yet: /v3/maintenance/snapshot, the auth routes. */
 #include "core/gateway.h"
 
 #include <errno.h>
@@ -142,7 +144,8 @@ static void gw_respond(struct http1_conn *h, const struct gw_route *rt, const Pr
 	free(b.p);
 }
 
-bool gateway_handle(struct svc_thread *t, struct http1_conn *h, uint64_t conn_id, const struct http1_request *r)
+bool gateway_handle(struct svc_thread *t, struct http1_conn *h, void *conn_user, uint64_t conn_id,
+		    const struct http1_request *r)
 {
 	struct server *srv = svc_server(t);
 	struct arena *a;
@@ -154,6 +157,20 @@ bool gateway_handle(struct svc_thread *t, struct http1_conn *h, uint64_t conn_id
 
 	if (r->path_len < 4 || memcmp(r->path, "/v3/", 4) != 0)
 		return false;
+	if (r->path_len == 9 && memcmp(r->path, "/v3/watch", 9) == 0) {
+		/* a chunked stream of {"result":...} lines for as long as the connection lives */
+		a = svc_scratch(t);
+		arena_reset(a);
+		arena_pb_allocator(a, &al);
+		if (pbjson_unmarshal(&etcdserverpb__watch_request__descriptor, r->body, r->body_len, &al, &req, &jerr) < 0) {
+			char msg[200];
+			snprintf(msg, sizeof msg, "proto: %s", jerr.msg);
+			gw_error(h, GRPC_INVALID_ARGUMENT, msg);
+		} else if (!svc_http_watch(t, h, conn_user, (const Etcdserverpb__WatchRequest *)req)) {
+			gw_error(h, GRPC_INVALID_ARGUMENT, "grpc-gateway: a watch starts with a create_request");
+		}
+		return true;
+	}
 	rt = gw_find(r->path, r->path_len);
 	if (!rt) {
 		gw_error(h, GRPC_UNIMPLEMENTED, "Not Implemented");

@@ -11,7 +11,8 @@ struct http1_request;
 struct seq_req;
 
 /* Answers (or queues) a /v3/ request; false if the path is not the gateway's. */
-bool gateway_handle(struct svc_thread *t, struct http1_conn *h, uint64_t conn_id, const struct http1_request *r);
+bool gateway_handle(struct svc_thread *t, struct http1_conn *h, void *conn_user, uint64_t conn_id,
+		    const struct http1_request *r);
 /* A gateway request came back from the sequencer: answer it on h (NULL if gone), recycle it. */
 void gateway_complete(struct svc_thread *t, struct http1_conn *h, struct seq_req *r);
 

@@ -250,8 +250,10 @@ static void conn_free(struct conn *c)
 
 	if (c->g)
 		grpc_conn_free(c->g);
-	if (c->h)
+	if (c->h) {
+		svc_http_closed(r->svc, c->h); /* a gateway watch ends with its connection */
 		http1_conn_free(c->h);
+	}
 	tls_conn_free(c->tls);
 	free(c->peer_cn);
 	close(c->fd);
@@ -762,7 +764,7 @@ static void reactor_cb_http(void *user, struct http1_conn *h, const struct http1
 {
 	struct conn *c = user;
 
-	if (!gateway_handle(c->r->svc, h, conn_id(c), req))
+	if (!gateway_handle(c->r->svc, h, c, conn_id(c), req))
 		http_handle(c->r->srv, h, req);
 	conn_mark_dirty(c);
 }

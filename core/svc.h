@@ -83,6 +83,12 @@ struct seq_req *svc_req_new(struct svc_thread *t);
 void svc_req_submit(struct svc_thread *t, struct seq_req *r);
 void svc_req_release(struct svc_thread *t, struct seq_req *r);
 
+/* The gateway's /v3/watch on an HTTP/1.1 connection, and that connection going away. */
+struct http1_conn;
+struct Etcdserverpb__WatchRequest;
+bool svc_http_watch(struct svc_thread *t, struct http1_conn *h, void *conn_user,
+		    const struct Etcdserverpb__WatchRequest *req);
+void svc_http_closed(struct svc_thread *t, struct http1_conn *h);
 /* Server shutdown: ends this thread's streaming calls the way clients resume from. */
 void svc_stop(struct svc_thread *t);
 /* Periodic work: watch catch-up and progress notifications. */

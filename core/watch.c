@@ -33,6 +33,8 @@
 #include "election.pb-c.h"
 #include "kv.pb-c.h"
 #include "net/grpc.h"
+#include "net/http1.h"
+#include "core/pbjson.h"
 #include "rpc.pb-c.h"
 #include "storage/mvcc.h"
 
@@ -233,7 +235,9 @@ struct watcher {
 
 struct watch_stream {
 	struct watch_stream *hnext;
-	struct grpc_conn *c;
+	const void *owner;       /* the gRPC or HTTP connection: with sid, the lookup key */
+	struct grpc_conn *c;     /* a gRPC call's connection, or NULL */
+	struct http1_conn *http; /* the gateway's chunked response, or NULL */
 	void *conn_user;
 	uint32_t sid;
 	struct watcher **w; /* sorted by id */
@@ -266,6 +270,7 @@ struct watch_hub {
 	size_t ntouched, captouched;
 	uint8_t *pack;
 	size_t pack_cap;
+	struct pbjson_buf json; /* the gateway's watch lines */
 	uint64_t progress_ms, now_ms;
 };
 
@@ -284,6 +289,7 @@ struct watch_hub *watch_hub_new(struct server *srv, int reactor, void (*dirty)(v
 	h->ecap = 64;
 	h->eb = calloc(h->ecap, sizeof *h->eb);
 	h->arena = arena_new(64 * 1024);
+	h->json.max = 64u << 20;
 	if (!h->sb || !h->eb)
 		log_fatal("watch: out of memory");
 	mvcc_view_published(srv->store, &v);
@@ -291,17 +297,17 @@ struct watch_hub *watch_hub_new(struct server *srv, int reactor, void (*dirty)(v
 	return h;
 }
 
-static size_t watch_stream_hash(const struct grpc_conn *c, uint32_t sid, size_t cap)
+static size_t watch_stream_hash(const void *c, uint32_t sid, size_t cap)
 {
 	uint64_t k = (uint64_t)(uintptr_t)c * 0x9e3779b97f4a7c15ull ^ sid;
 
 	return (size_t)(XXH3_64bits(&k, sizeof k) & (cap - 1));
 }
 
-static struct watch_stream *watch_stream_find(struct watch_hub *h, const struct grpc_conn *c, uint32_t sid)
+static struct watch_stream *watch_stream_find(struct watch_hub *h, const void *c, uint32_t sid)
 {
 	for (struct watch_stream *s = h->sb[watch_stream_hash(c, sid, h->scap)]; s; s = s->hnext)
-		if (s->c == c && s->sid == sid)
+		if (s->owner == c && s->sid == sid)
 			return s;
 	return NULL;
 }
@@ -317,7 +323,7 @@ static void watch_streams_grow(struct watch_hub *h)
 		struct watch_stream *s = h->sb[i], *n;
 		for (; s; s = n) {
 			n = s->hnext;
-			size_t b = watch_stream_hash(s->c, s->sid, ncap);
+			size_t b = watch_stream_hash(s->owner, s->sid, ncap);
 			s->hnext = nb[b];
 			nb[b] = s;
 		}
@@ -429,6 +435,16 @@ static Etcdserverpb__WatchResponse *watch_response(struct watch_hub *h, int64_t 
 	return r;
 }
 
+/* The gateway's form: one {"result":...} line per chunk, as etcd's grpc-gateway streams. */
+static void watch_send_json(struct watch_hub *h, struct watch_stream *st, Etcdserverpb__WatchResponse *r)
+{
+	h->json.len = 0;
+	if (pbjson_put_raw(&h->json, "{\"result\":", 10) == 0 && pbjson_marshal(&r->base, PBJSON_STREAM, &h->json) == 0 &&
+	    pbjson_put_raw(&h->json, "}\n", 2) == 0)
+		http1_stream_write(st->http, h->json.p, h->json.len);
+	h->dirty(st->conn_user);
+}
+
 static void watch_send(struct watch_hub *h, struct watch_stream *st, Etcdserverpb__WatchResponse *r)
 {
 	size_t len = protobuf_c_message_get_packed_size(&r->base);
@@ -443,9 +459,19 @@ static void watch_send(struct watch_hub *h, struct watch_stream *st, Etcdserverp
 			log_fatal("watch: out of memory");
 		h->pack_cap = cap;
 	}
+	if (st->http) {
+		watch_send_json(h, st, r);
+		return;
+	}
 	protobuf_c_message_pack(&r->base, h->pack);
 	grpc_send_message(st->c, st->sid, h->pack, len);
 	h->dirty(st->conn_user);
+}
+
+/* Bytes sent on the stream that the peer has not taken yet. */
+static size_t watch_stream_queued(const struct watch_stream *st)
+{
+	return st->http ? http1_conn_output_bytes(st->http) : watch_stream_queued(st);
 }
 
 static size_t watch_varint_len(size_t v)
@@ -539,6 +565,7 @@ void watch_stream_open(struct watch_hub *h, struct grpc_conn *c, void *conn_user
 
 	if (!st)
 		log_fatal("watch: out of memory");
+	st->owner = c;
 	st->c = c;
 	st->conn_user = conn_user;
 	st->sid = sid;
@@ -773,7 +800,7 @@ static void watch_create(struct watch_hub *h, struct watch_stream *st, const Etc
 	if (w->next_rev <= v.rev) {
 		/* history first: live batches up to v.rev are skipped by next_rev */
 		watcher_unsync(w, w->next_rev);
-		if (grpc_stream_queued_bytes(st->c, st->sid) < WATCH_QUEUE_LOW)
+		if (watch_stream_queued(st) < WATCH_QUEUE_LOW)
 			watch_catch_up(h, st, pos);
 	}
 }
@@ -906,7 +933,7 @@ static void watch_check_backlog(struct watch_hub *h)
 		for (struct watch_stream *st = h->sb[i]; st; st = st->hnext) {
 			if (st->n == st->unsynced)
 				continue;
-			if (grpc_stream_queued_bytes(st->c, st->sid) <= WATCH_QUEUE_HIGH)
+			if (watch_stream_queued(st) <= WATCH_QUEUE_HIGH)
 				continue;
 			for (size_t k = 0; k < st->n; k++)
 				watcher_unsync(st->w[k], h->rev + 1);
@@ -957,7 +984,7 @@ void watch_hub_tick(struct watch_hub *h, uint64_t now_ms)
 		for (struct watch_stream *st = h->sb[i], *next; st; st = next) {
 			next = st->hnext;
 			for (size_t k = 0; st->unsynced && k < st->n;) {
-				if (grpc_stream_queued_bytes(st->c, st->sid) >= WATCH_QUEUE_LOW)
+				if (watch_stream_queued(st) >= WATCH_QUEUE_LOW)
 					break;
 				if (!st->w[k]->synced && !watch_catch_up(h, st, k))
 					continue; /* removed: the same index holds the next watcher */
@@ -997,6 +1024,7 @@ void watch_hub_free(struct watch_hub *h)
 	free(h->pend);
 	free(h->touched);
 	free(h->pack);
+	free(h->json.p);
 	arena_free(h->arena);
 	free(h);
 }
@@ -1068,7 +1096,10 @@ void watch_hub_stop(struct watch_hub *h)
 	/* collect first: ending a call frees its stream (on_call_end) */
 	for (size_t i = 0; i < h->scap; i++)
 		for (struct watch_stream *st = h->sb[i]; st; st = st->hnext)
-			if (n < h->nstreams) {
+			if (st->http) {
+				http1_stream_end(st->http); /* the gateway's stream just ends */
+				h->dirty(st->conn_user);
+			} else if (n < h->nstreams) {
 				calls[n].c = st->c;
 				calls[n].sid = st->sid;
 				n++;
@@ -1076,4 +1107,22 @@ void watch_hub_stop(struct watch_hub *h)
 	for (size_t i = 0; i < n; i++)
 		grpc_send_status(calls[i].c, calls[i].sid, GRPC_UNAVAILABLE, "etcdserver: server stopped");
 	free(calls);
+}
+
+bool watch_http_open(struct watch_hub *h, struct http1_conn *http, void *conn_user, const Etcdserverpb__WatchRequest *req)
+{
+	if (req->request_union_case != ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST)
+		return false;
+	watch_stream_open(h, (struct grpc_conn *)http, conn_user, 0);
+	struct watch_stream *st = watch_stream_find(h, http, 0);
+	st->c = NULL;
+	st->http = http;
+	http1_stream_begin_ex(http, 200, "application/json", "Grpc-Metadata-Content-Type: application/grpc\r\n");
+	watch_create(h, st, req->create_request);
+	return true;
+}
+
+void watch_http_close(struct watch_hub *h, struct http1_conn *http)
+{
+	watch_stream_close(h, (struct grpc_conn *)http, 0);
 }

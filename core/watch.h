@@ -59,6 +59,14 @@ void watch_stream_close(struct watch_hub *h, struct grpc_conn *c, uint32_t sid);
 /* Server shutdown: ends every watch (and observe) call with UNAVAILABLE "etcdserver:
  * server stopped", which clients take as "resume elsewhere", never as "re-list". */
 void watch_hub_stop(struct watch_hub *h);
+/* The gateway's /v3/watch: a create request on an HTTP/1.1 connection, answered as a
+ * chunked stream of {"result":...} lines until the connection closes (watch_http_close).
+ * False if the request is not a create. */
+struct http1_conn;
+struct Etcdserverpb__WatchRequest;
+bool watch_http_open(struct watch_hub *h, struct http1_conn *http, void *conn_user,
+		     const struct Etcdserverpb__WatchRequest *req);
+void watch_http_close(struct watch_hub *h, struct http1_conn *http);
 /* Election.Observe on a stream opened with watch_stream_open: one LeaderResponse now (if
  * there is a leader) and one each time the leader key or its value changes. */
 void watch_observe(struct watch_hub *h, struct grpc_conn *c, uint32_t sid, const uint8_t *msg, size_t len);

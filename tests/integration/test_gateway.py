@@ -100,3 +100,50 @@ def test_etcd3gw(uetcd):
     assert c.delete('gw3/a') is False
     assert c.status()['version'] >= '3.5.13'
     assert [m['name'] for m in c.members()] == ['default']
+
+
+def watch_lines(srv, body, writes, n_lines):
+    """POST /v3/watch with curl, do the writes, return the first n_lines JSON lines."""
+    import time
+    p = subprocess.Popen(['curl', '-s', '-N', '--max-time', '20', '-X', 'POST', 'http://%s/v3/watch' % srv.endpoint,
+                          '-d', json.dumps(body)], stdout=subprocess.PIPE, text=True)
+    lines = [p.stdout.readline()]               # the created line: the watch is in place
+    for path, req in writes:
+        post(srv, path, req)
+    while len(lines) < n_lines:
+        lines.append(p.stdout.readline())
+    p.terminate()
+    p.wait(10)
+    return [json.loads(l) for l in lines]
+
+
+def test_gateway_watch_matches_etcd(spawn):
+    body = {'create_request': {'key': b64('w/'), 'range_end': b64('w0'), 'prev_kv': True}}
+    writes = [('/v3/kv/put', {'key': b64('w/a'), 'value': b64('1')}),
+              ('/v3/kv/put', {'key': b64('w/a'), 'value': b64('2')}),
+              ('/v3/kv/deleterange', {'key': b64('w/a')})]
+    out = {}
+    for role in ('uetcd', 'etcd'):
+        got = watch_lines(spawn(role), body, writes, 4)
+        for line in got:
+            line['result']['header'] = {k: v for k, v in line['result']['header'].items() if k == 'revision'}
+        out[role] = got
+    assert out['uetcd'] == out['etcd']
+
+
+def test_etcd3gw_watch(uetcd):
+    import threading
+    import time
+    c = Etcd3Client(host=uetcd.host, port=uetcd.port, api_path='/v3/')
+    events, (it, cancel) = [], c.watch_prefix('gww/')
+    t = threading.Thread(target=lambda: [events.append(e) for e in it], daemon=True)
+    t.start()
+    time.sleep(0.5)
+    c.put('gww/a', '1')
+    c.delete('gww/a')
+    deadline = time.monotonic() + 10
+    while len(events) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    cancel()
+    assert [(e.get('type', 'PUT'), e['kv']['key'], e['kv'].get('value')) for e in events[:2]] == [
+        ('PUT', b'gww/a', b'1'), ('DELETE', b'gww/a', None)]
