@@ -471,7 +471,7 @@ static void watch_send(struct watch_hub *h, struct watch_stream *st, Etcdserverp
 /* Bytes sent on the stream that the peer has not taken yet. */
 static size_t watch_stream_queued(const struct watch_stream *st)
 {
-	return st->http ? http1_conn_output_bytes(st->http) : watch_stream_queued(st);
+	return st->http ? http1_conn_output_bytes(st->http) : grpc_stream_queued_bytes(st->c, st->sid);
 }
 
 static size_t watch_varint_len(size_t v)
