@@ -173,6 +173,7 @@ struct h2_conn {
 	int32_t free_head;
 	uint32_t *hash; /* slot + 1, 0 = empty; open addressing, linear probing */
 	uint32_t hash_mask, hash_shift;
+	uint32_t hash_max; /* the table grows (load <= 1/2) up to 2 * streams_max slots */
 	uint32_t last_peer_id;
 	uint32_t closed_ring[H2_CLOSED_RING]; /* id | 0x80000000 if we reset it */
 	uint32_t closed_pos;
@@ -534,9 +535,33 @@ static void stream_close(struct h2_conn *c, struct h2_stream *s, uint32_t error,
 		c->cb.on_close(c->user, id, slot, error);
 }
 
+/* Doubles the stream hash once it is half full, so a connection with few streams keeps a
+ * small, cache-resident table. If memory is short the table stays: it is never full
+ * (streams are capped at streams_max, the table grows to twice that). */
+static void hash_grow(struct h2_conn *c)
+{
+	uint32_t size = c->hash_mask + 1;
+
+	if (c->n_streams + 1 <= size / 2 || size >= c->hash_max)
+		return;
+	uint32_t *nh = calloc((size_t)size * 2, sizeof(*nh));
+	if (!nh)
+		return;
+	uint32_t *old = c->hash;
+	c->hash = nh;
+	c->hash_mask = size * 2 - 1;
+	c->hash_shift--;
+	for (uint32_t i = 0; i < size; i++)
+		if (old[i])
+			hash_insert(c, c->streams[old[i] - 1].id, old[i] - 1);
+	free(old);
+}
+
 static struct h2_stream *stream_open(struct h2_conn *c, uint32_t id, bool end_stream)
 {
 	uint32_t slot;
+
+	hash_grow(c);
 	if (c->free_head >= 0) {
 		slot = (uint32_t)c->free_head;
 		c->free_head = c->streams[slot].free_next;
@@ -1422,11 +1447,10 @@ struct h2_conn *h2_conn_new(const struct h2_config *cfg, const struct h2_callbac
 	c->peer_max_frame = H2_DEFAULT_FRAME;
 
 	uint32_t hsize = 16, hbits = 4;
-	while (hsize < 2 * (uint64_t)k->streams_max) {
-		hsize <<= 1;
-		hbits++;
-	}
-	c->hash_mask = hsize - 1;
+	c->hash_max = 16;
+	while (c->hash_max < 2 * (uint64_t)k->streams_max)
+		c->hash_max <<= 1;
+	c->hash_mask = hsize - 1; /* starts small: hash_grow doubles it as streams open */
 	c->hash_shift = 32 - hbits;
 	c->hb_max = H2_HB_FACTOR * k->max_header_list_size;
 	if (c->hb_max < H2_HB_MIN)
