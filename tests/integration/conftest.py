@@ -73,6 +73,16 @@ def launch_kind(binary, role):
 _START_FAILURES = {}
 
 
+def _die_with_parent():
+    """preexec_fn: SIGKILL the server if the test process dies (a killed pytest run must
+    not leave servers behind)."""
+    try:
+        import ctypes
+        ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 def free_port():
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind(('127.0.0.1', 0))
@@ -129,7 +139,8 @@ class Server:
                    if not k.startswith('ETCD_') and not k.startswith('ETCDCTL_')}
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, cwd=self.tmp, env=env,
-                                         start_new_session=True)   # own process group
+                                         start_new_session=True,   # own process group
+                                         preexec_fn=_die_with_parent)
             log.close()
             last_err = self._wait_ready()
             if last_err is None:

@@ -23,7 +23,9 @@ from kvutil import KV, op_del, op_put
 
 RANGE = b'/etcdserverpb.KV/Range'
 PUT = b'/etcdserverpb.KV/Put'
-IDLE_CONNS = int(os.environ.get('BAD_IDLE_CONNS', '2500'))
+# the issue asks for 10 000 idle connections; fewer if this process may not open that many
+# file descriptors (but never fewer than 2000)
+IDLE_CONNS = int(os.environ.get('BAD_IDLE_CONNS', '10000'))
 MSG_TOO_BIG_4G = 'grpc: received message larger than max (4294967295 vs. 2097152)'
 
 
@@ -489,21 +491,24 @@ def test_client_vanishes_before_reading_a_large_response(server):
 # ---- many idle connections ------------------------------------------------------------
 def test_many_idle_connections(server):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = IDLE_CONNS + 512
-    if soft < need:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, need), hard))
+    n = IDLE_CONNS
+    if hard != resource.RLIM_INFINITY:
+        n = min(n, hard - 512)
+    assert n >= 2000, 'RLIMIT_NOFILE hard limit %d allows only %d connections' % (hard, n)
+    if soft != resource.RLIM_INFINITY and soft < n + 512:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n + 512, hard))
     conns = []
     try:
-        for i in range(IDLE_CONNS):
+        for i in range(n):
             try:
                 s = socket.create_connection((server.host, server.port), timeout=10)
             except OSError as e:
-                pytest.fail('connection %d of %d failed: %s' % (i, IDLE_CONNS, e))
+                pytest.fail('connection %d of %d failed: %s' % (i, n, e))
             if i % 2 == 0:
                 s.sendall(h.PREFACE + h.settings())     # an HTTP/2 client that then idles
             conns.append(s)
         # a new client is served while they idle
-        assert_serving(server, 'with %d idle connections' % IDLE_CONNS)
+        assert_serving(server, 'with %d idle connections' % n)
         # one of the idle HTTP/2 connections is still served too
         c = h.Conn(sock=conns[0], handshake=False)
         c.request(1, RANGE, range_msg())
@@ -512,7 +517,7 @@ def test_many_idle_connections(server):
     finally:
         for s in conns:
             s.close()
-    assert_serving(server, 'after closing %d idle connections' % IDLE_CONNS)
+    assert_serving(server, 'after closing %d idle connections' % n)
 
 
 # ---- requests that crash etcd 3.5.16 ---------------------------------------------------
@@ -533,6 +538,16 @@ def test_requests_that_crash_etcd(uetcd):
             except grpc.RpcError as e:
                 assert e.code() != grpc.StatusCode.UNAVAILABLE or uetcd.alive(), \
                     'uetcd died: %s' % uetcd.stderr_tail()
+        # a put and a delete of one key in one txn (the from-key delete escapes etcd's
+        # duplicate check); etcd 3.5.16 then dies reading that revision's history
+        kv.put(b'h', b'0')
+        rev = kv.txn([], [op_put(b'h', b'1'), op_del(b'h', b'\0')]).header.revision
+        kv.put(b'h', b'2')
+        assert kv.range(b'h', revision=rev).count == 0
+        assert kv.range(b'h', revision=rev - 1).kvs[0].value == b'0'
+        kv.compact(rev)
+        assert kv.range(b'h', revision=rev).count == 0
+        assert kv.range(b'h').kvs[0].value == b'2'
     finally:
         kv.close()
     assert_serving(uetcd)
