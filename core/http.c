@@ -245,7 +245,8 @@ static void http_metrics(struct server *srv, struct http1_conn *h)
 		     "# HELP uetcd_sequencer_batches_total Write batches applied, each with one log commit.\n"
 		     "# TYPE uetcd_sequencer_batches_total counter\nuetcd_sequencer_batches_total %llu\n",
 		     (unsigned long long)seq_applied(srv->seq), (unsigned long long)seq_applied(srv->seq),
-		     (unsigned long long)db, (unsigned long long)db, (unsigned long long)mvcc_keys_live(srv->store),
+		     (unsigned long long)db, (unsigned long long)mvcc_bytes_in_use(srv->store),
+		     (unsigned long long)mvcc_keys_live(srv->store),
 		     (long long)v.rev, (long long)v.compact_rev,
 		     (long long)(srv->cfg->quota_backend_bytes > 0 ? srv->cfg->quota_backend_bytes : 2LL << 30),
 		     UETCD_ETCD_API_VERSION, UETCD_ETCD_API_VERSION, alarms, (unsigned long long)seq_batches(srv->seq));

@@ -183,6 +183,7 @@ int main(int argc, char **argv, char **envp)
 	struct seq_deliver deliver = {.requests = main_deliver, .events = main_deliver_events, .arg = &srv};
 	srv.seq = seq_new(srv.store, srv.wal, mr.leases, &srv.ids, srv.nreactors, &deliver);
 	seq_set_alarms(srv.seq, &srv.alarms);
+	seq_set_quota(srv.seq, cfg.quota_backend_bytes > 0 ? (uint64_t)cfg.quota_backend_bytes : 2ull << 30);
 	srv.reactors = calloc((size_t)srv.nreactors, sizeof *srv.reactors);
 	if (!srv.reactors)
 		log_fatal("out of memory");

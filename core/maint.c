@@ -42,7 +42,7 @@ struct ProtobufCMessage *maint_status(const struct server *srv, const struct mvc
 	/* grows with every change and survives restarts (a fresh etcd reports 4 at revision 1) */
 	r->raftindex = r->raftappliedindex = (uint64_t)v->rev + 3;
 	r->dbsize = srv->wal ? (int64_t)wal_size_bytes(srv->wal) : 0;
-	r->dbsizeinuse = r->dbsize; /* until segments are reclaimed, every byte is in use */
+	r->dbsizeinuse = (int64_t)mvcc_bytes_in_use(srv->store); /* what compaction gives back */
 	r->dbsizequota = srv->cfg->quota_backend_bytes > 0 ? srv->cfg->quota_backend_bytes : QUOTA_DEFAULT_BYTES;
 	r->downgradeinfo = d;
 	r->n_errors = maint_alarm_strings(srv, a, &r->errors);

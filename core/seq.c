@@ -48,7 +48,8 @@ struct seq {
 	struct lease_table *leases;
 	struct election *election;
 	struct metrics_hist fsync_us, commit_us;
-	const _Atomic unsigned *alarms;
+	_Atomic unsigned *alarms;
+	uint64_t quota;
 	struct arena *arena; /* for work of our own: lease expiry */
 	struct seq_req **out_first, **out_last; /* per reactor, one batch */
 	_Atomic uint64_t batches;
@@ -236,7 +237,9 @@ static struct seq_req *seq_take(struct seq *s)
 	return fifo;
 }
 
-void seq_set_alarms(struct seq *s, const _Atomic unsigned *alarms) { s->alarms = alarms; }
+void seq_set_alarms(struct seq *s, _Atomic unsigned *alarms) { s->alarms = alarms; }
+
+void seq_set_quota(struct seq *s, uint64_t bytes) { s->quota = bytes; }
 
 static bool seq_ops_put(Etcdserverpb__RequestOp **ops, size_t n);
 
@@ -262,9 +265,18 @@ static bool seq_refused(struct seq *s, struct seq_req *r)
 	if (alarms & (1u << 2)) {
 		r->code = GRPC_DATA_LOSS;
 		r->message = "etcdserver: corrupt cluster";
-	} else if ((alarms & (1u << 1)) &&
-		   (r->method == KV_PUT || r->method == SVC_LEASE_GRANT ||
-		    (r->method == KV_TXN && seq_txn_puts((const Etcdserverpb__TxnRequest *)r->msg)))) {
+	} else if (r->method == KV_PUT || r->method == SVC_LEASE_GRANT ||
+		   (r->method == KV_TXN && seq_txn_puts((const Etcdserverpb__TxnRequest *)r->msg))) {
+		/* etcd's cost of a write is its size: that much more the store would hold */
+		uint64_t cost = protobuf_c_message_get_packed_size(r->msg);
+		if (!(alarms & (1u << 1)) && s->quota && mvcc_bytes_in_use(s->store) + cost > s->quota) {
+			atomic_fetch_or(s->alarms, 1u << 1);
+			log_warn("quota of %llu bytes reached (%llu in use): NOSPACE alarm raised, writes refused",
+				 (unsigned long long)s->quota, (unsigned long long)mvcc_bytes_in_use(s->store));
+			alarms |= 1u << 1;
+		}
+		if (!(alarms & (1u << 1)))
+			return false;
 		r->code = GRPC_RESOURCE_EXHAUSTED;
 		r->message = "etcdserver: mvcc: database space exceeded";
 	} else {

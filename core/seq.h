@@ -66,7 +66,10 @@ void seq_free(struct seq *s);
 
 /* While bit 1 (NOSPACE) is set, writes that add data are refused as etcd refuses them;
  * while bit 2 (CORRUPT) is set, every KV and lease write is. */
-void seq_set_alarms(struct seq *s, const _Atomic unsigned *alarms);
+void seq_set_alarms(struct seq *s, _Atomic unsigned *alarms);
+/* --quota-backend-bytes: a write that adds data when the store's bytes in use plus the
+ * request would pass it raises NOSPACE (etcd's quota) and is refused. */
+void seq_set_quota(struct seq *s, uint64_t bytes);
 
 /* Queues a chain of requests linked by ->next (first to last in arrival order). */
 void seq_submit(struct seq *s, struct seq_req *first, struct seq_req *last);

@@ -64,6 +64,7 @@ struct mvcc_store {
 	uint32_t txn_sub;
 	bool in_txn, txn_changed;
 	uint64_t keys_live, versions_total;
+	_Atomic uint64_t bytes_in_use; /* every version and key the store holds (quota, Status) */
 };
 
 typedef int (*mvcc_visit_fn)(void *arg, struct mvcc_key *k, const struct mvcc_ver *v);
@@ -96,6 +97,20 @@ static uint64_t mvcc_chain_len(const struct mvcc_ver *v)
 	for (; v; v = atomic_load_explicit(&v->next, memory_order_relaxed))
 		n++;
 	return n;
+}
+
+static uint64_t mvcc_chain_bytes(const struct mvcc_ver *v)
+{
+	uint64_t n = 0;
+
+	for (; v; v = atomic_load_explicit(&v->next, memory_order_relaxed))
+		n += sizeof *v + v->value_len;
+	return n;
+}
+
+static void mvcc_bytes_add(struct mvcc_store *s, int64_t delta)
+{
+	atomic_fetch_add_explicit(&s->bytes_in_use, (uint64_t)delta, memory_order_relaxed);
 }
 
 /* ---- reading ---- */
@@ -339,6 +354,7 @@ static void mvcc_link(struct mvcc_store *s, struct mvcc_key *k, struct mvcc_ver 
 	atomic_store_explicit(&v->next, head, memory_order_relaxed);
 	atomic_store_explicit(&k->head, v, memory_order_release);
 	s->versions_total++;
+	mvcc_bytes_add(s, (int64_t)(sizeof *v + v->value_len));
 	s->txn_changed = true;
 }
 
@@ -363,6 +379,7 @@ int mvcc_put(struct mvcc_store *s, const uint8_t *key, size_t key_len, const uin
 		if (key_len)
 			memcpy(k->bytes, key, key_len);
 		btree_insert(&s->tree, k->bytes, key_len, k, NULL);
+		mvcc_bytes_add(s, (int64_t)(sizeof *k + key_len));
 	}
 	head = atomic_load_explicit(&k->head, memory_order_relaxed);
 	live = head && !head->tomb;
@@ -474,6 +491,7 @@ int mvcc_compact(struct mvcc_store *s, int64_t rev)
 			atomic_store_explicit(&v->next, NULL, memory_order_release);
 		}
 		s->versions_total -= mvcc_chain_len(cut);
+		mvcc_bytes_add(s, -(int64_t)mvcc_chain_bytes(cut));
 		qsbr_retire(s->q, cut, mvcc_chain_free);
 	}
 	for (size_t i = 0; i < ngone; i++) {
@@ -482,6 +500,8 @@ int mvcc_compact(struct mvcc_store *s, int64_t rev)
 		assert(found);
 		(void)found;
 		s->versions_total -= mvcc_chain_len(atomic_load_explicit(&k->head, memory_order_relaxed));
+		mvcc_bytes_add(s, -(int64_t)(mvcc_chain_bytes(atomic_load_explicit(&k->head, memory_order_relaxed)) +
+					       sizeof *k + k->len));
 		qsbr_retire(s->q, k, mvcc_key_free);
 	}
 	free(gone);
@@ -492,6 +512,10 @@ int64_t mvcc_rev(const struct mvcc_store *s) { return s->rev; }
 int64_t mvcc_compact_rev(const struct mvcc_store *s) { return s->compact_rev; }
 uint64_t mvcc_keys_live(const struct mvcc_store *s) { return s->keys_live; }
 uint64_t mvcc_versions_total(const struct mvcc_store *s) { return s->versions_total; }
+uint64_t mvcc_bytes_in_use(const struct mvcc_store *s)
+{
+	return atomic_load_explicit(&s->bytes_in_use, memory_order_relaxed);
+}
 
 /* ---- history ---- */
 

@@ -133,6 +133,8 @@ int64_t mvcc_compact_rev(const struct mvcc_store *s);
 /* Number of live keys and of stored versions (for metrics and Status). */
 uint64_t mvcc_keys_live(const struct mvcc_store *s);
 uint64_t mvcc_versions_total(const struct mvcc_store *s);
+/* Bytes held for every version and key (what compaction gives back); any thread. */
+uint64_t mvcc_bytes_in_use(const struct mvcc_store *s);
 
 /* ---- history (any thread, like mvcc_range) ---- */
 
