@@ -587,6 +587,27 @@ static void check_history(void)
 	free(c.e);
 }
 
+Test(mvcc, bytes_in_use_grow_with_writes_and_return_to_zero)
+{
+	static char big[4096];
+	uint64_t one, two;
+
+	memset(big, 'v', sizeof big - 1);
+	cr_assert_eq(mvcc_bytes_in_use(s), 0);
+	put1("a", big);
+	one = mvcc_bytes_in_use(s);
+	cr_assert_gt(one, sizeof big - 1, "the value is counted");
+	put1("a", big);
+	two = mvcc_bytes_in_use(s);
+	cr_assert_gt(two - one, sizeof big - 1, "a second version is counted");
+	cr_assert_lt(two - one, one, "but not the key a second time");
+	mvcc_compact(s, mvcc_rev(s));
+	cr_assert_eq(mvcc_bytes_in_use(s), one, "compaction gives the old version back");
+	del1("a");
+	mvcc_compact(s, mvcc_rev(s));
+	cr_assert_eq(mvcc_bytes_in_use(s), 0, "and the deleted key's bytes, tombstone and all");
+}
+
 Test(mvcc, randomized_vs_model)
 {
 	int64_t pub_rev = 1, pub_compact = -1;
