@@ -148,12 +148,6 @@ void lease_svc_apply(struct lease_table *t, struct mvcc_store *s, int method, co
 			res->message = "etcdserver: too large lease TTL";
 			return;
 		}
-		if (id < 0) {
-			/* etcd takes any id; ours are logged as positive numbers */
-			res->code = GRPC_INVALID_ARGUMENT;
-			res->message = "etcdserver: negative lease IDs are not supported by uetcd";
-			return;
-		}
 		if (lease_grant(t, id, ttl, now_ms) < 0) {
 			res->code = GRPC_FAILED_PRECONDITION;
 			res->message = "etcdserver: lease already exists";

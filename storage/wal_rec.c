@@ -12,7 +12,8 @@
  *   key_len   uvarint  then key_len bytes of key
  *   val_len   uvarint  then val_len bytes of value
  *   num       uvarint  put: lease id (0 none); compact: compact revision; delete: 0;
- *                      lease grant/revoke: the lease id (> 0); a grant's value is its
+ *                      lease grant/revoke: the lease id (not 0; etcd allows negative ids,
+ *                      stored as their two's complement); a grant's value is its
  *                      TTL in seconds as 8 bytes LE, a revoke has no key or value
  *
  * Varints are LEB128 (protobuf's), at most 10 bytes, no overflow past 64 bits. A delete
@@ -123,8 +124,6 @@ static int rec_add(struct wal_batch_enc *e, enum wal_op op, int64_t rev, const u
 int wal_batch_put(struct wal_batch_enc *e, int64_t rev, const uint8_t *key, size_t key_len, const uint8_t *value,
 		  size_t value_len, int64_t lease)
 {
-	if (lease < 0 && !e->err)
-		e->err = -EINVAL;
 	return rec_add(e, WAL_OP_PUT, rev, key, key_len, value, value_len, (uint64_t)lease);
 }
 
@@ -144,7 +143,7 @@ int wal_batch_lease_grant(struct wal_batch_enc *e, int64_t rev, int64_t id, int6
 {
 	uint8_t v[8];
 
-	if ((id <= 0 || ttl < 0) && !e->err)
+	if ((!id || ttl < 0) && !e->err)
 		e->err = -EINVAL;
 	rec_put64(v, (uint64_t)ttl);
 	return rec_add(e, WAL_OP_LEASE_GRANT, rev, NULL, 0, v, sizeof v, (uint64_t)id);
@@ -152,7 +151,7 @@ int wal_batch_lease_grant(struct wal_batch_enc *e, int64_t rev, int64_t id, int6
 
 int wal_batch_lease_revoke(struct wal_batch_enc *e, int64_t rev, int64_t id)
 {
-	if (id <= 0 && !e->err)
+	if (!id && !e->err)
 		e->err = -EINVAL;
 	return rec_add(e, WAL_OP_LEASE_REVOKE, rev, NULL, 0, NULL, 0, (uint64_t)id);
 }
@@ -213,7 +212,7 @@ static int rec_walk(const uint8_t *p, size_t len, wal_change_fn fn, void *arg)
 		c.value = p + off;
 		c.value_len = (size_t)vlen;
 		off += vlen;
-		if (!(n = rec_uvarint_get(p + off, len - off, &num)) || num > INT64_MAX)
+		if (!(n = rec_uvarint_get(p + off, len - off, &num)))
 			return -EINVAL;
 		off += n;
 		c.rev = rev;
@@ -229,7 +228,7 @@ static int rec_walk(const uint8_t *p, size_t len, wal_change_fn fn, void *arg)
 		c.compact_rev = c.op == WAL_OP_COMPACT ? (int64_t)num : 0;
 		if (c.op == WAL_OP_DELETE && (vlen || num))
 			return -EINVAL;
-		if (c.op == WAL_OP_COMPACT && (klen || vlen || (int64_t)num > rev))
+		if (c.op == WAL_OP_COMPACT && (klen || vlen || num > (uint64_t)rev))
 			return -EINVAL;
 		if (fn) {
 			int rc = fn(arg, &c);

@@ -150,3 +150,47 @@ def test_downgrade_answers_with_etcds_errors(uetcd):
         with pytest.raises(grpc.RpcError) as e:
             call(body, timeout=5)
         assert (e.value.code(), e.value.details()) == (code, msg)
+
+
+def negative_lease_steps(ch, lid):
+    kv, lease = rpc_pb2_grpc.KVStub(ch), rpc_pb2_grpc.LeaseStub(ch)
+    g = lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=60, ID=lid), timeout=5)
+    steps = [(g.ID, g.TTL, g.error)]
+    kv.Put(rpc_pb2.PutRequest(key=b'neglease', value=b'1', lease=lid), timeout=5)
+    steps.append(kv.Range(rpc_pb2.RangeRequest(key=b'neglease'), timeout=5).kvs[0].lease)
+    t = lease.LeaseTimeToLive(rpc_pb2.LeaseTimeToLiveRequest(ID=lid, keys=True), timeout=5)
+    steps.append((t.ID, t.grantedTTL, list(t.keys)))
+    steps.append(lid in [x.ID for x in lease.LeaseLeases(rpc_pb2.LeaseLeasesRequest(), timeout=5).leases])
+    return steps
+
+
+def test_negative_lease_ids_match_etcd(server):
+    """etcd takes any non-zero lease id a client picks, negative ones too."""
+    lid = -4242
+    ch = server.channel()
+    lease = rpc_pb2_grpc.LeaseStub(ch)
+    try:
+        assert negative_lease_steps(ch, lid) == [(lid, 60, ''), lid, (lid, 60, [b'neglease']), True]
+    finally:
+        lease.LeaseRevoke(rpc_pb2.LeaseRevokeRequest(ID=lid), timeout=5)
+    kv = rpc_pb2_grpc.KVStub(ch)
+    assert not kv.Range(rpc_pb2.RangeRequest(key=b'neglease'), timeout=5).kvs
+
+
+def test_negative_lease_survives_restart():
+    n = Node()
+    try:
+        n.start()
+        with grpc.insecure_channel(n.endpoint) as ch:
+            before = negative_lease_steps(ch, -(2 ** 63))
+        n.kill()
+        n.start()
+        with grpc.insecure_channel(n.endpoint) as ch:
+            kv, lease = rpc_pb2_grpc.KVStub(ch), rpc_pb2_grpc.LeaseStub(ch)
+            assert kv.Range(rpc_pb2.RangeRequest(key=b'neglease'), timeout=5).kvs[0].lease == -(2 ** 63)
+            t = lease.LeaseTimeToLive(rpc_pb2.LeaseTimeToLiveRequest(ID=-(2 ** 63), keys=True), timeout=5)
+            assert (t.ID, t.grantedTTL, list(t.keys)) == before[2]
+            lease.LeaseRevoke(rpc_pb2.LeaseRevokeRequest(ID=-(2 ** 63)), timeout=5)
+            assert not kv.Range(rpc_pb2.RangeRequest(key=b'neglease'), timeout=5).kvs
+    finally:
+        n.cleanup()

@@ -1024,7 +1024,17 @@ Test(wal_batch, round_trip)
 	wal_batch_begin(&le, buf, sizeof buf, 7);
 	cr_assert_eq(wal_batch_lease_grant(&le, 7, 0, 30), -EINVAL);
 	wal_batch_begin(&le, buf, sizeof buf, 7);
-	cr_assert_eq(wal_batch_lease_revoke(&le, 7, -1), -EINVAL);
+	cr_assert_eq(wal_batch_lease_revoke(&le, 7, 0), -EINVAL);
+	/* etcd takes negative lease ids: they round-trip */
+	wal_batch_begin(&le, buf, sizeof buf, 7);
+	cr_assert_eq(wal_batch_lease_grant(&le, 7, -5, 30), 0);
+	cr_assert_eq(wal_batch_put(&le, 7, (const uint8_t *)"nk", 2, NULL, 0, INT64_MIN), 0);
+	cr_assert_eq(wal_batch_lease_revoke(&le, 8, -1), 0);
+	n = (size_t)wal_batch_end(&le, NULL);
+	memset(&s, 0, sizeof s);
+	cr_assert_eq(wal_batch_decode(buf, n, see, &s), 0);
+	cr_assert_eq(s.n, 3);
+	cr_assert(s.c[0].lease == -5 && s.c[0].ttl == 30 && s.c[1].lease == INT64_MIN && s.c[2].lease == -1);
 	/* an empty batch is valid */
 	struct wal_batch_enc e;
 	wal_batch_begin(&e, buf, sizeof buf, 5);
@@ -1104,7 +1114,8 @@ Test(wal_batch, rejects_malformed)
 		{"key length past the end", {1, 0, 9, 'k', 0, 0}, 6, -EINVAL},
 		{"huge key length", {1, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0, 0}, 14, -EINVAL},
 		{"value length past the end", {1, 0, 1, 'k', 5, 'v', 0}, 7, -EINVAL},
-		{"lease past int64", {1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, 14, -EINVAL},
+		{"ok put with lease -1", {1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, 14, 0},
+		{"compact past int64", {3, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, 14, -EINVAL},
 		{"missing lease", {1, 0, 1, 'k', 1, 'v'}, 6, -EINVAL},
 		{"delete with a value", {2, 0, 1, 'k', 1, 'v', 0}, 7, -EINVAL},
 		{"delete with a number", {2, 0, 1, 'k', 0, 3}, 6, -EINVAL},
