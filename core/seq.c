@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/arena.h"
+#include "core/autocompact.h"
 #include "core/election.h"
 #include "core/lease.h"
 #include "core/lease_svc.h"
@@ -50,6 +51,7 @@ struct seq {
 	struct metrics_hist fsync_us, commit_us;
 	_Atomic unsigned *alarms;
 	uint64_t quota;
+	struct autocompact *autocompact;
 	struct arena *arena; /* for work of our own: lease expiry */
 	struct seq_req **out_first, **out_last; /* per reactor, one batch */
 	_Atomic uint64_t batches;
@@ -241,6 +243,23 @@ void seq_set_alarms(struct seq *s, _Atomic unsigned *alarms) { s->alarms = alarm
 
 void seq_set_quota(struct seq *s, uint64_t bytes) { s->quota = bytes; }
 
+void seq_set_autocompact(struct seq *s, bool periodic, int64_t retention)
+{
+	autocompact_free(s->autocompact);
+	s->autocompact = autocompact_new(periodic, retention, seq_clock_ms());
+}
+
+/* --auto-compaction-*: the cut is logged with the batch like a client's Compact */
+static void seq_autocompact(struct seq *s, uint64_t now_ms)
+{
+	int64_t target = autocompact_tick(s->autocompact, now_ms, mvcc_rev(s->store), mvcc_compact_rev(s->store));
+
+	if (target <= 0 || mvcc_compact(s->store, target) != 0)
+		return;
+	seq_sink_compact(s, mvcc_rev(s->store), target);
+	log_info("auto compaction: compacted at revision %lld", (long long)target);
+}
+
 static bool seq_ops_put(Etcdserverpb__RequestOp **ops, size_t n);
 
 static bool seq_txn_puts(const Etcdserverpb__TxnRequest *t)
@@ -352,6 +371,8 @@ static struct seq_req *seq_run_batch(struct seq *s, struct seq_req *batch, uint6
 	/* leases whose TTL ran out are revoked here, each in its own revision */
 	for (int64_t id; (id = lease_next_expired(s->leases, now_ms));)
 		lease_svc_expire(s->leases, s->store, id, s->arena, &s->sink);
+	if (s->autocompact)
+		seq_autocompact(s, now_ms);
 	arena_reset(s->arena);
 	if (!batch && !s->enc.count)
 		return carry;
@@ -423,7 +444,12 @@ static void *seq_main(void *arg)
 			if (!batch) {
 				/* sleep until a request, or until the next lease could expire */
 				struct pollfd pfd = {.fd = s->efd, .events = POLLIN};
-				int64_t wait_ms = lease_wait_ms(s->leases, seq_clock_ms());
+				uint64_t now = seq_clock_ms();
+				int64_t wait_ms = lease_wait_ms(s->leases, now);
+				if (s->autocompact) {
+					int64_t ac = autocompact_wait_ms(s->autocompact, now);
+					wait_ms = wait_ms < 0 || ac < wait_ms ? ac : wait_ms;
+				}
 				if (poll(&pfd, 1, (int)(wait_ms < 0 ? -1 : wait_ms)) > 0) {
 					uint64_t v;
 					if (read(s->efd, &v, sizeof v) < 0 && errno != EINTR)
@@ -466,6 +492,7 @@ void seq_free(struct seq *s)
 		return;
 	seq_stop(s);
 	close(s->efd);
+	autocompact_free(s->autocompact);
 	free(s->out_first);
 	free(s->out_last);
 	watch_builder_free(s->events);

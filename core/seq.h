@@ -70,6 +70,9 @@ void seq_set_alarms(struct seq *s, _Atomic unsigned *alarms);
 /* --quota-backend-bytes: a write that adds data when the store's bytes in use plus the
  * request would pass it raises NOSPACE (etcd's quota) and is refused. */
 void seq_set_quota(struct seq *s, uint64_t bytes);
+/* --auto-compaction-*: periodic keeps `retention` ms of history, otherwise `retention`
+ * revisions; 0 never compacts. Before seq_start. */
+void seq_set_autocompact(struct seq *s, bool periodic, int64_t retention);
 
 /* Queues a chain of requests linked by ->next (first to last in arrival order). */
 void seq_submit(struct seq *s, struct seq_req *first, struct seq_req *last);
