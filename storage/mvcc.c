@@ -108,9 +108,12 @@ static uint64_t mvcc_chain_bytes(const struct mvcc_ver *v)
 	return n;
 }
 
+/* One writer: a plain load and store, no locked read-modify-write on every put. */
 static void mvcc_bytes_add(struct mvcc_store *s, int64_t delta)
 {
-	atomic_fetch_add_explicit(&s->bytes_in_use, (uint64_t)delta, memory_order_relaxed);
+	uint64_t n = atomic_load_explicit(&s->bytes_in_use, memory_order_relaxed);
+
+	atomic_store_explicit(&s->bytes_in_use, n + (uint64_t)delta, memory_order_relaxed);
 }
 
 /* ---- reading ---- */
