@@ -109,7 +109,7 @@ static const struct flag_def flags[] = {
 	I("listen-client-http-urls", FT_URLS, "", "URLs for HTTP-only client traffic (uetcd serves HTTP on --listen-client-urls)."),
 	I("max-snapshots", FT_UINT, "5", "Snapshot files to keep (0 is unlimited)."),
 	I("max-wals", FT_UINT, "5", "WAL files to keep (0 is unlimited)."),
-	H("quota-backend-bytes", FT_INT64, FID_QUOTA, "0", "Database size that raises the NOSPACE alarm, in bytes (0 means 2 GiB)."),
+	H("quota-backend-bytes", FT_INT64, FID_QUOTA, "0", "Database size that raises the NOSPACE alarm, in bytes (0 means 2 GiB, negative disables)."),
 	I("backend-bbolt-freelist-type", FT_STRING, "map", "bbolt freelist type (uetcd does not use bbolt)."),
 	I("backend-batch-interval", FT_DURATION, "", "Longest time before a backend commit."),
 	I("backend-batch-limit", FT_INT, "0", "Most operations before a backend commit."),
@@ -1444,6 +1444,38 @@ static int syntax_error(struct config *c, const char *fmt, ...)
 	return -1;
 }
 
+/* A bare number is a count of revisions, or of hours in periodic mode; otherwise periodic
+ * mode takes a Go duration (to ms). 0 or -EINVAL. */
+static int auto_compaction_retention(const struct config *c, int64_t *out)
+{
+	const char *r = c->auto_compaction_retention;
+	bool periodic = strcmp(c->auto_compaction_mode, "periodic") == 0;
+	int64_t n;
+
+	if (*r && strspn(r, "0123456789") == strlen(r) && go_parse_int(r, &n) == 0) {
+		*out = periodic ? (n > INT64_MAX / 3600000 ? INT64_MAX : n * 3600000) : n;
+		return 0;
+	}
+	if (!periodic || config_parse_duration_ns(r, &n) != 0)
+		return -EINVAL;
+	*out = n / 1000000;
+	return 0;
+}
+
+int64_t config_auto_compaction_retention(const struct config *c)
+{
+	int64_t n;
+
+	return auto_compaction_retention(c, &n) == 0 && n > 0 ? n : 0;
+}
+
+uint64_t config_quota_bytes(const struct config *c)
+{
+	if (c->quota_backend_bytes < 0)
+		return 0;
+	return c->quota_backend_bytes ? (uint64_t)c->quota_backend_bytes : 2ull << 30;
+}
+
 static int verify_error(struct config *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int verify_error(struct config *c, const char *fmt, ...)
 {
@@ -1655,12 +1687,9 @@ static int validate(struct config *c, struct parse *ps, bool from_file)
 	if (strcmp(c->auto_compaction_mode, "periodic") != 0 && strcmp(c->auto_compaction_mode, "revision") != 0)
 		return verify_error(c, c->auto_compaction_mode[0] ? "unknown auto-compaction-mode \"%s\"" : "undefined auto-compaction-mode%s",
 				    c->auto_compaction_mode);
-	const char *r = c->auto_compaction_retention;
 	int64_t n;
-	bool digits = *r && strspn(r, "0123456789") == strlen(r);
-	if (!(digits && go_parse_int(r, &n) == 0) &&
-	    (strcmp(c->auto_compaction_mode, "revision") == 0 || config_parse_duration_ns(r, &n) != 0))
-		return verify_error(c, "invalid auto-compaction-retention \"%s\"", r);
+	if (auto_compaction_retention(c, &n) != 0)
+		return verify_error(c, "invalid auto-compaction-retention \"%s\"", c->auto_compaction_retention);
 
 	const char *logger = val_of(ps, "logger");
 	if (logger && strcmp(logger, "capnslog") == 0)

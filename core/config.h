@@ -132,6 +132,13 @@ int config_parse(struct config *c, int argc, char **argv, char **envp);
 /* Fills *c with etcd's defaults (data_dir is "default.etcd", threads the online CPUs). */
 void config_defaults(struct config *c);
 
+/* The quota --quota-backend-bytes asks for, as etcd reads it: 0 means 2 GiB, a negative
+ * value disables the quota (returned as 0). */
+uint64_t config_quota_bytes(const struct config *c);
+/* --auto-compaction-retention as etcd reads it for --auto-compaction-mode: periodic, a
+ * duration in ms (a bare number is hours); revision, a count. 0: disabled or invalid. */
+int64_t config_auto_compaction_retention(const struct config *c);
+
 /* Parses a Go duration ("5s", "100ms", "1m30s", "1.5h", "300us", "-2s") into nanoseconds,
  * with time.ParseDuration's rules (a unit on every number except a bare "0"; ns us µs μs ms
  * s m h; overflow past ~292 years is an error). Returns 0 or -EINVAL. */

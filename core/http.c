@@ -248,7 +248,7 @@ static void http_metrics(struct server *srv, struct http1_conn *h)
 		     (unsigned long long)db, (unsigned long long)mvcc_bytes_in_use(srv->store),
 		     (unsigned long long)mvcc_keys_live(srv->store),
 		     (long long)v.rev, (long long)v.compact_rev,
-		     (long long)(srv->cfg->quota_backend_bytes > 0 ? srv->cfg->quota_backend_bytes : 2LL << 30),
+		     (long long)config_quota_bytes(srv->cfg),
 		     UETCD_ETCD_API_VERSION, UETCD_ETCD_API_VERSION, alarms, (unsigned long long)seq_batches(srv->seq));
 	size_t len = http_metrics_grpc(srv, body, n < 0 ? 0 : (size_t)n, sizeof body);
 	http1_respond(h, 200, "text/plain; version=0.0.4; charset=utf-8", body, len);

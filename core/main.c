@@ -119,25 +119,6 @@ static void main_deliver_events(void *arg, int reactor, struct watch_batch *b)
 	reactor_deliver_watch(srv->reactors[reactor], b);
 }
 
-/* etcd reads a bare number as hours in periodic mode and as revisions in revision mode;
- * config_verify has already refused anything else. */
-static void main_set_autocompact(struct seq *seq, const struct config *cfg)
-{
-	const char *r = cfg->auto_compaction_retention;
-	bool periodic = strcmp(cfg->auto_compaction_mode, "periodic") == 0;
-	int64_t n = 0;
-
-	if (r[strspn(r, "0123456789")] == '\0')
-		n = strtoll(r, NULL, 10) * (periodic ? 3600 * 1000LL : 1);
-	else if (config_parse_duration_ns(r, &n) == 0)
-		n /= 1000000;
-	if (n <= 0)
-		return;
-	seq_set_autocompact(seq, periodic, n);
-	log_info("auto compaction: %s, retention %s%s", cfg->auto_compaction_mode, r,
-		 periodic && r[strspn(r, "0123456789")] == '\0' ? "h" : "");
-}
-
 int main(int argc, char **argv, char **envp)
 {
 	static struct config cfg;
@@ -202,8 +183,14 @@ int main(int argc, char **argv, char **envp)
 	struct seq_deliver deliver = {.requests = main_deliver, .events = main_deliver_events, .arg = &srv};
 	srv.seq = seq_new(srv.store, srv.wal, mr.leases, &srv.ids, srv.nreactors, &deliver);
 	seq_set_alarms(srv.seq, &srv.alarms);
-	seq_set_quota(srv.seq, cfg.quota_backend_bytes > 0 ? (uint64_t)cfg.quota_backend_bytes : 2ull << 30);
-	main_set_autocompact(srv.seq, &cfg);
+	seq_set_quota(srv.seq, config_quota_bytes(&cfg), cfg.max_request_bytes + GRPC_OVERHEAD_BYTES);
+	if (!config_quota_bytes(&cfg))
+		log_info("disabled backend quota (--quota-backend-bytes=%lld)", (long long)cfg.quota_backend_bytes);
+	if (config_auto_compaction_retention(&cfg) > 0) {
+		bool periodic = strcmp(cfg.auto_compaction_mode, "periodic") == 0;
+		seq_set_autocompact(srv.seq, periodic, config_auto_compaction_retention(&cfg));
+		log_info("auto compaction: %s, retention %s", cfg.auto_compaction_mode, cfg.auto_compaction_retention);
+	}
 	srv.reactors = calloc((size_t)srv.nreactors, sizeof *srv.reactors);
 	if (!srv.reactors)
 		log_fatal("out of memory");

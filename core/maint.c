@@ -19,7 +19,6 @@
 #include "storage/mvcc.h"
 #include "storage/wal.h"
 
-#define QUOTA_DEFAULT_BYTES (2LL * 1024 * 1024 * 1024)
 
 static Etcdserverpb__ResponseHeader *maint_header(const struct server *srv, const struct mvcc_view *v,
 						  struct arena *a)
@@ -43,7 +42,7 @@ struct ProtobufCMessage *maint_status(const struct server *srv, const struct mvc
 	r->raftindex = r->raftappliedindex = (uint64_t)v->rev + 3;
 	r->dbsize = srv->wal ? (int64_t)wal_size_bytes(srv->wal) : 0;
 	r->dbsizeinuse = (int64_t)mvcc_bytes_in_use(srv->store); /* what compaction gives back */
-	r->dbsizequota = srv->cfg->quota_backend_bytes > 0 ? srv->cfg->quota_backend_bytes : QUOTA_DEFAULT_BYTES;
+	r->dbsizequota = (int64_t)config_quota_bytes(srv->cfg);
 	r->downgradeinfo = d;
 	r->n_errors = maint_alarm_strings(srv, a, &r->errors);
 	return &r->base;

@@ -50,7 +50,7 @@ struct seq {
 	struct election *election;
 	struct metrics_hist fsync_us, commit_us;
 	_Atomic unsigned *alarms;
-	uint64_t quota;
+	uint64_t quota, quota_unchecked; /* below quota_unchecked no write can reach the quota */
 	struct autocompact *autocompact;
 	struct arena *arena; /* for work of our own: lease expiry */
 	struct seq_req **out_first, **out_last; /* per reactor, one batch */
@@ -241,7 +241,20 @@ static struct seq_req *seq_take(struct seq *s)
 
 void seq_set_alarms(struct seq *s, _Atomic unsigned *alarms) { s->alarms = alarms; }
 
-void seq_set_quota(struct seq *s, uint64_t bytes) { s->quota = bytes; }
+void seq_set_quota(struct seq *s, uint64_t bytes, uint64_t max_request_bytes)
+{
+	s->quota = bytes;
+	s->quota_unchecked = bytes > max_request_bytes ? bytes - max_request_bytes : 0;
+}
+
+static bool seq_over_quota(const struct seq *s, const struct seq_req *r)
+{
+	uint64_t in_use = mvcc_bytes_in_use(s->store);
+
+	/* etcd's cost of a write is its size: that much more the store would hold */
+	return s->quota && in_use >= s->quota_unchecked &&
+	       in_use + protobuf_c_message_get_packed_size(r->msg) > s->quota;
+}
 
 void seq_set_autocompact(struct seq *s, bool periodic, int64_t retention)
 {
@@ -286,9 +299,7 @@ static bool seq_refused(struct seq *s, struct seq_req *r)
 		r->message = "etcdserver: corrupt cluster";
 	} else if (r->method == KV_PUT || r->method == SVC_LEASE_GRANT ||
 		   (r->method == KV_TXN && seq_txn_puts((const Etcdserverpb__TxnRequest *)r->msg))) {
-		/* etcd's cost of a write is its size: that much more the store would hold */
-		uint64_t cost = protobuf_c_message_get_packed_size(r->msg);
-		if (!(alarms & (1u << 1)) && s->quota && mvcc_bytes_in_use(s->store) + cost > s->quota) {
+		if (!(alarms & (1u << 1)) && seq_over_quota(s, r)) {
 			atomic_fetch_or(s->alarms, 1u << 1);
 			log_warn("quota of %llu bytes reached (%llu in use): NOSPACE alarm raised, writes refused",
 				 (unsigned long long)s->quota, (unsigned long long)mvcc_bytes_in_use(s->store));

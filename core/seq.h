@@ -67,9 +67,10 @@ void seq_free(struct seq *s);
 /* While bit 1 (NOSPACE) is set, writes that add data are refused as etcd refuses them;
  * while bit 2 (CORRUPT) is set, every KV and lease write is. */
 void seq_set_alarms(struct seq *s, _Atomic unsigned *alarms);
-/* --quota-backend-bytes: a write that adds data when the store's bytes in use plus the
- * request would pass it raises NOSPACE (etcd's quota) and is refused. */
-void seq_set_quota(struct seq *s, uint64_t bytes);
+/* --quota-backend-bytes (0: none): a write that adds data when the store's bytes in use
+ * plus the request would pass it raises NOSPACE (etcd's quota) and is refused. No request
+ * is larger than max_request_bytes, so below quota minus that none is sized. */
+void seq_set_quota(struct seq *s, uint64_t bytes, uint64_t max_request_bytes);
 /* --auto-compaction-*: periodic keeps `retention` ms of history, otherwise `retention`
  * revisions; 0 never compacts. Before seq_start. */
 void seq_set_autocompact(struct seq *s, bool periodic, int64_t retention);

@@ -863,3 +863,24 @@ Test(config, etcd_36_flags, .init = quiet)
 	cr_assert_eq(parse(&c, "--warning-unary-request-duration=1s", "--experimental-warning-unary-request-duration=1s"), -1,
 		     "etcd 3.6 refuses both spellings of this one");
 }
+
+Test(config, quota_and_auto_compaction_as_etcd_reads_them, .init = quiet)
+{
+	struct config c;
+
+	cr_assert_eq(parse0(&c), 0);
+	cr_assert_eq(config_quota_bytes(&c), 2ull << 30, "0 means etcd's default");
+	cr_assert_eq(config_auto_compaction_retention(&c), 0, "off by default");
+	cr_assert_eq(parse(&c, "--quota-backend-bytes=200000"), 0);
+	cr_assert_eq(config_quota_bytes(&c), 200000);
+	cr_assert_eq(parse(&c, "--quota-backend-bytes=-1"), 0);
+	cr_assert_eq(config_quota_bytes(&c), 0, "negative disables the quota");
+
+	cr_assert_eq(parse(&c, "--auto-compaction-retention=2"), 0);
+	cr_assert_eq(config_auto_compaction_retention(&c), 2 * 3600 * 1000, "a bare number is hours");
+	cr_assert_eq(parse(&c, "--auto-compaction-retention=1m30s"), 0);
+	cr_assert_eq(config_auto_compaction_retention(&c), 90 * 1000);
+	cr_assert_eq(parse(&c, "--auto-compaction-mode=revision", "--auto-compaction-retention=1000"), 0);
+	cr_assert_eq(config_auto_compaction_retention(&c), 1000, "revisions");
+	cr_assert_eq(parse(&c, "--auto-compaction-mode=revision", "--auto-compaction-retention=1h"), -1);
+}
