@@ -1055,6 +1055,17 @@ static int parse_scalar(struct rd *r, const ProtobufCFieldDescriptor *f, void *d
 	return fail_at(r, at, "unsupported field type");
 }
 
+/* After a list element: ',' continues (1), `close` ends the list (0), else an error. */
+static int list_next(struct rd *r, char close)
+{
+	ws(r);
+	if (r->p >= r->end)
+		return fail_at(r, r->p, "unexpected EOF");
+	if (*r->p == ',' || *r->p == close)
+		return *r->p++ == ',';
+	return fail_at(r, r->p, "unexpected token %.*s", raw_len(r->p, r->end), r->p);
+}
+
 /* A repeated field grows by doubling through the allocator; its array and count are always
  * consistent, so protobuf_c_message_free_unpacked can free a half-built one. */
 static int parse_repeated(struct rd *r, const ProtobufCFieldDescriptor *f, char *base, int depth)
@@ -1095,18 +1106,8 @@ static int parse_repeated(struct rd *r, const ProtobufCFieldDescriptor *f, char 
 			return rc;
 		if (rc == SCALAR_SET)
 			(*np)++;
-		ws(r);
-		if (r->p >= r->end)
-			return fail_at(r, r->p, "unexpected EOF");
-		if (*r->p == ',') {
-			r->p++;
-			continue;
-		}
-		if (*r->p == ']') {
-			r->p++;
-			return 0;
-		}
-		return fail_at(r, r->p, "unexpected token %.*s", raw_len(r->p, r->end), r->p);
+		if ((rc = list_next(r, ']')) <= 0)
+			return rc;
 	}
 }
 
@@ -1169,18 +1170,8 @@ static int skip_value(struct rd *r, int depth)
 		}
 		if ((rc = skip_value(r, depth + 1)) < 0)
 			return rc;
-		ws(r);
-		if (r->p >= r->end)
-			return fail_at(r, r->p, "unexpected EOF");
-		if (*r->p == ',') {
-			r->p++;
-			continue;
-		}
-		if (*r->p == close) {
-			r->p++;
-			return 0;
-		}
-		return fail_at(r, r->p, "unexpected token %.*s", raw_len(r->p, r->end), r->p);
+		if ((rc = list_next(r, close)) <= 0)
+			return rc;
 	}
 }
 
@@ -1267,18 +1258,8 @@ static int parse_fields(struct rd *r, const ProtobufCMessageDescriptor *d, Proto
 				}
 			}
 		}
-		ws(r);
-		if (r->p >= r->end)
-			return fail_at(r, r->p, "unexpected EOF");
-		if (*r->p == ',') {
-			r->p++;
-			continue;
-		}
-		if (*r->p == '}') {
-			r->p++;
-			return 0;
-		}
-		return fail_at(r, r->p, "unexpected token %.*s", raw_len(r->p, r->end), r->p);
+		if ((rc = list_next(r, '}')) <= 0)
+			return rc;
 	}
 }
 
