@@ -182,7 +182,8 @@ bool gateway_handle(struct svc_thread *t, struct http1_conn *h, void *conn_user,
 	}
 	struct seq_req *sr = NULL;
 	bool write = rt->method == KV_PUT || rt->method == KV_DELETE_RANGE || rt->method == KV_TXN ||
-		     rt->method == KV_COMPACT || (rt->method >= SVC_LEASE_GRANT && rt->method <= SVC_LEASE_LEASES);
+		     rt->method == KV_COMPACT || rt->method == SVC_MAINT_DEFRAGMENT ||
+		     (rt->method >= SVC_LEASE_GRANT && rt->method <= SVC_LEASE_LEASES);
 	if (write) {
 		sr = svc_req_new(t);
 		a = sr->arena;

@@ -204,7 +204,7 @@ static void http_metrics(struct server *srv, struct http1_conn *h)
 {
 	struct mvcc_view v;
 	char body[32768];
-	uint64_t db = srv->wal ? wal_size_bytes(srv->wal) : 0;
+	uint64_t db = seq_db_size(srv->seq);
 	unsigned alarms = atomic_load(&srv->alarms);
 	int n;
 

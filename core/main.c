@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/ckpt_worker.h"
 #include "core/config.h"
 #include "core/lease.h"
 #include "core/log.h"
@@ -161,16 +162,17 @@ int main(int argc, char **argv, char **envp)
 	if (cfg.max_concurrent_streams && cfg.max_concurrent_streams < STREAMS_MAX_DEFAULT)
 		srv.grpc.max_concurrent_streams = cfg.max_concurrent_streams;
 	srv.tls_ctx = main_tls_ctx(&cfg);
-	srv.qsbr = qsbr_new(srv.nreactors);
+	srv.qsbr = qsbr_new(srv.nreactors + 1); /* the reactors and the checkpoint worker */
 	srv.store = mvcc_store_new(srv.qsbr);
 	struct main_recover mr = {.leases = lease_table_new(main_clock_ms()), .now_ms = main_clock_ms()};
+	uint64_t ckpt_bytes = 0;
 	{
 		/* one batch's record may be large (a delete of a big range): let it grow to the max */
 		struct wal_options wo = {.no_fsync = cfg.unsafe_no_fsync, .pending_bytes = WAL_PENDING_BYTES_MAX};
 		struct recover_hooks hooks = {.lease_grant = main_lease_grant, .lease_revoke = main_lease_revoke, .arg = &mr};
 		struct mvcc_view v;
 		char err[1024];
-		rc = recover_open(cfg.data_dir, &wo, srv.store, &hooks, &srv.wal, err, sizeof err);
+		rc = recover_open(cfg.data_dir, &wo, srv.store, &hooks, &srv.wal, &ckpt_bytes, err, sizeof err);
 		if (rc < 0)
 			log_fatal("cannot recover %s: %s", cfg.data_dir, err[0] ? err : strerror(-rc));
 		if (cfg.unsafe_no_fsync)
@@ -183,6 +185,8 @@ int main(int argc, char **argv, char **envp)
 	struct seq_deliver deliver = {.requests = main_deliver, .events = main_deliver_events, .arg = &srv};
 	srv.seq = seq_new(srv.store, srv.wal, mr.leases, &srv.ids, srv.nreactors, &deliver);
 	seq_set_alarms(srv.seq, &srv.alarms);
+	seq_set_checkpoints(srv.seq, ckpt_worker_new(cfg.data_dir, srv.qsbr, cfg.unsafe_no_fsync, seq_ckpt_done, srv.seq),
+			    WAL_SEGMENT_BYTES_DEFAULT, cfg.snapshot_count, ckpt_bytes);
 	seq_set_quota(srv.seq, config_quota_bytes(&cfg), cfg.max_request_bytes + GRPC_OVERHEAD_BYTES);
 	if (!config_quota_bytes(&cfg))
 		log_info("disabled backend quota (--quota-backend-bytes=%lld)", (long long)cfg.quota_backend_bytes);

@@ -40,7 +40,7 @@ struct ProtobufCMessage *maint_status(const struct server *srv, const struct mvc
 	r->raftterm = srv->ids.raft_term;
 	/* grows with every change and survives restarts (a fresh etcd reports 4 at revision 1) */
 	r->raftindex = r->raftappliedindex = (uint64_t)v->rev + 3;
-	r->dbsize = srv->wal ? (int64_t)wal_size_bytes(srv->wal) : 0;
+	r->dbsize = (int64_t)seq_db_size(srv->seq);
 	r->dbsizeinuse = (int64_t)mvcc_bytes_in_use(srv->store); /* what compaction gives back */
 	r->dbsizequota = (int64_t)config_quota_bytes(srv->cfg);
 	r->downgradeinfo = d;
@@ -170,8 +170,6 @@ static const ProtobufCMessageDescriptor *maint_desc(int method)
 		return &etcdserverpb__hash_request__descriptor;
 	case SVC_MAINT_HASHKV:
 		return &etcdserverpb__hash_kvrequest__descriptor;
-	case SVC_MAINT_DEFRAGMENT:
-		return &etcdserverpb__defragment_request__descriptor;
 	case SVC_MAINT_MOVE_LEADER:
 		return &etcdserverpb__move_leader_request__descriptor;
 	case SVC_MAINT_DOWNGRADE:
@@ -271,14 +269,6 @@ void maint_handle(struct server *srv, int method, const uint8_t *msg, size_t len
 		r->hash = maint_hash_upto(v, rev);
 		r->compact_revision = v->compact_rev;
 		r->hash_revision = rev;
-		res->resp = &r->base;
-		return;
-	}
-	case SVC_MAINT_DEFRAGMENT: {
-		/* the log's segments are not rewritten yet: nothing to give back */
-		Etcdserverpb__DefragmentResponse *r = arena_alloc(a, sizeof *r);
-		etcdserverpb__defragment_response__init(r);
-		r->header = maint_header(srv, v, a);
 		res->resp = &r->base;
 		return;
 	}

@@ -18,6 +18,7 @@
 
 #include "core/arena.h"
 #include "core/autocompact.h"
+#include "core/ckpt_worker.h"
 #include "core/election.h"
 #include "core/lease.h"
 #include "core/lease_svc.h"
@@ -54,6 +55,13 @@ struct seq {
 	struct autocompact *autocompact;
 	struct arena *arena; /* for work of our own: lease expiry */
 	struct seq_req **out_first, **out_last; /* per reactor, one batch */
+	/* checkpoints (owner: this thread, except ckpt_bytes, read by any) */
+	struct ckpt_worker *ckpt;
+	uint64_t ckpt_min_log_bytes, ckpt_every_revs;
+	uint64_t log_bytes_since; /* log written since the last checkpoint's roll */
+	int64_t ckpt_rev;         /* revision of the last checkpoint (or start) */
+	struct seq_req *defrag_waiting, *snap_waiting; /* chains by ->next, arrival order reversed */
+	_Atomic uint64_t ckpt_bytes;
 	_Atomic uint64_t batches;
 	_Atomic uint64_t applied;
 };
@@ -274,6 +282,7 @@ static void seq_autocompact(struct seq *s, uint64_t now_ms)
 }
 
 static bool seq_ops_put(Etcdserverpb__RequestOp **ops, size_t n);
+static void seq_answer_defrag(struct seq *s, struct seq_req *r);
 
 static bool seq_txn_puts(const Etcdserverpb__TxnRequest *t)
 {
@@ -317,11 +326,32 @@ static bool seq_refused(struct seq *s, struct seq_req *r)
 	return true;
 }
 
+/* Defragment and Snapshot wait for a checkpoint job of their own (seq_ckpt_poll). */
+static bool seq_park_for_checkpoint(struct seq *s, struct seq_req *r)
+{
+	r->resp = NULL;
+	r->resp_len = 0;
+	r->code = GRPC_OK;
+	if (!s->ckpt) {
+		if (r->method == SVC_MAINT_DEFRAGMENT)
+			return seq_answer_defrag(s, r), false;
+		r->code = GRPC_UNAVAILABLE;
+		r->message = "uetcd: snapshot needs a data directory";
+		return false;
+	}
+	struct seq_req **list = r->method == SVC_MAINT_DEFRAGMENT ? &s->defrag_waiting : &s->snap_waiting;
+	r->next = *list;
+	*list = r;
+	return true;
+}
+
 /* Returns true when the call was parked (a Lock or Campaign waiting for its turn). */
 static bool seq_apply(struct seq *s, struct seq_req *r, const struct kv_sink *sink, uint64_t now_ms)
 {
 	struct kv_result res;
 
+	if (r->method == SVC_MAINT_DEFRAGMENT || r->method == SVC_MAINT_SNAPSHOT)
+		return seq_park_for_checkpoint(s, r);
 	if (r->msg && r->method != SVC_LEASE_KEEPALIVE && r->method != SVC_LEASE_TTL &&
 	    r->method != SVC_LEASE_LEASES && seq_refused(s, r))
 		return false;
@@ -350,6 +380,40 @@ static bool seq_apply(struct seq *s, struct seq_req *r, const struct kv_sink *si
 	r->resp = arena_alloc(r->arena, r->resp_len ? r->resp_len : 1);
 	protobuf_c_message_pack(res.resp, r->resp);
 	return false;
+}
+
+static void seq_answer_defrag(struct seq *s, struct seq_req *r)
+{
+	Etcdserverpb__DefragmentResponse resp;
+
+	etcdserverpb__defragment_response__init(&resp);
+	resp.header = kv_header(r->arena, &s->ids, mvcc_rev(s->store));
+	r->code = GRPC_OK;
+	r->resp_len = protobuf_c_message_get_packed_size(&resp.base);
+	r->resp = arena_alloc(r->arena, r->resp_len ? r->resp_len : 1);
+	protobuf_c_message_pack(&resp.base, r->resp);
+}
+
+/* Hands finished requests back to their reactors, one chain per reactor. */
+static void seq_deliver_reqs(struct seq *s, struct seq_req *list)
+{
+	struct seq_req *next;
+
+	for (struct seq_req *r = list; r; r = next) {
+		next = r->next;
+		r->next = NULL;
+		if (s->out_last[r->reactor])
+			s->out_last[r->reactor]->next = r;
+		else
+			s->out_first[r->reactor] = r;
+		s->out_last[r->reactor] = r;
+	}
+	for (int i = 0; i < s->reactors; i++) {
+		if (!s->out_first[i])
+			continue;
+		s->deliver.requests(s->deliver.arg, i, s->out_first[i]);
+		s->out_first[i] = s->out_last[i] = NULL;
+	}
 }
 
 /* Applies a batch; returns the requests it left for the next one (record size limit). */
@@ -418,27 +482,16 @@ static struct seq_req *seq_run_batch(struct seq *s, struct seq_req *batch, uint6
 	mvcc_publish(s->store);
 	atomic_fetch_add_explicit(&s->batches, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&s->applied, n, memory_order_relaxed);
-	for (struct seq_req *r = batch; r; r = next) {
-		next = r->next;
-		r->next = NULL;
-		if (s->out_last[r->reactor])
-			s->out_last[r->reactor]->next = r;
-		else
-			s->out_first[r->reactor] = r;
-		s->out_last[r->reactor] = r;
-	}
-	for (int i = 0; i < s->reactors; i++) {
-		if (!s->out_first[i])
-			continue;
-		s->deliver.requests(s->deliver.arg, i, s->out_first[i]);
-		s->out_first[i] = s->out_last[i] = NULL;
-	}
+	s->log_bytes_since += (uint64_t)len;
+	seq_deliver_reqs(s, batch);
 	struct watch_batch *wb = s->watching ? watch_builder_finish(s->events, s->reactors) : NULL;
 	if (wb)
 		for (int i = 0; i < s->reactors; i++)
 			s->deliver.events(s->deliver.arg, i, wb);
 	return carry;
 }
+
+static void seq_ckpt_poll(struct seq *s);
 
 static void *seq_main(void *arg)
 {
@@ -472,6 +525,8 @@ static void *seq_main(void *arg)
 			atomic_store(&s->sleeping, 0);
 		}
 		carry = seq_run_batch(s, batch, seq_clock_ms());
+		if (s->ckpt)
+			seq_ckpt_poll(s);
 	}
 	return NULL;
 }
@@ -519,3 +574,174 @@ uint64_t seq_applied(const struct seq *s) { return atomic_load_explicit(&s->appl
 
 const struct metrics_hist *seq_fsync_hist(const struct seq *s) { return &s->fsync_us; }
 const struct metrics_hist *seq_commit_hist(const struct seq *s) { return &s->commit_us; }
+
+/* ---- checkpoints ---- */
+
+void seq_set_checkpoints(struct seq *s, struct ckpt_worker *w, uint64_t min_log_bytes, uint64_t snapshot_count,
+			 uint64_t ckpt_bytes)
+{
+	s->ckpt = w;
+	s->ckpt_min_log_bytes = min_log_bytes;
+	s->ckpt_every_revs = snapshot_count;
+	s->ckpt_rev = mvcc_rev(s->store);
+	atomic_store(&s->ckpt_bytes, ckpt_bytes);
+}
+
+void seq_ckpt_done(void *arg) { seq_wake(arg); }
+
+uint64_t seq_db_size(const struct seq *s)
+{
+	return (s->wal ? wal_size_bytes(s->wal) : 0) + atomic_load_explicit(&s->ckpt_bytes, memory_order_relaxed);
+}
+
+struct seq_lease_copy {
+	struct seq *s;
+	struct ckpt_lease *v;
+	size_t n;
+};
+
+static void seq_lease_copy_one(void *arg, int64_t id)
+{
+	struct seq_lease_copy *c = arg;
+	int64_t remaining, granted;
+
+	if (lease_ttl(c->s->leases, id, seq_clock_ms(), &remaining, &granted) == 0)
+		c->v[c->n++] = (struct ckpt_lease){.id = id, .ttl = granted};
+}
+
+static bool seq_ckpt_due(const struct seq *s)
+{
+	uint64_t last = atomic_load_explicit(&s->ckpt_bytes, memory_order_relaxed);
+	uint64_t revs = (uint64_t)(mvcc_rev(s->store) - s->ckpt_rev);
+
+	if (!s->log_bytes_since)
+		return false;
+	if (s->log_bytes_since >= (last > s->ckpt_min_log_bytes ? last : s->ckpt_min_log_bytes))
+		return true;
+	return s->ckpt_every_revs && revs >= s->ckpt_every_revs && s->log_bytes_since >= last / 4;
+}
+
+/* Starts the next job if one is wanted: a snapshot someone waits for, else a checkpoint. */
+static void seq_ckpt_start(struct seq *s)
+{
+	struct ckpt_job *j;
+	struct seq_lease_copy lc = {.s = s};
+
+	if (!s->snap_waiting && !s->defrag_waiting && !seq_ckpt_due(s))
+		return;
+	if (!(j = calloc(1, sizeof *j)) || !(lc.v = malloc((lease_count(s->leases) + 1) * sizeof *lc.v)))
+		log_fatal("seq: out of memory");
+	lease_each(s->leases, seq_lease_copy_one, &lc);
+	j->leases = lc.v;
+	j->nleases = lc.n;
+	j->fd = -1;
+	if (s->snap_waiting) {
+		j->kind = CKPT_JOB_SNAPSHOT;
+		j->waiting = s->snap_waiting;
+		s->snap_waiting = NULL;
+	} else {
+		/* everything so far is durable and published: the checkpoint covers the log up to
+		 * here, and replay continues with the segment the roll starts */
+		int64_t seg = wal_roll(s->wal);
+		if (seg < 0)
+			log_fatal("log: cannot start a segment for a checkpoint: %s", strerror((int)-seg));
+		j->kind = CKPT_JOB_CHECKPOINT;
+		j->log_seq = (uint64_t)seg;
+		j->waiting = s->defrag_waiting;
+		s->defrag_waiting = NULL;
+		s->log_bytes_since = 0;
+		s->ckpt_rev = mvcc_rev(s->store);
+	}
+	ckpt_worker_submit(s->ckpt, j, s->store);
+}
+
+static struct seq_req *seq_ckpt_finished(struct seq *s, struct ckpt_job *j)
+{
+	struct seq_req *answered = NULL, *next;
+
+	if (j->rc == 0) {
+		int removed = wal_remove_segments_below(s->wal, j->log_seq);
+		if (removed < 0)
+			log_error("checkpoint at revision %lld: removing covered log segments: %s", (long long)j->hdr.rev,
+				  strerror(-removed));
+		atomic_store(&s->ckpt_bytes, j->bytes);
+		log_info("checkpoint at revision %lld (compacted %lld): %llu bytes in %llu ms, %d log segment(s) "
+			 "removed",
+			 (long long)j->hdr.rev, (long long)j->hdr.compact_rev, (unsigned long long)j->bytes,
+			 (unsigned long long)j->took_ms, removed > 0 ? removed : 0);
+	} else if (j->rc == -MVCC_ECOMPACTED) {
+		/* a compaction passed the view: the next turn takes a fresh one */
+		log_info("checkpoint at revision %lld overtaken by a compaction; trying again", (long long)j->view.rev);
+		s->log_bytes_since = s->ckpt_min_log_bytes ? s->ckpt_min_log_bytes : 1;
+	} else {
+		log_error("checkpoint at revision %lld failed: %s (the log keeps every segment)", (long long)j->view.rev,
+			  strerror(-j->rc));
+	}
+	for (struct seq_req *r = j->waiting; r; r = next) {
+		next = r->next;
+		if (j->rc == -MVCC_ECOMPACTED) {
+			r->next = s->defrag_waiting;
+			s->defrag_waiting = r;
+			continue;
+		}
+		if (j->rc == 0) {
+			seq_answer_defrag(s, r);
+		} else {
+			r->code = GRPC_INTERNAL;
+			r->message = "uetcd: defragment: writing the checkpoint failed (see the server log)";
+		}
+		r->next = answered;
+		answered = r;
+	}
+	return answered;
+}
+
+static struct seq_req *seq_snapshot_finished(struct seq *s, struct ckpt_job *j)
+{
+	struct seq_req *answered = NULL, *next;
+
+	if (j->rc && j->rc != -MVCC_ECOMPACTED)
+		log_error("snapshot at revision %lld failed: %s", (long long)j->view.rev, strerror(-j->rc));
+	for (struct seq_req *r = j->waiting; r; r = next) {
+		next = r->next;
+		if (j->rc == -MVCC_ECOMPACTED) {
+			r->next = s->snap_waiting;
+			s->snap_waiting = r;
+			continue;
+		}
+		if (j->rc == 0) {
+			/* each stream reads at its own offsets (pread): one open file serves all */
+			r->fd = answered || next ? dup(j->fd) : j->fd;
+			if (r->fd == j->fd)
+				j->fd = -1;
+			r->fd_bytes = j->bytes;
+		}
+		if (r->fd < 0) {
+			r->code = GRPC_INTERNAL;
+			r->message = "uetcd: snapshot: writing the file failed (see the server log)";
+		} else {
+			r->code = GRPC_OK;
+		}
+		r->next = answered;
+		answered = r;
+	}
+	if (j->fd >= 0)
+		close(j->fd);
+	return answered;
+}
+
+static void seq_ckpt_poll(struct seq *s)
+{
+	struct ckpt_job *j = ckpt_worker_take_done(s->ckpt);
+
+	if (j) {
+		struct seq_req *answered =
+			j->kind == CKPT_JOB_CHECKPOINT ? seq_ckpt_finished(s, j) : seq_snapshot_finished(s, j);
+		if (answered)
+			seq_deliver_reqs(s, answered);
+		free(j->leases);
+		free(j);
+	}
+	if (!ckpt_worker_busy(s->ckpt))
+		seq_ckpt_start(s);
+}

@@ -40,6 +40,8 @@ struct seq_req {
 	const char *message;
 	uint8_t *resp;
 	size_t resp_len;
+	int fd;            /* Snapshot: the file the answer streams (the receiver closes it), else -1 */
+	uint64_t fd_bytes;
 };
 
 struct watch_batch;
@@ -74,6 +76,23 @@ void seq_set_quota(struct seq *s, uint64_t bytes, uint64_t max_request_bytes);
 /* --auto-compaction-*: periodic keeps `retention` ms of history, otherwise `retention`
  * revisions; 0 never compacts. Before seq_start. */
 void seq_set_autocompact(struct seq *s, bool periodic, int64_t retention);
+
+/* Checkpoints (storage/ckpt.h), written by `w` from published views. The sequencer decides
+ * when: once the log has grown by max(min_log_bytes, the last checkpoint's size) since the
+ * last one, or after snapshot_count revisions if it grew by a quarter of that (so that a
+ * large store is not rewritten for a few small writes). It rolls the log first, so the
+ * checkpoint says where replay continues, and deletes the segments it covers once it is
+ * durable. Defragment waits for a checkpoint of its own; Snapshot for a snapshot file.
+ * ckpt_bytes: the size of the checkpoint the store was loaded from (0: none). Before
+ * seq_start. Without a worker, Defragment has nothing to do and Snapshot is refused. */
+struct ckpt_worker;
+void seq_set_checkpoints(struct seq *s, struct ckpt_worker *w, uint64_t min_log_bytes, uint64_t snapshot_count,
+			 uint64_t ckpt_bytes);
+/* The worker's hook: a job finished (any thread). */
+void seq_ckpt_done(void *seq);
+/* What the data lives in on disk: log segments plus the checkpoint (Status.db_size). Any
+ * thread. */
+uint64_t seq_db_size(const struct seq *s);
 
 /* Queues a chain of requests linked by ->next (first to last in arrival order). */
 void seq_submit(struct seq *s, struct seq_req *first, struct seq_req *last);

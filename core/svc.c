@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/arena.h"
 #include "core/election.h"
@@ -19,6 +20,8 @@
 #include "core/metrics.h"
 #include "core/maint.h"
 #include "core/seq.h"
+#include "core/snapstream.h"
+#include "rpc.pb-c.h"
 #include "core/watch.h"
 #include "core/server.h"
 #include "net/grpc.h"
@@ -37,6 +40,7 @@ struct svc_thread {
 	size_t n_free;
 	struct seq_req *pend_first, *pend_last;
 	struct watch_hub *watch;
+	struct snapstreams *snaps;
 };
 
 struct svc_route_entry {
@@ -62,6 +66,7 @@ static const struct svc_route_entry svc_routes[] = {
 	{"/etcdserverpb.Maintenance/Hash", SVC_MAINT_HASH},
 	{"/etcdserverpb.Maintenance/HashKV", SVC_MAINT_HASHKV},
 	{"/etcdserverpb.Maintenance/Defragment", SVC_MAINT_DEFRAGMENT},
+	{"/etcdserverpb.Maintenance/Snapshot", SVC_MAINT_SNAPSHOT},
 	{"/etcdserverpb.Maintenance/MoveLeader", SVC_MAINT_MOVE_LEADER},
 	{"/etcdserverpb.Maintenance/Downgrade", SVC_MAINT_DOWNGRADE},
 	{"/etcdserverpb.Cluster/MemberAdd", SVC_CLUSTER_MEMBER_ADD},
@@ -101,6 +106,7 @@ struct svc_thread *svc_thread_new(struct server *srv, int reactor_index, void (*
 	t->reactor = reactor_index;
 	t->scratch = arena_new(64 * 1024);
 	t->watch = watch_hub_new(srv, reactor_index, dirty);
+	t->snaps = snapstreams_new(&srv->ids, dirty);
 	return t;
 }
 
@@ -116,6 +122,7 @@ void svc_thread_free(struct svc_thread *t)
 		free(r);
 	}
 	watch_hub_free(t->watch);
+	snapstreams_free(t->snaps);
 	arena_free(t->scratch);
 	free(t->pack);
 	free(t);
@@ -137,6 +144,7 @@ static struct seq_req *svc_req_get(struct svc_thread *t)
 	r->next = NULL;
 	r->reactor = t->reactor;
 	r->http = false;
+	r->fd = -1;
 	return r;
 }
 
@@ -262,6 +270,27 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 							     : cluster_member_list(t->srv, &v, t->scratch));
 		return;
 	}
+	if (method == SVC_MAINT_DEFRAGMENT || method == SVC_MAINT_SNAPSHOT) {
+		/* both wait on the sequencer for a checkpoint or snapshot file of their own */
+		struct seq_req *r = svc_req_get(t);
+		ProtobufCAllocator al;
+		arena_pb_allocator(r->arena, &al);
+		r->msg = protobuf_c_message_unpack(method == SVC_MAINT_DEFRAGMENT
+							   ? &etcdserverpb__defragment_request__descriptor
+							   : &etcdserverpb__snapshot_request__descriptor,
+						   &al, len, msg);
+		if (!r->msg) {
+			svc_status(t, c, sid, method, GRPC_INTERNAL, "grpc: error unmarshalling request");
+			svc_req_put(t, r);
+			return;
+		}
+		r->conn_id = conn_id;
+		r->stream_id = sid;
+		r->method = method;
+		r->keep_open = false;
+		svc_queue(t, r);
+		return;
+	}
 	if (method >= SVC_MAINT_ALARM && method <= SVC_CLUSTER_MEMBER_PROMOTE) {
 		struct mvcc_view v;
 		struct kv_result res;
@@ -345,6 +374,7 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 
 void svc_flush(struct svc_thread *t)
 {
+	snapstreams_pump(t->snaps);
 	if (!t->pend_first)
 		return;
 	seq_submit(t->srv->seq, t->pend_first, t->pend_last);
@@ -355,6 +385,17 @@ void svc_complete(struct svc_thread *t, struct grpc_conn *c, struct seq_req *r)
 {
 	if (r->msg && !r->keep_open)
 		metrics_observe(&t->m.write_us, metrics_us_bounds, metrics_us_nbounds, svc_now_us() - r->start_us);
+	if (r->fd >= 0) { /* a snapshot file: streamed from now on, or dropped with its call */
+		struct mvcc_view v;
+		mvcc_view_published(t->srv->store, &v);
+		if (c)
+			snapstreams_ready(t->snaps, c, r->stream_id, r->fd, r->fd_bytes, v.rev);
+		else
+			close(r->fd);
+		r->fd = -1;
+		svc_req_put(t, r);
+		return;
+	}
 	if (c) {
 		if (r->code == GRPC_OK && !r->resp)
 			svc_status(t, c, r->stream_id, r->method, GRPC_OK, NULL);
@@ -372,6 +413,8 @@ void svc_on_call_start(struct svc_thread *t, struct grpc_conn *c, void *conn_use
 		atomic_fetch_add_explicit(&t->m.started[method], 1, memory_order_relaxed);
 	if (method == SVC_WATCH || method == SVC_ELECTION_OBSERVE)
 		watch_stream_open(t->watch, c, conn_user, sid);
+	else if (method == SVC_MAINT_SNAPSHOT)
+		snapstreams_open(t->snaps, c, conn_user, sid);
 }
 
 void svc_on_half_close(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id, uint32_t sid, int method)
@@ -395,6 +438,8 @@ void svc_on_call_end(struct svc_thread *t, struct grpc_conn *c, uint32_t sid, in
 {
 	if (method == SVC_WATCH || method == SVC_ELECTION_OBSERVE)
 		watch_stream_close(t->watch, c, sid);
+	else if (method == SVC_MAINT_SNAPSHOT)
+		snapstreams_close(t->snaps, c, sid);
 }
 
 void svc_watch_deliver(struct svc_thread *t, struct watch_batch *b) { watch_hub_deliver(t->watch, b); }

@@ -30,6 +30,7 @@
 #include "storage/btree.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -613,4 +614,114 @@ int mvcc_history(const struct mvcc_view *v, const uint8_t *key, size_t key_len, 
 		rc = fn(arg, &h.ev[i].ev);
 	free(h.ev);
 	return rc;
+}
+
+/* ---- checkpoints ---- */
+
+int mvcc_dump(const struct mvcc_view *v, mvcc_dump_fn fn, void *arg, int64_t *compact_rev)
+{
+	struct mvcc_stored *vers = NULL;
+	size_t cap = 0;
+	struct btree_iter it;
+	int rc = 0;
+
+	for (btree_iter_first(&it, v->root); btree_iter_valid(&it) && !rc; btree_iter_next(&it)) {
+		const struct mvcc_key *k = btree_iter_value(&it);
+		size_t n = 0;
+		for (const struct mvcc_ver *ver = mvcc_ver_at(k, v->rev); ver;
+		     ver = atomic_load_explicit(&ver->next, memory_order_acquire)) {
+			if (n == cap) {
+				cap = cap ? 2 * cap : 16;
+				vers = realloc(vers, cap * sizeof *vers);
+				if (!vers)
+					log_fatal("mvcc: out of memory");
+			}
+			vers[n++] = (struct mvcc_stored){
+				.value = ver->value,
+				.value_len = ver->value_len,
+				.mod_revision = ver->mod_rev,
+				.create_revision = ver->create_rev,
+				.version = ver->version,
+				.lease = ver->lease,
+				.sub = ver->sub,
+				.tomb = ver->tomb,
+			};
+		}
+		if (n) /* none: created after the view, or cut by a compaction past it (below) */
+			rc = fn(arg, k->bytes, k->len, vers, n);
+	}
+	free(vers);
+	int64_t cut = atomic_load_explicit(&v->store->compact_cut, memory_order_acquire);
+	if (cut > v->rev)
+		return -MVCC_ECOMPACTED; /* chains may have lost versions the view still needed */
+	/* A cut at or below the view only removed versions no read at or above it needs. */
+	*compact_rev = cut > v->compact_rev ? cut : v->compact_rev;
+	return rc;
+}
+
+int mvcc_load_begin(struct mvcc_store *s, int64_t rev, int64_t compact_rev)
+{
+	if (s->rev != 1 || s->keys_live || s->versions_total || s->in_txn || rev < 1 || compact_rev > rev ||
+	    compact_rev < -1)
+		return -EINVAL;
+	s->rev = rev;
+	s->compact_rev = compact_rev;
+	atomic_store_explicit(&s->compact_cut, compact_rev > 0 ? compact_rev : 0, memory_order_relaxed);
+	return 0;
+}
+
+static bool mvcc_stored_ok(const struct mvcc_store *s, const struct mvcc_stored *v, const struct mvcc_stored *newer)
+{
+	if (v->mod_revision < 1 || v->mod_revision > s->rev || v->value_len > UINT32_MAX)
+		return false;
+	if (newer && (v->mod_revision > newer->mod_revision ||
+		      (v->mod_revision == newer->mod_revision && v->sub >= newer->sub)))
+		return false;
+	if (v->tomb)
+		return !v->value_len && !v->create_revision && !v->version && !v->lease;
+	return v->create_revision >= 1 && v->create_revision <= v->mod_revision && v->version >= 1;
+}
+
+int mvcc_load_key(struct mvcc_store *s, const uint8_t *key, size_t key_len, const struct mvcc_stored *vers, size_t n)
+{
+	struct btree_iter it;
+	struct mvcc_key *k;
+	struct mvcc_ver *head = NULL;
+
+	if (!n || key_len > UINT32_MAX)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!mvcc_stored_ok(s, &vers[i], i ? &vers[i - 1] : NULL))
+			return -EINVAL;
+	btree_iter_last(&it, btree_root(&s->tree));
+	if (btree_iter_valid(&it)) {
+		const struct mvcc_key *last = btree_iter_value(&it);
+		if (btree_key_cmp(last->bytes, last->len, key, key_len) >= 0)
+			return -EINVAL; /* keys come in strictly ascending order */
+	}
+	for (size_t i = n; i-- > 0;) { /* oldest first, each in front of the last */
+		struct mvcc_ver *v = mvcc_ver_new(vers[i].value, vers[i].value_len);
+		v->mod_rev = vers[i].mod_revision;
+		v->create_rev = vers[i].create_revision;
+		v->version = vers[i].version;
+		v->lease = vers[i].lease;
+		v->sub = vers[i].sub;
+		v->tomb = vers[i].tomb;
+		atomic_init(&v->next, head);
+		head = v;
+		s->versions_total++;
+		mvcc_bytes_add(s, (int64_t)(sizeof *v + v->value_len));
+	}
+	k = malloc(sizeof *k + key_len);
+	if (!k)
+		log_fatal("mvcc: out of memory");
+	atomic_init(&k->head, head);
+	k->len = (uint32_t)key_len;
+	if (key_len)
+		memcpy(k->bytes, key, key_len);
+	btree_insert(&s->tree, k->bytes, key_len, k, NULL);
+	mvcc_bytes_add(s, (int64_t)(sizeof *k + key_len));
+	if (!head->tomb)
+		s->keys_live++;
+	return 0;
 }

@@ -136,6 +136,39 @@ uint64_t mvcc_versions_total(const struct mvcc_store *s);
 /* Bytes held for every version and key (what compaction gives back); any thread. */
 uint64_t mvcc_bytes_in_use(const struct mvcc_store *s);
 
+/* ---- checkpoints: the whole stored state, version by version ---- */
+
+/* One stored version of a key, tombstones included (a tombstone has only mod_revision and
+ * sub; create_revision, version and lease are 0). `sub` orders the changes of one revision. */
+struct mvcc_stored {
+	const uint8_t *value;
+	size_t value_len;
+	int64_t mod_revision, create_revision, version, lease;
+	uint32_t sub;
+	bool tomb;
+};
+
+/* Called once per key, in key order, with the key's versions as of the view, newest first
+ * (n >= 1). Non-zero stops the dump and is returned. */
+typedef int (*mvcc_dump_fn)(void *arg, const uint8_t *key, size_t key_len, const struct mvcc_stored *vers, size_t n);
+
+/* Visits every key the view holds with all its versions up to view->rev: enough to rebuild
+ * the store as of the view (mvcc_load_*). Any thread (a reader: its qsbr slot must stay
+ * online throughout). A compaction running meanwhile may have cut some chains: if it went
+ * past view->rev the dump is useless and the result is -MVCC_ECOMPACTED; otherwise the
+ * dump is still exact for every revision >= *compact_rev, which receives the compacted
+ * revision the dump must be loaded with (the view's, or the newer cut). Allocates a
+ * scratch array of one key's versions. */
+int mvcc_dump(const struct mvcc_view *v, mvcc_dump_fn fn, void *arg, int64_t *compact_rev);
+
+/* Rebuilds a fresh store (never written, nothing published beyond its start) from a dump:
+ * begin with its revision and compacted revision, then each key in strictly ascending
+ * order with its versions newest first ((mod_revision, sub) strictly descending, every
+ * mod_revision in [1, rev]), then mvcc_publish. -EINVAL when the input breaks one of these
+ * rules (the caller names the file). Start-up only, on the writer. */
+int mvcc_load_begin(struct mvcc_store *s, int64_t rev, int64_t compact_rev);
+int mvcc_load_key(struct mvcc_store *s, const uint8_t *key, size_t key_len, const struct mvcc_stored *vers, size_t n);
+
 /* ---- history (any thread, like mvcc_range) ---- */
 
 /* One change, as a watcher sees it: a put carries the new version, a delete carries the

@@ -18,10 +18,20 @@ struct recover_hooks {
 	void *arg;
 };
 
-/* Opens data_dir's log into *out and replays it into s (and hooks, may be NULL), then
- * publishes. Returns 0, or a negative errno with a message in err (a corrupt log names the
- * segment and offset; a record that does not fit the store's history is -EBADMSG). */
+/* Loads data_dir's newest checkpoint (if any) into the fresh store s (and its leases into
+ * hooks, may be NULL), opens the log into *out and replays what follows the checkpoint,
+ * then publishes. *ckpt_bytes (may be NULL) gets the checkpoint's size. Returns 0, or a
+ * negative errno with a message in err (a damaged checkpoint or log names the file and
+ * offset; a record that does not fit the store's history is -EBADMSG). */
 int recover_open(const char *data_dir, const struct wal_options *o, struct mvcc_store *s,
-		 const struct recover_hooks *hooks, struct wal **out, char *err, size_t errlen);
+		 const struct recover_hooks *hooks, struct wal **out, uint64_t *ckpt_bytes, char *err, size_t errlen);
+
+/* Point-in-time: builds in the fresh store s the state as of revision `rev` from data_dir's
+ * checkpoint and log, reading only (the server may be running). Leases granted and not
+ * revoked by then, as far as the checkpoint and the log still tell, go to hooks. rev 0:
+ * the last durable revision (a full check of what start-up would load). -ERANGE (err says
+ * why) if rev is compacted away or beyond the last durable revision. */
+int recover_at(const char *data_dir, int64_t rev, struct mvcc_store *s, const struct recover_hooks *hooks, char *err,
+	       size_t errlen);
 
 #endif

@@ -991,6 +991,31 @@ int wal_open(const char *data_dir, const struct wal_options *o, wal_replay_fn fn
 	w->dir_fd = rc;
 	if ((rc = list_segments(w->dir, w->ops, true, &seqs, &nseq)))
 		goto fail;
+	if (o->first_seq) {
+		/* covered by the checkpoint: a crash came between it and their removal */
+		size_t gone = 0;
+		while (gone < nseq && seqs[gone] < o->first_seq) {
+			seg_path(path, sizeof path, w->dir, seqs[gone], "");
+			if ((rc = w->ops->unlink(w->ops->ctx, path)))
+				goto fail;
+			gone++;
+		}
+		if (gone) {
+			log_info("wal: removed %zu segment(s) covered by the checkpoint", gone);
+			memmove(seqs, seqs + gone, (nseq - gone) * sizeof *seqs);
+			nseq -= gone;
+			if (!w->no_fsync && (rc = w->ops->fsync(w->ops->ctx, w->dir_fd)))
+				goto fail;
+		}
+		if (nseq && seqs[0] != o->first_seq) {
+			seg_path(path, sizeof path, w->dir, o->first_seq, "");
+			snprintf(err, errlen, "%s offset 0: missing (the checkpoint at revision %" PRId64
+				 " continues there, the log resumes at segment %016" PRIx64 ")",
+				 path, o->base_rev, seqs[0]);
+			rc = -EBADMSG;
+			goto fail;
+		}
+	}
 
 	wk.ops = w->ops;
 	wk.dir = w->dir;
@@ -1011,6 +1036,7 @@ int wal_open(const char *data_dir, const struct wal_options *o, wal_replay_fn fn
 	/* keep segments [0, keep); the last kept one is cut at `cut` if cut != 0 */
 	size_t keep = nseq;
 	uint64_t cut = 0;
+	w->durable_rev = o->base_rev > 0 ? o->base_rev : 0;
 	if (wk.status != WALK_CLEAN) {
 		seg_path(path, sizeof path, w->dir, seqs[wk.bad], "");
 		if (wk.status == WALK_CORRUPT && !o->truncate_corrupt) {
@@ -1050,7 +1076,8 @@ int wal_open(const char *data_dir, const struct wal_options *o, wal_replay_fn fn
 		}
 		if ((rc = segs_push(w, &wk.segs[i])))
 			goto fail;
-		w->durable_rev = wk.segs[i].last_rev; /* base_rev if it has no records */
+		if (wk.segs[i].last_rev > w->durable_rev) /* base_rev if it has no records */
+			w->durable_rev = wk.segs[i].last_rev;
 	}
 	if (keep) {
 		struct wal_seg *s = &w->segs[w->nsegs - 1];
@@ -1064,7 +1091,8 @@ int wal_open(const char *data_dir, const struct wal_options *o, wal_replay_fn fn
 		w->seg_cap = s->bytes;
 	} else {
 		/* an empty log, or one whose every segment was discarded */
-		struct wal_seg s = {.seq = nseq ? seqs[nseq - 1] + 1 : 1, .base_rev = w->durable_rev};
+		struct wal_seg s = {.seq = nseq ? seqs[nseq - 1] + 1 : o->first_seq ? o->first_seq : 1,
+				    .base_rev = w->durable_rev};
 		int fd;
 		/* (after discarding: a new name, so the discarded files are never overwritten) */
 		if ((rc = seg_create(w, s.seq, s.base_rev, w->segment_bytes, &fd)))
@@ -1143,7 +1171,22 @@ size_t wal_segments(const struct wal *w, struct wal_segment_info *out, size_t ma
 	return w->nsegs;
 }
 
-int wal_remove_segments_before(struct wal *w, int64_t rev)
+int64_t wal_roll(struct wal *w)
+{
+	int rc;
+
+	if (w->err)
+		return w->err;
+	if (w->inflight || w->bufs[w->cur].len)
+		return -EBUSY;
+	if (w->tail == SEG_HDR) /* nothing written here: it already starts fresh */
+		return (int64_t)w->segs[w->nsegs - 1].seq;
+	if ((rc = wal_rollover(w, 0)))
+		return wal_fail(w, rc, "starting a segment");
+	return (int64_t)w->segs[w->nsegs - 1].seq;
+}
+
+int wal_remove_segments_below(struct wal *w, uint64_t seq)
 {
 	char path[SEG_PATH_MAX];
 	size_t n = 0;
@@ -1151,7 +1194,7 @@ int wal_remove_segments_before(struct wal *w, int64_t rev)
 
 	if (w->err)
 		return w->err;
-	while (n + 1 < w->nsegs && w->segs[n].last_rev <= rev) {
+	while (n + 1 < w->nsegs && w->segs[n].seq < seq) {
 		seg_path(path, sizeof path, w->dir, w->segs[n].seq, "");
 		if ((rc = w->ops->unlink(w->ops->ctx, path)))
 			break;

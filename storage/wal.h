@@ -73,6 +73,12 @@ struct wal_options {
 	bool truncate_corrupt;   /* repair: truncate at the first bad record instead of refusing
 	                          * (later segments are renamed to *.seg.discarded) */
 	const struct wal_file_ops *ops; /* NULL: real syscalls + io_uring */
+	/* After a checkpoint (storage/ckpt.h): the log continues at segment first_seq and the
+	 * checkpoint holds revision base_rev. Older segments are covered, so wal_open deletes
+	 * them unread; a missing segment first_seq while later ones exist is damage. With no
+	 * segment left, the log starts at first_seq. 0 and 0: no checkpoint. */
+	uint64_t first_seq;
+	int64_t base_rev;
 };
 
 /* Called at open for each valid record, oldest first. `payload` is valid during the call
@@ -129,11 +135,17 @@ struct wal_segment_info {
 /* Fills up to max entries, oldest first; returns how many segments there are. */
 size_t wal_segments(const struct wal *w, struct wal_segment_info *out, size_t max);
 
-/* Space reclamation after a checkpoint at revision `rev`: deletes whole segments, oldest
- * first, whose records all have revision <= rev (so the checkpoint covers them), never the
- * segment being written. Returns how many it removed, or -errno. Crash-safe: segments go
- * oldest first and replay accepts any consecutive suffix. */
-int wal_remove_segments_before(struct wal *w, int64_t rev);
+/* Ends the current segment so that what comes next starts a new one, whose sequence
+ * number it returns (the current one's if nothing was written to it yet): a checkpoint of
+ * the state so far says "replay from here". Nothing may be pending or in flight (-EBUSY).
+ * Returns the sequence number or -errno (and then the wal is failed, as for a commit). */
+int64_t wal_roll(struct wal *w);
+
+/* Space reclamation after a durable checkpoint that continues at segment `seq`: deletes
+ * the segments numbered below it, oldest first, never the segment being written. Returns
+ * how many it removed, or -errno. Crash-safe: segments go oldest first and wal_open
+ * deletes any that are left below first_seq. */
+int wal_remove_segments_below(struct wal *w, uint64_t seq);
 
 /* ---- offline inspection (tools) ---- */
 

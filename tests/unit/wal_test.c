@@ -609,7 +609,8 @@ static void sticky(struct wal *w, int err)
 	cr_assert_eq(wal_commit(w), err);
 	cr_assert_eq(wal_commit_submit(w), err);
 	cr_assert_eq(wal_commit_wait(w), err);
-	cr_assert_eq(wal_remove_segments_before(w, 1000), err);
+	cr_assert_eq(wal_remove_segments_below(w, 1000), err);
+	cr_assert_eq(wal_roll(w), err);
 	cr_assert_eq(wal_close(w), err);
 }
 
@@ -762,11 +763,12 @@ Test(wal, io_uring_short_write_continued_then_error)
 
 /* ---- space reclamation ---- */
 
-Test(wal, remove_segments_before)
+Test(wal, remove_segments_below)
 {
 	struct wal_options o = {.segment_bytes = 4096};
 	struct recs want = {0}, got = {0};
 	struct wal *w = open_ok(&o, NULL);
+
 	for (int i = 1; i <= 100; i++)
 		{
 			cr_assert_eq(add(w, &want, i, 400), 0);
@@ -776,19 +778,17 @@ Test(wal, remove_segments_before)
 	size_t n = wal_segments(w, si, 64);
 	cr_assert_gt(n, 5);
 	uint64_t size = wal_size_bytes(w);
-	int64_t ck = si[3].last_rev; /* a checkpoint covering segments 1..4 exactly */
-	cr_assert_eq(wal_remove_segments_before(w, ck - 1), 3);
-	cr_assert_eq(wal_remove_segments_before(w, ck), 1);
-	cr_assert_eq(wal_remove_segments_before(w, ck), 0);
+	cr_assert_eq(wal_remove_segments_below(w, 4), 3);
+	cr_assert_eq(wal_remove_segments_below(w, 5), 1);
+	cr_assert_eq(wal_remove_segments_below(w, 5), 0);
 	cr_assert_eq(wal_size_bytes(w), size - 4 * 4096);
 	char p[512];
 	seg_file(p, sizeof p, 4);
 	cr_assert(!exists(p));
 	cr_assert_eq(wal_segments(w, si, 64), n - 4);
 	cr_assert_eq(si[0].seq, 5);
-	cr_assert_eq(si[0].first_rev, ck + 1);
 	/* never the segment being written */
-	cr_assert_eq(wal_remove_segments_before(w, INT64_MAX), (int)(n - 5));
+	cr_assert_eq(wal_remove_segments_below(w, UINT64_MAX), (int)(n - 5));
 	cr_assert_eq(wal_segments(w, si, 64), 1);
 	cr_assert_eq(add(w, &want, 101, 10), 0);
 	cr_assert_eq(wal_close(w), 0);
@@ -798,6 +798,58 @@ Test(wal, remove_segments_before)
 	cr_assert_eq(got.v[0].rev, si[0].first_rev);
 	wal_close(w);
 	recs_free(&got);
+	recs_free(&want);
+}
+
+/* A checkpoint's cut: roll, then reopen with first_seq deletes what lies below unread */
+Test(wal, roll_and_first_seq)
+{
+	struct wal_options o = {.segment_bytes = 1 << 20};
+	struct recs want = {0}, got = {0};
+	struct wal *w = open_ok(&o, NULL);
+	char p[512];
+
+	cr_assert_eq(wal_roll(w), 1); /* nothing written yet: stays */
+	for (int i = 1; i <= 10; i++)
+		cr_assert_eq(add(w, NULL, i, 100), 0);
+	cr_assert_eq(wal_roll(w), -EBUSY); /* pending records first */
+	cr_assert_eq(wal_commit(w), 0);
+	cr_assert_eq(wal_roll(w), 2);
+	cr_assert_eq(wal_roll(w), 2);
+	for (int i = 11; i <= 20; i++)
+		cr_assert_eq(add(w, &want, i, 100), 0);
+	cr_assert_eq(wal_commit(w), 0);
+	cr_assert_eq(wal_close(w), 0);
+	/* a crash before segment 1 was removed: open deletes it and replays from 2 */
+	o.first_seq = 2;
+	o.base_rev = 10;
+	w = open_ok(&o, &got);
+	seg_file(p, sizeof p, 1);
+	cr_assert(!exists(p));
+	cr_assert_eq(got.n, 10);
+	cr_assert_eq(got.v[0].rev, 11);
+	cr_assert_eq(wal_close(w), 0);
+	recs_free(&got);
+	/* a checkpoint that continues in a segment that is gone while a later one exists */
+	seg_file(p, sizeof p, 2);
+	cr_assert_eq(unlink(p), 0);
+	o.first_seq = 3;
+	o.base_rev = 20;
+	w = open_ok(&o, &got); /* nothing left: the log starts at segment 3 */
+	cr_assert_eq(got.n, 0);
+	cr_assert_eq(wal_last_rev(w), 20);
+	cr_assert_eq(add(w, NULL, 21, 10), 0);
+	cr_assert_eq(wal_commit(w), 0);
+	cr_assert_eq(wal_roll(w), 4);
+	cr_assert_eq(add(w, NULL, 22, 10), 0);
+	cr_assert_eq(wal_commit(w), 0);
+	cr_assert_eq(wal_close(w), 0);
+	seg_file(p, sizeof p, 3);
+	cr_assert_eq(unlink(p), 0);
+	char err[512];
+	o.ops = NULL;
+	cr_assert_eq(wal_open(dir, &o, NULL, NULL, &w, err, sizeof err), -EBADMSG);
+	cr_assert(strstr(err, "0000000000000003.seg offset 0: missing"), "%s", err);
 	recs_free(&want);
 }
 

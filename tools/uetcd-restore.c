@@ -1,0 +1,287 @@
+/* uetcd-restore: builds a new data directory from a snapshot or as of a past revision.
+ *
+ *   uetcd-restore SNAPSHOT_FILE --data-dir NEW_DIR
+ *       SNAPSHOT_FILE is what `etcdctl snapshot save` wrote from uetcd (a checkpoint in
+ *       etcd's envelope: zero padding and a SHA-256, both checked) or a checkpoint file.
+ *   uetcd-restore --from-data-dir DIR --revision R --data-dir NEW_DIR
+ *       point-in-time: NEW_DIR holds DIR's keys and history as of revision R, for any R
+ *       from DIR's compacted revision to its last durable one. DIR is only read (the server
+ *       may be running on it).
+ *
+ * NEW_DIR must not exist (as etcdutl's restore). It gets a new cluster and member id and
+ * one checkpoint; start uetcd with --data-dir NEW_DIR. Leases come back with their granted
+ * TTL, counted from the restart (as etcd's restore). Point-in-time: a lease revoked after R
+ * whose keys R still holds is not in DIR any more; it is granted again with the minimum TTL
+ * (its keys then expire soon after start, as they were deleted after R) and reported.
+ *
+ * Exit status: 0 restored; 1 the input is damaged or R is out of range; 2 usage; 3 I/O. */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/sha256.h>
+
+#include "core/lease.h"
+#include "core/qsbr.h"
+#include "storage/ckpt.h"
+#include "storage/meta.h"
+#include "storage/mvcc.h"
+#include "storage/recover.h"
+
+static int usage(const char *argv0)
+{
+	fprintf(stderr,
+		"usage: %s SNAPSHOT_FILE --data-dir NEW_DIR\n"
+		"       %s --from-data-dir DIR --revision R --data-dir NEW_DIR\n",
+		argv0, argv0);
+	return 2;
+}
+
+static uint8_t *read_file(const char *path, size_t *len)
+{
+	struct stat st;
+	uint8_t *p = NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0 || fstat(fd, &st) < 0 || !(p = malloc((size_t)st.st_size + 1))) {
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	size_t got = 0;
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, p + got, (size_t)st.st_size - got);
+		if (n <= 0) {
+			free(p);
+			close(fd);
+			return NULL;
+		}
+		got += (size_t)n;
+	}
+	close(fd);
+	*len = got;
+	return p;
+}
+
+/* The checkpoint inside etcd's snapshot envelope; its length, or 0 with err set. */
+static size_t unwrap(const uint8_t *p, size_t len, char *err, size_t errlen)
+{
+	uint8_t hash[WC_SHA256_DIGEST_SIZE];
+	uint64_t total = ckpt_length(p, len, err, errlen);
+	wc_Sha256 sha;
+
+	if (!total)
+		return 0;
+	if (total > len) {
+		snprintf(err, errlen, "cut short: the header promises %" PRIu64 " bytes", total);
+		return 0;
+	}
+	size_t ck = (size_t)total;
+	if (ck == len)
+		return ck; /* a bare checkpoint */
+	if (len % 512 != WC_SHA256_DIGEST_SIZE || len - WC_SHA256_DIGEST_SIZE < ck) {
+		snprintf(err, errlen, "%zu bytes after the checkpoint are not etcd's snapshot envelope", len - ck);
+		return 0;
+	}
+	for (size_t i = ck; i < len - WC_SHA256_DIGEST_SIZE; i++)
+		if (p[i]) {
+			snprintf(err, errlen, "offset %zu: padding is not zero", i);
+			return 0;
+		}
+	wc_InitSha256(&sha);
+	wc_Sha256Update(&sha, p, (word32)(len - WC_SHA256_DIGEST_SIZE));
+	wc_Sha256Final(&sha, hash);
+	wc_Sha256Free(&sha);
+	if (memcmp(hash, p + len - WC_SHA256_DIGEST_SIZE, sizeof hash)) {
+		snprintf(err, errlen, "SHA-256 mismatch: the snapshot is damaged");
+		return 0;
+	}
+	return ck;
+}
+
+static int restore_snapshot(const char *file, const char *dir)
+{
+	char err[1024], tmp[PATH_MAX + 32];
+	size_t len, ck;
+	uint8_t *p = read_file(file, &len);
+	int rc;
+
+	if (!p) {
+		fprintf(stderr, "cannot read %s: %s\n", file, strerror(errno));
+		return 3;
+	}
+	if (!(ck = unwrap(p, len, err, sizeof err)) || (rc = ckpt_parse(p, ck, NULL, err, sizeof err))) {
+		fprintf(stderr, "%s: %s\n", file, err);
+		free(p);
+		return 1;
+	}
+	snprintf(tmp, sizeof tmp, "%s/restore.tmp", dir);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, p, ck) != (ssize_t)ck || close(fd) < 0) {
+		fprintf(stderr, "cannot write %s: %s\n", tmp, strerror(errno));
+		free(p);
+		return 3;
+	}
+	free(p);
+	rc = ckpt_install(dir, tmp, 1, err, sizeof err);
+	unlink(tmp);
+	if (rc) {
+		fprintf(stderr, "cannot install the checkpoint in %s: %s\n", dir, err[0] ? err : strerror(-rc));
+		return rc == -EBADMSG ? 1 : 3;
+	}
+	return 0;
+}
+
+struct pitr {
+	struct lease_table *leases;
+	uint64_t regranted;
+};
+
+static void pitr_grant(void *arg, int64_t id, int64_t ttl)
+{
+	struct pitr *p = arg;
+	if (!lease_exists(p->leases, id))
+		lease_grant(p->leases, id, ttl, 0);
+}
+
+static void pitr_revoke(void *arg, int64_t id)
+{
+	struct pitr *p = arg;
+	lease_revoke(p->leases, id, NULL, NULL);
+}
+
+static int pitr_missing_lease(void *arg, const struct mvcc_kv *kv)
+{
+	struct pitr *p = arg;
+
+	if (kv->lease && !lease_exists(p->leases, kv->lease)) {
+		lease_grant(p->leases, kv->lease, LEASE_MIN_TTL, 0);
+		p->regranted++;
+	}
+	return 0;
+}
+
+struct lease_vec {
+	struct lease_table *t;
+	struct ckpt_lease *v;
+	size_t n;
+};
+
+static void lease_vec_add(void *arg, int64_t id)
+{
+	struct lease_vec *lv = arg;
+	int64_t remaining, granted;
+
+	if (lease_ttl(lv->t, id, 0, &remaining, &granted) == 0)
+		lv->v[lv->n++] = (struct ckpt_lease){id, granted};
+}
+
+static int restore_at(const char *from, int64_t rev, const char *dir)
+{
+	struct qsbr *q = qsbr_new(1);
+	struct mvcc_store *s = mvcc_store_new(q);
+	struct pitr p = {.leases = lease_table_new(0)};
+	struct recover_hooks hooks = {pitr_grant, pitr_revoke, &p};
+	struct mvcc_view v;
+	char err[1024];
+	static const uint8_t all = 0;
+	uint64_t bytes;
+	int rc;
+
+	if ((rc = recover_at(from, rev, s, &hooks, err, sizeof err))) {
+		fprintf(stderr, "%s: %s\n", from, err[0] ? err : strerror(-rc));
+		return rc == -EBADMSG || rc == -ERANGE ? 1 : 3;
+	}
+	mvcc_view_published(s, &v);
+	mvcc_range(&v, &all, 1, &all, 1, 0, false, pitr_missing_lease, &p);
+	struct lease_vec lv = {.t = p.leases, .v = malloc((lease_count(p.leases) + 1) * sizeof *lv.v)};
+	if (!lv.v)
+		return 3;
+	lease_each(p.leases, lease_vec_add, &lv);
+	rc = ckpt_save(dir, &v, 1, lv.v, lv.n, false, &bytes, NULL);
+	if (rc) {
+		fprintf(stderr, "cannot write the checkpoint in %s: %s\n", dir, strerror(-rc));
+		return 3;
+	}
+	printf("revision %" PRId64 " (compacted %" PRId64 "): %" PRIu64 " keys, %zu leases", v.rev, v.compact_rev,
+	       mvcc_keys_live(s), lv.n);
+	if (p.regranted)
+		printf(" (%" PRIu64 " revoked after revision %" PRId64 " granted again with TTL %d s)", p.regranted,
+		       v.rev, LEASE_MIN_TTL);
+	printf("\n");
+	free(lv.v);
+	lease_table_free(p.leases);
+	mvcc_store_free(s);
+	qsbr_free(q);
+	return 0;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+int main(int argc, char **argv)
+{
+	const char *file = NULL, *from = NULL, *dir = NULL, *revs = NULL;
+	struct meta m;
+	struct stat st;
+	int rc;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *eq = strchr(a, '=');
+		const char **slot = NULL;
+		size_t n = eq ? (size_t)(eq - a) : strlen(a);
+		if (n == 10 && !strncmp(a, "--data-dir", n))
+			slot = &dir;
+		else if (n == 15 && !strncmp(a, "--from-data-dir", n))
+			slot = &from;
+		else if (n == 10 && !strncmp(a, "--revision", n))
+			slot = &revs;
+		else if (a[0] != '-' && !file) {
+			file = a;
+			continue;
+		} else
+			return usage(argv[0]);
+		if (eq)
+			*slot = eq + 1;
+		else if (i + 1 < argc)
+			*slot = argv[++i];
+		else
+			return usage(argv[0]);
+	}
+	if (!dir || (!file == !from) || (!from != !revs))
+		return usage(argv[0]);
+	char *end;
+	int64_t rev = revs ? strtoll(revs, &end, 10) : 0;
+	if (revs && (*end || rev < 1)) {
+		fprintf(stderr, "--revision %s: not a revision\n", revs);
+		return 2;
+	}
+	if (stat(dir, &st) == 0) {
+		fprintf(stderr, "data-dir %s exists\n", dir);
+		return 1;
+	}
+	if ((rc = meta_open(dir, &m)) < 0) { /* creates the directory with new ids */
+		fprintf(stderr, "cannot create %s: %s\n", dir, strerror(-rc));
+		return 3;
+	}
+	rc = file ? restore_snapshot(file, dir) : restore_at(from, rev, dir);
+	if (rc) {
+		/* leave nothing half-made: the directory is ours, created above */
+		if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) < 0)
+			fprintf(stderr, "could not remove %s: %s\n", dir, strerror(errno));
+		return rc;
+	}
+	printf("restored into %s (cluster id %016" PRIx64 ", member id %016" PRIx64 ")\n", dir, m.cluster_id,
+	       m.member_id);
+	return 0;
+}
