@@ -57,7 +57,7 @@ enum flag_id {
 	FID_NONE,
 	FID_NAME, FID_DATA_DIR, FID_LISTEN_CLIENT, FID_LISTEN_METRICS, FID_ADVERTISE_CLIENT,
 	FID_ADVERTISE_PEER, FID_CLUSTER_TOKEN, FID_THREADS, FID_MAX_REQUEST_BYTES, FID_MAX_TXN_OPS,
-	FID_MAX_STREAMS, FID_QUOTA, FID_NO_FSYNC, FID_SNAPSHOT_COUNT, FID_WATCH_PROGRESS,
+	FID_MAX_STREAMS, FID_QUOTA, FID_NO_FSYNC, FID_SNAPSHOT_COUNT, FID_CKPT_BYTES, FID_WATCH_PROGRESS,
 	FID_KA_MIN, FID_KA_INTERVAL, FID_KA_TIMEOUT, FID_AC_MODE, FID_AC_RETENTION, FID_CERT,
 	FID_KEY, FID_CA, FID_CRL, FID_CLIENT_CERT_AUTH, FID_AUTO_TLS, FID_TLS_MIN, FID_TLS_MAX,
 	FID_CIPHERS, FID_AUTH_TOKEN, FID_AUTH_TTL, FID_BCRYPT, FID_LOG_LEVEL, FID_LOG_OUTPUTS,
@@ -100,7 +100,7 @@ static const struct flag_def flags[] = {
 	H("name", FT_STRING, FID_NAME, "default", "Human-readable name of this member; MemberList reports it."),
 	H("data-dir", FT_STRING, FID_DATA_DIR, "${name}.etcd", "Directory that holds uetcd's log and snapshots."),
 	I("wal-dir", FT_STRING, "", "Separate directory for the write-ahead log (uetcd keeps its log in --data-dir)."),
-	H("snapshot-count", FT_UINT64, FID_SNAPSHOT_COUNT, "100000", "Committed transactions between snapshots."),
+	H("snapshot-count", FT_UINT64, FID_SNAPSHOT_COUNT, "100000", "Revisions between checkpoints of the store (once the log has also grown by a quarter of the last checkpoint's size)."),
 	PID("heartbeat-interval", FT_UINT, FID_HEARTBEAT, "100", "Raft heartbeat interval in milliseconds (no raft in a single node)."),
 	PID("election-timeout", FT_UINT, FID_ELECTION, "1000", "Raft election timeout in milliseconds (no raft in a single node)."),
 	P("initial-election-tick-advance", FT_BOOL, "true", "Fast-forward election ticks at boot (no elections in a single node)."),
@@ -125,6 +125,7 @@ static const struct flag_def flags[] = {
 	P("raft-read-timeout", FT_DURATION, "5s", "Read timeout of raft peer connections."),
 	P("raft-write-timeout", FT_DURATION, "5s", "Write timeout of raft peer connections."),
 	H("threads", FT_INT, FID_THREADS, "number of online CPUs", "uetcd only: reactor threads to run."),
+	H("checkpoint-log-bytes", FT_UINT64, FID_CKPT_BYTES, "67108864", "uetcd only: log bytes written before a checkpoint is due (or the last checkpoint's size, if larger); 0 leaves it to --snapshot-count."),
 
 	SECTION("Clustering"),
 	H("initial-advertise-peer-urls", FT_URLS, FID_ADVERTISE_PEER, "http://localhost:2380", "Peer URLs MemberList reports for this member."),
@@ -912,6 +913,9 @@ static int flag_set(struct config *c, struct parse *ps, const struct flag_def *d
 	case FID_SNAPSHOT_COUNT:
 		c->snapshot_count = u;
 		return 0;
+	case FID_CKPT_BYTES:
+		c->checkpoint_log_bytes = u;
+		return 0;
 	case FID_WATCH_PROGRESS:
 		/* etcd keeps its 10m default when the interval is not positive */
 		c->watch_progress_notify_interval_ms = u > 0 ? u : 600000;
@@ -1401,6 +1405,7 @@ void config_defaults(struct config *c)
 	c->max_concurrent_streams = UINT32_MAX;
 	c->quota_backend_bytes = 0;
 	c->snapshot_count = 100000;
+	c->checkpoint_log_bytes = 64ull << 20;
 	c->watch_progress_notify_interval_ms = 10 * 60 * 1000;
 	c->grpc_keepalive_min_time_ms = 5000;
 	c->grpc_keepalive_interval_ms = 2 * 3600 * 1000;

@@ -146,6 +146,9 @@ int main(int argc, char **argv, char **envp)
 	rc = meta_open(cfg.data_dir, &meta);
 	if (rc < 0)
 		log_fatal("cannot open data directory %s: %s", cfg.data_dir, strerror(-rc));
+	if ((rc = meta_lock(cfg.data_dir)) < 0)
+		log_fatal("cannot lock data directory %s: %s", cfg.data_dir,
+			  rc == -EWOULDBLOCK ? "another uetcd is using it" : strerror(-rc));
 
 	memset(&srv, 0, sizeof srv);
 	srv.cfg = &cfg;
@@ -186,7 +189,7 @@ int main(int argc, char **argv, char **envp)
 	srv.seq = seq_new(srv.store, srv.wal, mr.leases, &srv.ids, srv.nreactors, &deliver);
 	seq_set_alarms(srv.seq, &srv.alarms);
 	seq_set_checkpoints(srv.seq, ckpt_worker_new(cfg.data_dir, srv.qsbr, cfg.unsafe_no_fsync, seq_ckpt_done, srv.seq),
-			    WAL_SEGMENT_BYTES_DEFAULT, cfg.snapshot_count, ckpt_bytes);
+			    cfg.checkpoint_log_bytes, cfg.snapshot_count, ckpt_bytes);
 	seq_set_quota(srv.seq, config_quota_bytes(&cfg), cfg.max_request_bytes + GRPC_OVERHEAD_BYTES);
 	if (!config_quota_bytes(&cfg))
 		log_info("disabled backend quota (--quota-backend-bytes=%lld)", (long long)cfg.quota_backend_bytes);

@@ -167,6 +167,7 @@ struct seq *seq_new(struct mvcc_store *store, struct wal *wal, struct lease_tabl
 
 	if (!s)
 		log_fatal("seq: out of memory");
+	memset(s, 0, sizeof *s);
 	atomic_init(&s->head, NULL);
 	atomic_init(&s->sleeping, 0);
 	atomic_init(&s->stop, false);
@@ -616,7 +617,7 @@ static bool seq_ckpt_due(const struct seq *s)
 
 	if (!s->log_bytes_since)
 		return false;
-	if (s->log_bytes_since >= (last > s->ckpt_min_log_bytes ? last : s->ckpt_min_log_bytes))
+	if (s->ckpt_min_log_bytes && s->log_bytes_since >= (last > s->ckpt_min_log_bytes ? last : s->ckpt_min_log_bytes))
 		return true;
 	return s->ckpt_every_revs && revs >= s->ckpt_every_revs && s->log_bytes_since >= last / 4;
 }

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -102,4 +103,18 @@ int meta_open(const char *data_dir, struct meta *out)
 	if (!rc && (out->format == 0 || out->format > META_FORMAT_VERSION))
 		rc = -EINVAL;
 	return rc;
+}
+
+int meta_lock(const char *data_dir)
+{
+	int fd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int rc = -errno;
+		close(fd);
+		return rc;
+	}
+	return fd;
 }

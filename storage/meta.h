@@ -25,4 +25,10 @@ struct meta {
  * Returns 0 or -errno; -EINVAL for a meta file that is not ours or of a newer format. */
 int meta_open(const char *data_dir, struct meta *out);
 
+/* Takes an exclusive lock on the data directory for the life of the process (the fd is
+ * left open), so a second server on the same directory fails at once instead of writing
+ * over the first one's log. Returns the fd, -EWOULDBLOCK when another process holds it,
+ * or -errno. */
+int meta_lock(const char *data_dir);
+
 #endif

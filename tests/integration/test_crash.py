@@ -81,9 +81,12 @@ class Node:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-@pytest.fixture
-def node():
-    n = Node()
+@pytest.fixture(params=['log', 'checkpoints'])
+def node(request):
+    """The log alone, and with a checkpoint every few dozen revisions, so kills also land
+    while a checkpoint is written, between it and the removal of the segments it covers,
+    and on a log that starts after one."""
+    n = Node(extra=['--snapshot-count', '30'] if request.param == 'checkpoints' else [])
     yield n
     n.cleanup()
 
@@ -215,6 +218,10 @@ def test_acknowledged_writes_survive_sigkill(node):
                 b = state.get(('/crash/w%d/tB%d' % (w, i)).encode())
                 assert a == b, 'round %d: txn half-applied: %r vs %r' % (rnd_no, a, b)
         assert rev >= max([r for r, _ in expected.values()] or [1])
+    if '--snapshot-count' in node.extra:
+        with open(node.log, 'rb') as f:
+            log = f.read().decode('utf-8', 'replace')
+        assert log.count('loaded checkpoint') >= ROUNDS // 2, 'restarts did not start from checkpoints'
     revs = history_revisions(node.endpoint, rev)
     assert revs == sorted(revs), 'history out of order'
     assert set(revs) == set(range(2, rev + 1)), 'revisions are not dense: missing %r' % (

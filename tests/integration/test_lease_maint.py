@@ -26,7 +26,10 @@ def ctl(which, srv, *args, timeout=30):
 
 
 def mask(text):
-    """Lease ids and member ids differ by nature; revisions are compared elsewhere."""
+    """Lease ids and member ids differ by nature; revisions are compared elsewhere. etcd
+    lists a lease's attached keys in Go map order (random from run to run): sorted here."""
+    text = re.sub(r'attached keys\(\[([^]]*)\]\)',
+                  lambda m: 'attached keys([%s])' % ' '.join(sorted(m.group(1).split())), text)
     return re.sub(r'\b[0-9a-f]{16}\b', 'ID', text)
 
 
