@@ -10,6 +10,7 @@
 #include <sys/random.h>
 #include <xxhash.h>
 
+#include "storage/ckpt.h"
 #include "core/log.h"
 
 #define WHEEL_SLOTS 1024
@@ -300,6 +301,16 @@ void lease_each(const struct lease_table *t, void (*fn)(void *arg, int64_t id), 
 	for (size_t i = 0; i < t->lcap; i++)
 		for (struct lease *l = t->lb[i]; l; l = l->hnext)
 			fn(arg, l->id);
+}
+
+size_t lease_export(const struct lease_table *t, struct ckpt_lease *out)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < t->lcap; i++)
+		for (struct lease *l = t->lb[i]; l; l = l->hnext)
+			out[n++] = (struct ckpt_lease){.id = l->id, .ttl = l->ttl};
+	return n;
 }
 
 static void lease_due_push(struct lease_table *t, int64_t id)

@@ -19,6 +19,7 @@
 #define LEASE_MAX_TTL 9000000000LL
 
 struct lease_table;
+struct ckpt_lease;
 
 struct lease_table *lease_table_new(uint64_t now_ms);
 void lease_table_free(struct lease_table *t);
@@ -41,6 +42,9 @@ void lease_keys(const struct lease_table *t, int64_t id, void (*fn)(void *arg, c
 		void *arg);
 /* Calls fn for every lease id. */
 void lease_each(const struct lease_table *t, void (*fn)(void *arg, int64_t id), void *arg);
+/* Every lease as (id, granted TTL) into out (room for lease_count()); returns how many:
+ * what a checkpoint keeps of the leases. */
+size_t lease_export(const struct lease_table *t, struct ckpt_lease *out);
 size_t lease_count(const struct lease_table *t);
 
 void lease_attach(struct lease_table *t, int64_t id, const uint8_t *key, size_t len);

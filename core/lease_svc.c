@@ -16,7 +16,7 @@
 
 typedef Etcdserverpb__ResponseHeader ResponseHeader;
 
-static const ProtobufCMessageDescriptor *lease_svc_desc(int method)
+const ProtobufCMessageDescriptor *lease_svc_desc(int method)
 {
 	switch (method) {
 	case SVC_LEASE_GRANT:
@@ -32,17 +32,6 @@ static const ProtobufCMessageDescriptor *lease_svc_desc(int method)
 	default:
 		return NULL;
 	}
-}
-
-struct ProtobufCMessage *lease_svc_decode(int method, struct arena *a, const uint8_t *msg, size_t len)
-{
-	const ProtobufCMessageDescriptor *d = lease_svc_desc(method);
-	ProtobufCAllocator al;
-
-	if (!d)
-		return NULL;
-	arena_pb_allocator(a, &al);
-	return protobuf_c_message_unpack(d, &al, len, msg);
 }
 
 static ResponseHeader *lease_header(struct arena *a, const struct kv_header_ids *ids, int64_t rev)

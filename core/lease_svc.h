@@ -12,8 +12,9 @@
 
 struct lease_table;
 
-/* Decodes a request of a Lease method (enum svc_method); NULL if not valid protobuf. */
-struct ProtobufCMessage *lease_svc_decode(int method, struct arena *a, const uint8_t *msg, size_t len);
+/* The request message of a Lease method (enum svc_method); NULL for another method. */
+struct ProtobufCMessageDescriptor;
+const struct ProtobufCMessageDescriptor *lease_svc_desc(int method);
 void lease_svc_apply(struct lease_table *t, struct mvcc_store *s, int method, const struct ProtobufCMessage *req,
 		     struct arena *a, const struct kv_sink *sink, const struct kv_header_ids *ids, uint64_t now_ms,
 		     struct kv_result *res);

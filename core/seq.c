@@ -595,21 +595,6 @@ uint64_t seq_db_size(const struct seq *s)
 	return (s->wal ? wal_size_bytes(s->wal) : 0) + atomic_load_explicit(&s->ckpt_bytes, memory_order_relaxed);
 }
 
-struct seq_lease_copy {
-	struct seq *s;
-	struct ckpt_lease *v;
-	size_t n;
-};
-
-static void seq_lease_copy_one(void *arg, int64_t id)
-{
-	struct seq_lease_copy *c = arg;
-	int64_t remaining, granted;
-
-	if (lease_ttl(c->s->leases, id, seq_clock_ms(), &remaining, &granted) == 0)
-		c->v[c->n++] = (struct ckpt_lease){.id = id, .ttl = granted};
-}
-
 static bool seq_ckpt_due(const struct seq *s)
 {
 	uint64_t last = atomic_load_explicit(&s->ckpt_bytes, memory_order_relaxed);
@@ -626,15 +611,12 @@ static bool seq_ckpt_due(const struct seq *s)
 static void seq_ckpt_start(struct seq *s)
 {
 	struct ckpt_job *j;
-	struct seq_lease_copy lc = {.s = s};
 
 	if (!s->snap_waiting && !s->defrag_waiting && !seq_ckpt_due(s))
 		return;
-	if (!(j = calloc(1, sizeof *j)) || !(lc.v = malloc((lease_count(s->leases) + 1) * sizeof *lc.v)))
+	if (!(j = calloc(1, sizeof *j)) || !(j->leases = malloc((lease_count(s->leases) + 1) * sizeof *j->leases)))
 		log_fatal("seq: out of memory");
-	lease_each(s->leases, seq_lease_copy_one, &lc);
-	j->leases = lc.v;
-	j->nleases = lc.n;
+	j->nleases = lease_export(s->leases, j->leases);
 	j->fd = -1;
 	if (s->snap_waiting) {
 		j->kind = CKPT_JOB_SNAPSHOT;

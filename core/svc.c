@@ -232,13 +232,16 @@ static void svc_queue(struct svc_thread *t, struct seq_req *r)
 	t->pend_last = r;
 }
 
-/* Every Lease method runs on the sequencer, which owns the lease table. */
-static void svc_queue_lease(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id, uint32_t sid, int method,
-			    const uint8_t *msg, size_t len)
+/* A call the sequencer answers: decoded into the request's own arena. Every Lease method
+ * runs there (it owns the lease table); a keep-alive's stream stays open. */
+static void svc_queue_unpacked(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id, uint32_t sid, int method,
+			       const ProtobufCMessageDescriptor *desc, const uint8_t *msg, size_t len)
 {
 	struct seq_req *r = svc_req_get(t);
+	ProtobufCAllocator al;
 
-	r->msg = lease_svc_decode(method, r->arena, msg, len);
+	arena_pb_allocator(r->arena, &al);
+	r->msg = desc ? protobuf_c_message_unpack(desc, &al, len, msg) : NULL;
 	if (!r->msg) {
 		svc_status(t, c, sid, method, GRPC_INTERNAL, "grpc: error unmarshalling request");
 		svc_req_put(t, r);
@@ -272,23 +275,10 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 	}
 	if (method == SVC_MAINT_DEFRAGMENT || method == SVC_MAINT_SNAPSHOT) {
 		/* both wait on the sequencer for a checkpoint or snapshot file of their own */
-		struct seq_req *r = svc_req_get(t);
-		ProtobufCAllocator al;
-		arena_pb_allocator(r->arena, &al);
-		r->msg = protobuf_c_message_unpack(method == SVC_MAINT_DEFRAGMENT
-							   ? &etcdserverpb__defragment_request__descriptor
-							   : &etcdserverpb__snapshot_request__descriptor,
-						   &al, len, msg);
-		if (!r->msg) {
-			svc_status(t, c, sid, method, GRPC_INTERNAL, "grpc: error unmarshalling request");
-			svc_req_put(t, r);
-			return;
-		}
-		r->conn_id = conn_id;
-		r->stream_id = sid;
-		r->method = method;
-		r->keep_open = false;
-		svc_queue(t, r);
+		svc_queue_unpacked(t, c, conn_id, sid, method,
+				   method == SVC_MAINT_DEFRAGMENT ? &etcdserverpb__defragment_request__descriptor
+								  : &etcdserverpb__snapshot_request__descriptor,
+				   msg, len);
 		return;
 	}
 	if (method >= SVC_MAINT_ALARM && method <= SVC_CLUSTER_MEMBER_PROMOTE) {
@@ -304,7 +294,7 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 		return;
 	}
 	if (method >= SVC_LEASE_GRANT && method <= SVC_LEASE_LEASES) {
-		svc_queue_lease(t, c, conn_id, sid, method, msg, len);
+		svc_queue_unpacked(t, c, conn_id, sid, method, lease_svc_desc(method), msg, len);
 		return;
 	}
 	if (method == SVC_ELECTION_OBSERVE) {
@@ -312,20 +302,7 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 		return;
 	}
 	if (method >= SVC_LOCK_LOCK && method <= SVC_ELECTION_RESIGN) {
-		struct seq_req *r = svc_req_get(t);
-		ProtobufCAllocator al;
-		arena_pb_allocator(r->arena, &al);
-		r->msg = protobuf_c_message_unpack(election_request_desc(method), &al, len, msg);
-		if (!r->msg) {
-			svc_status(t, c, sid, method, GRPC_INTERNAL, "grpc: error unmarshalling request");
-			svc_req_put(t, r);
-			return;
-		}
-		r->conn_id = conn_id;
-		r->stream_id = sid;
-		r->method = method;
-		r->keep_open = false;
-		svc_queue(t, r);
+		svc_queue_unpacked(t, c, conn_id, sid, method, election_request_desc(method), msg, len);
 		return;
 	}
 	if (method < 0 || method >= KV_METHODS) {

@@ -24,6 +24,7 @@
  * Only the end entry tells a complete file from a cut one whose checksums happen to hold;
  * the counts catch a writer that lost entries. */
 #include "storage/ckpt.h"
+#include "storage/le.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -49,38 +50,19 @@
 #define CKPT_PATH_MAX (PATH_MAX + 48)
 static const char ckpt_magic[8] = {'u', 'e', 't', 'c', 'd', 'c', 'k', 'p'};
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p) { return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32; }
-
 /* ---- parsing ---- */
 
 static void hdr_encode(uint8_t *p, const struct ckpt_header *h, uint64_t body_len, uint64_t body_sum)
 {
 	memcpy(p, ckpt_magic, 8);
-	put32(p + 8, CKPT_VERSION);
-	put32(p + 12, CKPT_HDR);
-	put64(p + 16, (uint64_t)h->rev);
-	put64(p + 24, (uint64_t)h->compact_rev);
-	put64(p + 32, h->log_seq);
-	put64(p + 40, body_len);
-	put64(p + 48, body_sum);
-	put64(p + 56, XXH3_64bits(p, 56));
+	le_put32(p + 8, CKPT_VERSION);
+	le_put32(p + 12, CKPT_HDR);
+	le_put64(p + 16, (uint64_t)h->rev);
+	le_put64(p + 24, (uint64_t)h->compact_rev);
+	le_put64(p + 32, h->log_seq);
+	le_put64(p + 40, body_len);
+	le_put64(p + 48, body_sum);
+	le_put64(p + 56, XXH3_64bits(p, 56));
 }
 
 /* Checks the header alone; fills h and the body's length and checksum. NULL or why not. */
@@ -91,15 +73,15 @@ static const char *hdr_decode(const uint8_t *p, size_t len, struct ckpt_header *
 		return "shorter than a checkpoint header";
 	if (memcmp(p, ckpt_magic, 8))
 		return "not a uetcd checkpoint (bad magic)";
-	if (get64(p + 56) != XXH3_64bits(p, 56))
+	if (le_get64(p + 56) != XXH3_64bits(p, 56))
 		return "header checksum mismatch";
-	if (get32(p + 8) != CKPT_VERSION || get32(p + 12) != CKPT_HDR)
+	if (le_get32(p + 8) != CKPT_VERSION || le_get32(p + 12) != CKPT_HDR)
 		return "unknown checkpoint format version";
-	h->rev = (int64_t)get64(p + 16);
-	h->compact_rev = (int64_t)get64(p + 24);
-	h->log_seq = get64(p + 32);
-	*body_len = get64(p + 40);
-	*body_sum = get64(p + 48);
+	h->rev = (int64_t)le_get64(p + 16);
+	h->compact_rev = (int64_t)le_get64(p + 24);
+	h->log_seq = le_get64(p + 32);
+	*body_len = le_get64(p + 40);
+	*body_sum = le_get64(p + 48);
 	if (h->rev < 1 || h->compact_rev < -1 || h->compact_rev > h->rev)
 		return "revisions out of range";
 	return NULL;
@@ -127,8 +109,8 @@ static const char *parse_key(struct ckpt_parser *c, const struct ckpt_header *h,
 {
 	if (!need(c, 8))
 		return "key entry cut short";
-	*key_len = get32(c->p + c->off);
-	*n = get32(c->p + c->off + 4);
+	*key_len = le_get32(c->p + c->off);
+	*n = le_get32(c->p + c->off + 4);
 	c->off += 8;
 	/* every version takes VER_BYTES: the count cannot promise more than the body holds */
 	if (!need(c, *key_len) || *n == 0 || *n > (c->len - c->off - *key_len) / VER_BYTES)
@@ -151,15 +133,15 @@ static const char *parse_key(struct ckpt_parser *c, const struct ckpt_header *h,
 		if (!need(c, VER_BYTES))
 			return "version cut short";
 		q = c->p + c->off;
-		v->mod_revision = (int64_t)get64(q);
-		v->create_revision = (int64_t)get64(q + 8);
-		v->version = (int64_t)get64(q + 16);
-		v->lease = (int64_t)get64(q + 24);
-		v->sub = get32(q + 32);
+		v->mod_revision = (int64_t)le_get64(q);
+		v->create_revision = (int64_t)le_get64(q + 8);
+		v->version = (int64_t)le_get64(q + 16);
+		v->lease = (int64_t)le_get64(q + 24);
+		v->sub = le_get32(q + 32);
 		if (q[36] & ~1u)
 			return "unknown version flags";
 		v->tomb = q[36] & 1;
-		v->value_len = get32(q + 37);
+		v->value_len = le_get32(q + 37);
 		c->off += VER_BYTES;
 		if (!need(c, v->value_len))
 			return "value cut short";
@@ -205,8 +187,8 @@ int ckpt_parse(const uint8_t *p, size_t len, const struct ckpt_sink *sink, char 
 		if (tag == TAG_END) {
 			if (!need(&c, 24) || c.off + 24 != len) {
 				rc = ckpt_fail(err, errlen, at, "end entry is not the last 25 bytes");
-			} else if (get64(p + c.off) != keys || get64(p + c.off + 8) != versions ||
-				   get64(p + c.off + 16) != leases) {
+			} else if (le_get64(p + c.off) != keys || le_get64(p + c.off + 8) != versions ||
+				   le_get64(p + c.off + 16) != leases) {
 				rc = ckpt_fail(err, errlen, at, "entry counts differ from the end entry's");
 			}
 			break;
@@ -220,7 +202,7 @@ int ckpt_parse(const uint8_t *p, size_t len, const struct ckpt_sink *sink, char 
 				rc = ckpt_fail(err, errlen, at, "lease entry cut short");
 				break;
 			}
-			int64_t id = (int64_t)get64(p + c.off), ttl = (int64_t)get64(p + c.off + 8);
+			int64_t id = (int64_t)le_get64(p + c.off), ttl = (int64_t)le_get64(p + c.off + 8);
 			c.off += 16;
 			leases++;
 			if (id == 0 || ttl < 1) {
@@ -364,18 +346,18 @@ static int out_key(void *arg, const uint8_t *key, size_t key_len, const struct m
 	uint8_t hdr[9], v[VER_BYTES];
 
 	hdr[0] = TAG_KEY;
-	put32(hdr + 1, (uint32_t)key_len);
-	put32(hdr + 5, (uint32_t)n);
+	le_put32(hdr + 1, (uint32_t)key_len);
+	le_put32(hdr + 5, (uint32_t)n);
 	out_bytes(o, hdr, sizeof hdr);
 	out_bytes(o, key, key_len);
 	for (size_t i = 0; i < n; i++) {
-		put64(v, (uint64_t)vers[i].mod_revision);
-		put64(v + 8, (uint64_t)vers[i].create_revision);
-		put64(v + 16, (uint64_t)vers[i].version);
-		put64(v + 24, (uint64_t)vers[i].lease);
-		put32(v + 32, vers[i].sub);
+		le_put64(v, (uint64_t)vers[i].mod_revision);
+		le_put64(v + 8, (uint64_t)vers[i].create_revision);
+		le_put64(v + 16, (uint64_t)vers[i].version);
+		le_put64(v + 24, (uint64_t)vers[i].lease);
+		le_put32(v + 32, vers[i].sub);
 		v[36] = vers[i].tomb ? 1 : 0;
-		put32(v + 37, (uint32_t)vers[i].value_len);
+		le_put32(v + 37, (uint32_t)vers[i].value_len);
 		out_bytes(o, v, sizeof v);
 		out_bytes(o, vers[i].value, vers[i].value_len);
 	}
@@ -408,17 +390,17 @@ int ckpt_write_fd(int fd, const struct mvcc_view *v, uint64_t log_seq, const str
 	for (size_t i = 0; i < nleases; i++) {
 		uint8_t l[17];
 		l[0] = TAG_LEASE;
-		put64(l + 1, (uint64_t)leases[i].id);
-		put64(l + 9, (uint64_t)leases[i].ttl);
+		le_put64(l + 1, (uint64_t)leases[i].id);
+		le_put64(l + 9, (uint64_t)leases[i].ttl);
 		out_bytes(&o, l, sizeof l);
 	}
 	rc = mvcc_dump(v, out_key, &o, &h.compact_rev);
 	if (rc)
 		goto done;
 	e[0] = TAG_END;
-	put64(e + 1, o.keys);
-	put64(e + 9, o.versions);
-	put64(e + 17, nleases);
+	le_put64(e + 1, o.keys);
+	le_put64(e + 9, o.versions);
+	le_put64(e + 17, nleases);
 	out_bytes(&o, e, sizeof e);
 	out_flush(&o);
 	if ((rc = o.err))

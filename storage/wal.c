@@ -46,6 +46,7 @@
  * Only this file writes segments; only wal_commit_submit() advances the tail, and only
  * wal_commit_wait() declares records durable. */
 #include "storage/wal.h"
+#include "storage/le.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -76,30 +77,6 @@ _Static_assert(WAL_PENDING_BYTES_MAX + SEG_HDR < SEG_BYTES_MAX, "a full commit f
 _Static_assert(WAL_PENDING_BYTES_MAX <= UINT32_MAX, "commit offsets are 32 bits");
 
 #define ALIGN8(x) (((x) + 7) & ~(uint64_t)7)
-
-/* ---- little-endian fields ---- */
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
 
 static bool all_zero(const uint8_t *p, size_t n)
 {
@@ -282,11 +259,11 @@ static void seg_hdr_encode(uint8_t *p, uint64_t seq, int64_t base_rev)
 {
 	memset(p, 0, SEG_HDR);
 	memcpy(p, seg_magic, 8);
-	put32(p + 8, SEG_VERSION);
-	put32(p + 12, SEG_HDR);
-	put64(p + 16, seq);
-	put64(p + 24, (uint64_t)base_rev);
-	put64(p + 56, XXH3_64bits(p, 56));
+	le_put32(p + 8, SEG_VERSION);
+	le_put32(p + 12, SEG_HDR);
+	le_put64(p + 16, seq);
+	le_put64(p + 24, (uint64_t)base_rev);
+	le_put64(p + 56, XXH3_64bits(p, 56));
 }
 
 static const char *seg_hdr_check(const uint8_t *p, uint64_t n, uint64_t seq, struct seg_hdr *h)
@@ -295,14 +272,14 @@ static const char *seg_hdr_check(const uint8_t *p, uint64_t n, uint64_t seq, str
 		return "segment shorter than its header";
 	if (memcmp(p, seg_magic, 8) != 0)
 		return "not a segment (bad magic)";
-	if (get64(p + 56) != XXH3_64bits(p, 56))
+	if (le_get64(p + 56) != XXH3_64bits(p, 56))
 		return "segment header checksum mismatch";
-	if (get32(p + 8) != SEG_VERSION || get32(p + 12) != SEG_HDR)
+	if (le_get32(p + 8) != SEG_VERSION || le_get32(p + 12) != SEG_HDR)
 		return "unsupported segment format version";
 	if (!all_zero(p + 32, 24))
 		return "segment header reserved bytes not zero";
-	h->seq = get64(p + 16);
-	h->base_rev = (int64_t)get64(p + 24);
+	h->seq = le_get64(p + 16);
+	h->base_rev = (int64_t)le_get64(p + 24);
 	if (h->seq != seq)
 		return "segment header sequence number differs from its file name";
 	if (h->base_rev < 0)
@@ -317,13 +294,13 @@ static const char *rec_check(const uint8_t *b, uint64_t n, uint64_t pos, struct 
 
 	if (n - pos < REC_HDR)
 		return "truncated record header";
-	if (get32(p + 8) != REC_MAGIC)
+	if (le_get32(p + 8) != REC_MAGIC)
 		return "bad record magic";
-	h->sum = get64(p);
-	h->len = get32(p + 12);
-	h->rev = (int64_t)get64(p + 16);
+	h->sum = le_get64(p);
+	h->len = le_get32(p + 12);
+	h->rev = (int64_t)le_get64(p + 16);
 	h->type = p[24];
-	h->commit_off = get32(p + 28);
+	h->commit_off = le_get32(p + 28);
 	if (ALIGN8((uint64_t)REC_HDR + h->len) > n - pos)
 		return "record length runs past the end of the segment";
 	if (h->type == 0 || p[25] || p[26] || p[27])
@@ -380,7 +357,7 @@ static int walk_tail(const uint8_t *b, uint64_t n, uint64_t pos, bool zero_hdr, 
 		return WALK_CLEAN;
 	for (uint64_t y = pos + 8; y + REC_HDR <= n; y += 8) {
 		struct rec_hdr h;
-		if (get32(b + y + 8) != REC_MAGIC || rec_check(b, n, y, &h))
+		if (le_get32(b + y + 8) != REC_MAGIC || rec_check(b, n, y, &h))
 			continue;
 		uint64_t start = y - h.commit_off;
 		if (start > pos || (have && start != commit)) {
@@ -869,12 +846,12 @@ int wal_append(struct wal *w, uint8_t type, int64_t rev, const struct iovec *iov
 		b->cap = cap;
 	}
 	uint8_t *r = b->p + b->len;
-	put32(r + 8, REC_MAGIC);
-	put32(r + 12, (uint32_t)len);
-	put64(r + 16, (uint64_t)rev);
+	le_put32(r + 8, REC_MAGIC);
+	le_put32(r + 12, (uint32_t)len);
+	le_put64(r + 16, (uint64_t)rev);
 	r[24] = type;
 	r[25] = r[26] = r[27] = 0;
-	put32(r + 28, (uint32_t)b->len);
+	le_put32(r + 28, (uint32_t)b->len);
 	size_t off = REC_HDR;
 	for (int i = 0; i < iovcnt; i++) {
 		if (iov[i].iov_len)
@@ -882,7 +859,7 @@ int wal_append(struct wal *w, uint8_t type, int64_t rev, const struct iovec *iov
 		off += iov[i].iov_len;
 	}
 	memset(r + off, 0, need - off);
-	put64(r, XXH3_64bits(r + 8, REC_HDR - 8 + len));
+	le_put64(r, XXH3_64bits(r + 8, REC_HDR - 8 + len));
 	if (!b->records)
 		b->first_rev = rev;
 	b->last_rev = rev;

@@ -23,6 +23,7 @@
  * checksum by chance, and the fuzzer hands it everything): every length is checked against
  * what remains before use, and nothing is reported until the whole payload validated. */
 #include "storage/wal.h"
+#include "storage/le.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -58,21 +59,6 @@ static size_t rec_uvarint_get(const uint8_t *p, size_t len, uint64_t *out)
 		}
 	}
 	return 0;
-}
-
-static void rec_put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t rec_get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
 }
 
 void wal_batch_begin(struct wal_batch_enc *e, uint8_t *buf, size_t cap, int64_t base_rev)
@@ -145,7 +131,7 @@ int wal_batch_lease_grant(struct wal_batch_enc *e, int64_t rev, int64_t id, int6
 
 	if ((!id || ttl < 0) && !e->err)
 		e->err = -EINVAL;
-	rec_put64(v, (uint64_t)ttl);
+	le_put64(v, (uint64_t)ttl);
 	return rec_add(e, WAL_OP_LEASE_GRANT, rev, NULL, 0, v, sizeof v, (uint64_t)id);
 }
 
@@ -163,7 +149,7 @@ ssize_t wal_batch_end(struct wal_batch_enc *e, int64_t *last_rev)
 	e->buf[0] = WAL_BATCH_VERSION;
 	for (int i = 0; i < 4; i++)
 		e->buf[1 + i] = (uint8_t)(e->count >> (8 * i));
-	rec_put64(e->buf + 5, (uint64_t)e->base_rev);
+	le_put64(e->buf + 5, (uint64_t)e->base_rev);
 	if (last_rev)
 		*last_rev = e->rev;
 	return (ssize_t)e->len;
@@ -177,7 +163,7 @@ static int rec_walk(const uint8_t *p, size_t len, wal_change_fn fn, void *arg)
 	if (p[0] != WAL_BATCH_VERSION)
 		return -ENOTSUP;
 	uint32_t count = (uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 | (uint32_t)p[4] << 24;
-	uint64_t base = rec_get64(p + 5);
+	uint64_t base = le_get64(p + 5);
 	if (base > INT64_MAX)
 		return -EINVAL;
 	/* a change is at least 5 bytes: a count the payload cannot hold is malformed up front */
@@ -219,9 +205,9 @@ static int rec_walk(const uint8_t *p, size_t len, wal_change_fn fn, void *arg)
 		c.lease = c.op == WAL_OP_PUT || c.op == WAL_OP_LEASE_GRANT || c.op == WAL_OP_LEASE_REVOKE ? (int64_t)num : 0;
 		c.ttl = 0;
 		if (c.op == WAL_OP_LEASE_GRANT) {
-			if (c.value_len != 8 || c.key_len || !num || rec_get64(c.value) > INT64_MAX)
+			if (c.value_len != 8 || c.key_len || !num || le_get64(c.value) > INT64_MAX)
 				return -EINVAL;
-			c.ttl = (int64_t)rec_get64(c.value);
+			c.ttl = (int64_t)le_get64(c.value);
 		} else if (c.op == WAL_OP_LEASE_REVOKE && (c.key_len || c.value_len || !num)) {
 			return -EINVAL;
 		}

@@ -169,21 +169,6 @@ static int pitr_missing_lease(void *arg, const struct mvcc_kv *kv)
 	return 0;
 }
 
-struct lease_vec {
-	struct lease_table *t;
-	struct ckpt_lease *v;
-	size_t n;
-};
-
-static void lease_vec_add(void *arg, int64_t id)
-{
-	struct lease_vec *lv = arg;
-	int64_t remaining, granted;
-
-	if (lease_ttl(lv->t, id, 0, &remaining, &granted) == 0)
-		lv->v[lv->n++] = (struct ckpt_lease){id, granted};
-}
-
 static int restore_at(const char *from, int64_t rev, const char *dir)
 {
 	struct qsbr *q = qsbr_new(1);
@@ -202,22 +187,22 @@ static int restore_at(const char *from, int64_t rev, const char *dir)
 	}
 	mvcc_view_published(s, &v);
 	mvcc_range(&v, &all, 1, &all, 1, 0, false, pitr_missing_lease, &p);
-	struct lease_vec lv = {.t = p.leases, .v = malloc((lease_count(p.leases) + 1) * sizeof *lv.v)};
-	if (!lv.v)
+	struct ckpt_lease *lv = malloc((lease_count(p.leases) + 1) * sizeof *lv);
+	if (!lv)
 		return 3;
-	lease_each(p.leases, lease_vec_add, &lv);
-	rc = ckpt_save(dir, &v, 1, lv.v, lv.n, false, &bytes, NULL);
+	size_t nl = lease_export(p.leases, lv);
+	rc = ckpt_save(dir, &v, 1, lv, nl, false, &bytes, NULL);
 	if (rc) {
 		fprintf(stderr, "cannot write the checkpoint in %s: %s\n", dir, strerror(-rc));
 		return 3;
 	}
 	printf("revision %" PRId64 " (compacted %" PRId64 "): %" PRIu64 " keys, %zu leases", v.rev, v.compact_rev,
-	       mvcc_keys_live(s), lv.n);
+	       mvcc_keys_live(s), nl);
 	if (p.regranted)
 		printf(" (%" PRIu64 " revoked after revision %" PRId64 " granted again with TTL %d s)", p.regranted,
 		       v.rev, LEASE_MIN_TTL);
 	printf("\n");
-	free(lv.v);
+	free(lv);
 	lease_table_free(p.leases);
 	mvcc_store_free(s);
 	qsbr_free(q);
