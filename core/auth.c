@@ -186,7 +186,8 @@ static struct auth_bytes bytes_dup(const uint8_t *p, size_t len)
 
 static int bytes_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 {
-	int c = memcmp(a, b, alen < blen ? alen : blen);
+	size_t n = alen < blen ? alen : blen;
+	int c = n ? memcmp(a, b, n) : 0; /* an empty name may come as NULL */
 
 	if (c)
 		return c;

@@ -702,3 +702,28 @@ Test(auth_token, jwt_garbage_never_crashes)
 	}
 	auth_token_jwt_free(j);
 }
+
+/* The claims buffer's worst case: a long exp and revision, a name escaped 6 to 1. */
+Test(auth_token, jwt_longest_claims)
+{
+	int err;
+	const char *d;
+	struct auth_token_jwt *j = auth_token_jwt_new_pem("HS256", NULL, 0, (const uint8_t *)secret, strlen(secret),
+							  INT64_MAX, &err, &d);
+	char name[200], tok[4096];
+	uint8_t u[256];
+	size_t ulen;
+	uint64_t rev;
+
+	memset(name, '<', sizeof name);
+	ssize_t n = auth_token_jwt_sign(j, (const uint8_t *)name, sizeof name, 9007199254740993ULL, UINT64_MAX / 2, tok,
+				       sizeof tok);
+	cr_assert_gt(n, 0);
+	cr_assert_eq(auth_token_jwt_verify(j, tok, (size_t)n, 0, u, sizeof u, &ulen, &rev), 0);
+	cr_assert_eq(ulen, sizeof name);
+	cr_assert_eq(memcmp(u, name, ulen), 0);
+	cr_assert_eq(rev, 9007199254740992ULL, "revision is a float64 in Go: 2^53 + 1 comes back as 2^53");
+	cr_assert_eq(auth_token_jwt_verify(j, tok, (size_t)n, 0, NULL, 0, &ulen, &rev), AUTH_ERR_INVALID_AUTH_TOKEN,
+		     "no room for the name");
+	auth_token_jwt_free(j);
+}
