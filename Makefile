@@ -8,7 +8,7 @@ OPT      ?= -O2
 SAN      ?=
 CFLAGS   := -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -Wno-unused-parameter \
             -D_GNU_SOURCE -I. -I$(BUILD)/gen $(SAN) $(EXTRA_CFLAGS)
-LDLIBS   := -luring -lprotobuf-c -lxxhash -lwolfssl -lpthread -lm
+LDLIBS   := -luring -lprotobuf-c -lxxhash -lwolfssl -lcrypt -lpthread -lm
 PYTHON   := /usr/bin/python3
 
 PROTOS   := $(wildcard core/proto/*.proto)

@@ -3,7 +3,7 @@
 # `make run` and `make test` work on a fresh Debian 12 machine as root.
 # Usage: tools/deps.sh build|test|bench
 set -e
-build="gcc make pkg-config liburing-dev libwolfssl-dev libprotobuf-c-dev protobuf-c-compiler libxxhash-dev"
+build="gcc make pkg-config liburing-dev libwolfssl-dev libprotobuf-c-dev protobuf-c-compiler libxxhash-dev libcrypt-dev"
 test="$build libcriterion-dev clang libclang-rt-14-dev etcd-server etcd-client python3-etcd3 python3-etcd3gw python3-pytest curl openssl"
 bench="$test libnghttp2-dev libssl-dev openssl gnuplot-nox"
 case "$1" in
