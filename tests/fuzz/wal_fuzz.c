@@ -72,7 +72,7 @@ static void clean_dir(void)
 	closedir(d);
 }
 
-static void put64(uint8_t *p, uint64_t v)
+static void le_put64(uint8_t *p, uint64_t v)
 {
 	for (int i = 0; i < 8; i++)
 		p[i] = (uint8_t)(v >> (8 * i));
@@ -84,9 +84,9 @@ static void seg_header(uint8_t *p, uint64_t seq, int64_t base)
 	memcpy(p, "uetcdlog", 8);
 	p[8] = 1;
 	p[12] = 64;
-	put64(p + 16, seq);
-	put64(p + 24, (uint64_t)base);
-	put64(p + 56, XXH3_64bits(p, 56));
+	le_put64(p + 16, seq);
+	le_put64(p + 24, (uint64_t)base);
+	le_put64(p + 56, XXH3_64bits(p, 56));
 }
 
 static void fix_checksums(uint8_t *b, size_t n)
@@ -97,7 +97,7 @@ static void fix_checksums(uint8_t *b, size_t n)
 			       (uint32_t)b[pos + 15] << 24;
 		if (len > n - pos - 32)
 			break;
-		put64(b + pos, XXH3_64bits(b + pos + 8, 24 + (size_t)len));
+		le_put64(b + pos, XXH3_64bits(b + pos + 8, 24 + (size_t)len));
 		pos += (32 + (size_t)len + 7) & ~(size_t)7;
 	}
 }

@@ -358,9 +358,9 @@ Test(wal, revisions_non_decreasing)
 	uint8_t r[REC_HDR + 16];
 	uint64_t off = SEG_HDR + 2 * ALIGN8(REC_HDR + 10);
 	cr_assert_eq(pread(fd, r, sizeof r, (off_t)off), (ssize_t)sizeof r);
-	cr_assert_eq(get64(r + 16), 9);
-	put64(r + 16, 3);
-	put64(r, XXH3_64bits(r + 8, REC_HDR - 8 + 10));
+	cr_assert_eq(le_get64(r + 16), 9);
+	le_put64(r + 16, 3);
+	le_put64(r, XXH3_64bits(r + 8, REC_HDR - 8 + 10));
 	cr_assert_eq(pwrite(fd, r, sizeof r, (off_t)off), (ssize_t)sizeof r);
 	close(fd);
 	char err[512];
@@ -1142,11 +1142,11 @@ Test(wal_batch, rejects_malformed)
 	cr_assert_eq(wal_batch_decode(bad, n, NULL, NULL), -ENOTSUP);
 	/* a count the payload cannot hold */
 	memcpy(bad, buf, n);
-	put32(bad + 1, 0xffffffff);
+	le_put32(bad + 1, 0xffffffff);
 	cr_assert_eq(wal_batch_decode(bad, n, NULL, NULL), -EINVAL);
 	/* base revision beyond int64 */
 	memcpy(bad, buf, n);
-	put64(bad + 5, 0x8000000000000000ull);
+	le_put64(bad + 5, 0x8000000000000000ull);
 	cr_assert_eq(wal_batch_decode(bad, n, NULL, NULL), -EINVAL);
 
 	/* hand-made changes after a header with count 1 and base 0 */
