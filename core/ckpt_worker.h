@@ -34,6 +34,8 @@ struct ckpt_job {
 	uint64_t log_seq;
 	struct ckpt_lease *leases; /* malloc'd by the sequencer, freed with the job */
 	size_t nleases;
+	uint8_t *auth;             /* the auth state's bytes (malloc'd, freed with the job), or NULL */
+	size_t auth_len;
 	struct seq_req *waiting;   /* requests answered when the job is done (Defragment, Snapshot) */
 	/* results */
 	int rc;                    /* 0, -MVCC_ECOMPACTED (try again), -errno */

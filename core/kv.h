@@ -66,6 +66,8 @@ struct kv_sink {
 	/* lease grants and revocations, for the log (may be NULL); rev is the store's */
 	void (*lease_grant)(void *arg, int64_t rev, int64_t id, int64_t ttl);
 	void (*lease_revoke)(void *arg, int64_t rev, int64_t id);
+	/* an auth change (core/auth.h's operation bytes), for the log */
+	void (*auth)(void *arg, int64_t rev, const uint8_t *op, size_t len);
 	void *arg;
 };
 

@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/auth.h"
+#include "core/authsvc.h"
 #include "core/ckpt_worker.h"
 #include "core/config.h"
 #include "core/lease.h"
@@ -75,7 +77,31 @@ static struct tls_ctx *main_tls_ctx(const struct config *cfg)
 struct main_recover {
 	struct lease_table *leases;
 	uint64_t now_ms;
+	struct authsvc *auth;
 };
+
+static int main_auth_state(void *arg, const uint8_t *b, size_t len)
+{
+	struct main_recover *m = arg;
+	int err;
+	struct auth *a = auth_state_decode(b, len, &err);
+
+	if (!a)
+		return -1;
+	authsvc_replace(m->auth, a);
+	return 0;
+}
+
+static int main_auth_op(void *arg, const uint8_t *b, size_t len)
+{
+	struct main_recover *m = arg;
+	struct auth_op op;
+
+	if (auth_op_decode(b, len, &op))
+		return -1;
+	auth_apply(authsvc_writer(m->auth), &op); /* logged only when it succeeded: it succeeds again */
+	return 0;
+}
 
 static void main_lease_grant(void *arg, int64_t id, int64_t ttl)
 {
@@ -167,12 +193,20 @@ int main(int argc, char **argv, char **envp)
 	srv.tls_ctx = main_tls_ctx(&cfg);
 	srv.qsbr = qsbr_new(srv.nreactors + 1); /* the reactors and the checkpoint worker */
 	srv.store = mvcc_store_new(srv.qsbr);
-	struct main_recover mr = {.leases = lease_table_new(main_clock_ms()), .now_ms = main_clock_ms()};
+	char aerr[512];
+	srv.auth = authsvc_new(cfg.auth_token, cfg.auth_token_ttl_s, cfg.bcrypt_cost, srv.qsbr, aerr, sizeof aerr);
+	if (!srv.auth)
+		log_fatal("%s", aerr);
+	struct main_recover mr = {.leases = lease_table_new(main_clock_ms()), .now_ms = main_clock_ms(), .auth = srv.auth};
 	uint64_t ckpt_bytes = 0;
 	{
 		/* one batch's record may be large (a delete of a big range): let it grow to the max */
 		struct wal_options wo = {.no_fsync = cfg.unsafe_no_fsync, .pending_bytes = WAL_PENDING_BYTES_MAX};
-		struct recover_hooks hooks = {.lease_grant = main_lease_grant, .lease_revoke = main_lease_revoke, .arg = &mr};
+		struct recover_hooks hooks = {.lease_grant = main_lease_grant,
+					      .lease_revoke = main_lease_revoke,
+					      .auth_op = main_auth_op,
+					      .auth_state = main_auth_state,
+					      .arg = &mr};
 		struct mvcc_view v;
 		char err[1024];
 		rc = recover_open(cfg.data_dir, &wo, srv.store, &hooks, &srv.wal, &ckpt_bytes, err, sizeof err);
@@ -188,6 +222,8 @@ int main(int argc, char **argv, char **envp)
 	struct seq_deliver deliver = {.requests = main_deliver, .events = main_deliver_events, .arg = &srv};
 	srv.seq = seq_new(srv.store, srv.wal, mr.leases, &srv.ids, srv.nreactors, &deliver);
 	seq_set_alarms(srv.seq, &srv.alarms);
+	authsvc_publish(srv.auth); /* what recovery rebuilt, before any reader runs */
+	seq_set_auth(srv.seq, srv.auth);
 	seq_set_checkpoints(srv.seq, ckpt_worker_new(cfg.data_dir, srv.qsbr, cfg.unsafe_no_fsync, seq_ckpt_done, srv.seq),
 			    cfg.checkpoint_log_bytes, cfg.snapshot_count, ckpt_bytes);
 	seq_set_quota(srv.seq, config_quota_bytes(&cfg), cfg.max_request_bytes + GRPC_OVERHEAD_BYTES);

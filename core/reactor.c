@@ -732,8 +732,15 @@ static int reactor_cb_route(void *user, const char *path, size_t len) { return s
 static void reactor_cb_call_start(void *user, uint32_t sid, int method, const struct grpc_header *h, size_t n)
 {
 	struct conn *c = user;
+	const char *token = NULL;
+	size_t tlen = 0;
 
-	svc_on_call_start(c->r->svc, c->g, c, sid, method);
+	for (size_t i = 0; i < n; i++) /* etcd's clients send their auth token as "token" metadata */
+		if (h[i].name_len == 5 && !memcmp(h[i].name, "token", 5)) {
+			token = (const char *)h[i].value;
+			tlen = h[i].value_len;
+		}
+	svc_on_call_start(c->r->svc, c->g, c, sid, method, token, tlen);
 }
 
 static void reactor_cb_message(void *user, uint32_t sid, int method, const uint8_t *msg, size_t len)
@@ -751,11 +758,11 @@ static void reactor_cb_half_close(void *user, uint32_t sid, int method)
 	conn_mark_dirty(c);
 }
 
-static void reactor_cb_call_end(void *user, uint32_t sid, int method)
+static void reactor_cb_call_end(void *user, uint32_t sid, int method, void *call_user)
 {
 	struct conn *c = user;
 
-	svc_on_call_end(c->r->svc, c->g, sid, method);
+	svc_on_call_end(c->r->svc, c->g, sid, method, call_user);
 }
 
 static void reactor_conn_dirty(void *conn_user) { conn_mark_dirty(conn_user); }

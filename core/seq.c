@@ -17,6 +17,9 @@
 #include <unistd.h>
 
 #include "core/arena.h"
+#include "core/auth.h"
+#include "core/auth_rpc.h"
+#include "core/authsvc.h"
 #include "core/autocompact.h"
 #include "core/ckpt_worker.h"
 #include "core/election.h"
@@ -62,6 +65,8 @@ struct seq {
 	int64_t ckpt_rev;         /* revision of the last checkpoint (or start) */
 	struct seq_req *defrag_waiting, *snap_waiting; /* chains by ->next, arrival order reversed */
 	_Atomic uint64_t ckpt_bytes;
+	struct authsvc *auth;
+	bool auth_changed; /* this batch changed auth: publish it with the batch */
 	_Atomic uint64_t batches;
 	_Atomic uint64_t applied;
 };
@@ -119,6 +124,14 @@ static void seq_sink_compact(void *arg, int64_t rev, int64_t compact_rev)
 
 	seq_enc_reserve(s, 0);
 	wal_batch_compact(&s->enc, rev, compact_rev);
+}
+
+static void seq_sink_auth(void *arg, int64_t rev, const uint8_t *op, size_t len)
+{
+	struct seq *s = arg;
+
+	seq_enc_reserve(s, len);
+	wal_batch_auth(&s->enc, rev, op, len);
 }
 
 static bool seq_sink_lease_exists(void *arg, int64_t id)
@@ -190,6 +203,7 @@ struct seq *seq_new(struct mvcc_store *store, struct wal *wal, struct lease_tabl
 		.lease_exists = seq_sink_lease_exists,
 		.lease_grant = seq_sink_lease_grant,
 		.lease_revoke = seq_sink_lease_revoke,
+		.auth = seq_sink_auth,
 		.arg = s,
 	};
 	s->leases = leases;
@@ -264,6 +278,8 @@ static bool seq_over_quota(const struct seq *s, const struct seq_req *r)
 	return s->quota && in_use >= s->quota_unchecked &&
 	       in_use + protobuf_c_message_get_packed_size(r->msg) > s->quota;
 }
+
+void seq_set_auth(struct seq *s, struct authsvc *a) { s->auth = a; }
 
 void seq_set_autocompact(struct seq *s, bool periodic, int64_t retention)
 {
@@ -362,12 +378,27 @@ static bool seq_apply(struct seq *s, struct seq_req *r, const struct kv_sink *si
 		r->resp_len = 0;
 		return false;
 	}
+	if (s->auth && !auth_rpc_still_valid(s->auth, r, &res)) {
+		r->code = res.code;
+		r->message = res.message;
+		r->resp = NULL;
+		r->resp_len = 0;
+		return false;
+	}
 	if (r->method >= SVC_LOCK_LOCK && r->method <= SVC_ELECTION_RESIGN)
 		return election_apply(s->election, s->store, r, sink, &s->ids);
-	if (r->method < KV_METHODS)
+	if (r->method < KV_METHODS) {
 		kv_write((enum kv_method)r->method, s->store, r->msg, r->arena, sink, &res);
-	else
+	} else if (r->method >= SVC_AUTH_ENABLE && r->method <= SVC_AUTH_ROLE_REVOKE_PERMISSION) {
+		bool changed = false;
+		if (s->auth)
+			auth_rpc_apply(s->auth, s->store, r, sink, &s->ids, &res, &changed);
+		else
+			res = (struct kv_result){.code = GRPC_UNIMPLEMENTED, .message = "auth is not configured"};
+		s->auth_changed |= changed;
+	} else {
 		lease_svc_apply(s->leases, s->store, r->method, r->msg, r->arena, sink, &s->ids, now_ms, &res);
+	}
 	r->code = res.code;
 	r->message = res.message;
 	r->resp = NULL;
@@ -479,6 +510,10 @@ static struct seq_req *seq_run_batch(struct seq *s, struct seq_req *batch, uint6
 		s->enc.buf = malloc(s->enc.cap);
 		if (!s->enc.buf)
 			log_fatal("seq: out of memory");
+	}
+	if (s->auth_changed) { /* durable now: readers may see it (retired memory goes with the publish's epoch) */
+		authsvc_publish(s->auth);
+		s->auth_changed = false;
 	}
 	mvcc_publish(s->store);
 	atomic_fetch_add_explicit(&s->batches, 1, memory_order_relaxed);
@@ -617,6 +652,14 @@ static void seq_ckpt_start(struct seq *s)
 	if (!(j = calloc(1, sizeof *j)) || !(j->leases = malloc((lease_count(s->leases) + 1) * sizeof *j->leases)))
 		log_fatal("seq: out of memory");
 	j->nleases = lease_export(s->leases, j->leases);
+	if (s->auth) {
+		const struct auth *a = authsvc_writer(s->auth);
+		if (auth_is_enabled(a) || auth_user_count(a) || auth_role_count(a) || auth_revision(a) > 1) {
+			j->auth_len = auth_state_size(a);
+			if (!(j->auth = malloc(j->auth_len)) || auth_state_encode(a, j->auth, j->auth_len) != (ssize_t)j->auth_len)
+				log_fatal("seq: encoding the auth state for a checkpoint");
+		}
+	}
 	j->fd = -1;
 	if (s->snap_waiting) {
 		j->kind = CKPT_JOB_SNAPSHOT;
@@ -723,6 +766,7 @@ static void seq_ckpt_poll(struct seq *s)
 		if (answered)
 			seq_deliver_reqs(s, answered);
 		free(j->leases);
+		free(j->auth);
 		free(j);
 	}
 	if (!ckpt_worker_busy(s->ckpt))

@@ -42,6 +42,13 @@ struct seq_req {
 	size_t resp_len;
 	int fd;            /* Snapshot: the file the answer streams (the receiver closes it), else -1 */
 	uint64_t fd_bytes;
+	/* auth: who sent it (in the arena) and the auth revision its permissions were checked
+	 * at on the reactor (0: not checked; the sequencer refuses it if auth changed since) */
+	const uint8_t *user;
+	size_t user_len;
+	int auth_err;      /* the call's identity failed (invalid token) */
+	uint64_t auth_token_rev, auth_checked_rev;
+	char *token;       /* Authenticate: the token issued (in the arena) */
 };
 
 struct watch_batch;
@@ -73,6 +80,11 @@ void seq_set_alarms(struct seq *s, _Atomic unsigned *alarms);
  * plus the request would pass it raises NOSPACE (etcd's quota) and is refused. No request
  * is larger than max_request_bytes, so below quota minus that none is sized. */
 void seq_set_quota(struct seq *s, uint64_t bytes, uint64_t max_request_bytes);
+/* Auth (core/authsvc.h): its methods run here, its changes are logged with the batch and
+ * published after it; every request checked on a reactor is refused if auth changed
+ * before it applied. Before seq_start. */
+struct authsvc;
+void seq_set_auth(struct seq *s, struct authsvc *a);
 /* --auto-compaction-*: periodic keeps `retention` ms of history, otherwise `retention`
  * revisions; 0 never compacts. Before seq_start. */
 void seq_set_autocompact(struct seq *s, bool periodic, int64_t retention);

@@ -13,6 +13,11 @@
 #include <unistd.h>
 
 #include "core/arena.h"
+#include "core/auth.h"
+#include "core/auth_rpc.h"
+#include "core/authsvc.h"
+#include "core/config.h"
+#include "core/reactor.h"
 #include "core/election.h"
 #include "core/kv.h"
 #include "core/lease_svc.h"
@@ -67,6 +72,23 @@ static const struct svc_route_entry svc_routes[] = {
 	{"/etcdserverpb.Maintenance/HashKV", SVC_MAINT_HASHKV},
 	{"/etcdserverpb.Maintenance/Defragment", SVC_MAINT_DEFRAGMENT},
 	{"/etcdserverpb.Maintenance/Snapshot", SVC_MAINT_SNAPSHOT},
+	{"/etcdserverpb.Auth/AuthEnable", SVC_AUTH_ENABLE},
+	{"/etcdserverpb.Auth/AuthDisable", SVC_AUTH_DISABLE},
+	{"/etcdserverpb.Auth/AuthStatus", SVC_AUTH_STATUS},
+	{"/etcdserverpb.Auth/Authenticate", SVC_AUTH_AUTHENTICATE},
+	{"/etcdserverpb.Auth/UserAdd", SVC_AUTH_USER_ADD},
+	{"/etcdserverpb.Auth/UserGet", SVC_AUTH_USER_GET},
+	{"/etcdserverpb.Auth/UserList", SVC_AUTH_USER_LIST},
+	{"/etcdserverpb.Auth/UserDelete", SVC_AUTH_USER_DELETE},
+	{"/etcdserverpb.Auth/UserChangePassword", SVC_AUTH_USER_CHANGE_PASSWORD},
+	{"/etcdserverpb.Auth/UserGrantRole", SVC_AUTH_USER_GRANT_ROLE},
+	{"/etcdserverpb.Auth/UserRevokeRole", SVC_AUTH_USER_REVOKE_ROLE},
+	{"/etcdserverpb.Auth/RoleAdd", SVC_AUTH_ROLE_ADD},
+	{"/etcdserverpb.Auth/RoleGet", SVC_AUTH_ROLE_GET},
+	{"/etcdserverpb.Auth/RoleList", SVC_AUTH_ROLE_LIST},
+	{"/etcdserverpb.Auth/RoleDelete", SVC_AUTH_ROLE_DELETE},
+	{"/etcdserverpb.Auth/RoleGrantPermission", SVC_AUTH_ROLE_GRANT_PERMISSION},
+	{"/etcdserverpb.Auth/RoleRevokePermission", SVC_AUTH_ROLE_REVOKE_PERMISSION},
 	{"/etcdserverpb.Maintenance/MoveLeader", SVC_MAINT_MOVE_LEADER},
 	{"/etcdserverpb.Maintenance/Downgrade", SVC_MAINT_DOWNGRADE},
 	{"/etcdserverpb.Cluster/MemberAdd", SVC_CLUSTER_MEMBER_ADD},
@@ -232,6 +254,146 @@ static void svc_queue(struct svc_thread *t, struct seq_req *r)
 	t->pend_last = r;
 }
 
+/* With auth on: whether the call's identity may make this request (else it is answered
+ * with etcd's error). A request for the sequencer (r) records the auth revision it was
+ * checked at, and who sent it. */
+static bool svc_authorized(struct svc_thread *t, struct grpc_conn *c, uint32_t sid, int method,
+			   const ProtobufCMessage *req, struct seq_req *r)
+{
+	struct authsvc *as = t->srv->auth;
+	const struct authsvc_ident *id;
+	const struct auth *view;
+	struct kv_result res;
+
+	if (r)
+		r->auth_checked_rev = 0;
+	if (!as || !authsvc_enabled(as))
+		return true;
+	view = authsvc_view(as);
+	id = grpc_call_user(c, sid);
+	if (auth_rpc_check(view, id, method, req, &res)) {
+		svc_status(t, c, sid, method, res.code, res.message);
+		return false;
+	}
+	if (r) {
+		r->auth_checked_rev = auth_revision(view) + 1;
+		if (id) {
+			uint8_t *u = arena_alloc(r->arena, id->ulen + 1);
+			memcpy(u, id->user, id->ulen + 1);
+			r->user = u;
+			r->user_len = id->ulen;
+		}
+	}
+	return true;
+}
+
+/* The password thread's part of Authenticate, UserAdd and UserChangePassword: then the
+ * request goes on to the sequencer as if it came straight from the reactor. */
+struct svc_pw {
+	struct authsvc_pw_job job;
+	struct seq_req *r;
+	struct server *srv;
+	uint64_t rev; /* Authenticate: the auth revision the password was read at */
+};
+
+static void svc_pw_done(struct authsvc_pw_job *j)
+{
+	struct svc_pw *p = j->arg;
+	struct seq_req *r = p->r;
+
+	if (r->method == SVC_AUTH_AUTHENTICATE) {
+		const Etcdserverpb__AuthenticateRequest *q = (const void *)r->msg;
+		if (j->rc) {
+			r->auth_err = j->rc;
+		} else {
+			char *tok = arena_alloc(r->arena, AUTHSVC_TOKEN_MAX);
+			int n = authsvc_issue(p->srv->auth, (const uint8_t *)q->name, strlen(q->name), p->rev, tok,
+					      AUTHSVC_TOKEN_MAX);
+			if (n < 0)
+				r->auth_err = n;
+			else
+				r->token = tok;
+		}
+	} else if (j->rc) {
+		r->auth_err = j->rc;
+	} else {
+		char *h = arena_alloc(r->arena, j->hash_len + 1);
+		memcpy(h, j->hash, j->hash_len + 1);
+		if (r->method == SVC_AUTH_USER_ADD)
+			((Etcdserverpb__AuthUserAddRequest *)r->msg)->hashedpassword = h;
+		else
+			((Etcdserverpb__AuthUserChangePasswordRequest *)r->msg)->hashedpassword = h;
+	}
+	r->next = NULL;
+	seq_submit(p->srv->seq, r, r);
+}
+
+/* An Auth method: checked, then (for passwords) through the password thread, then run by
+ * the sequencer, which owns the auth state. */
+static void svc_auth_call(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id, uint32_t sid, int method,
+			  const uint8_t *msg, size_t len)
+{
+	struct seq_req *r = svc_req_get(t);
+	const char *password = NULL;
+	ProtobufCAllocator al;
+	struct svc_pw *p;
+
+	arena_pb_allocator(r->arena, &al);
+	r->msg = protobuf_c_message_unpack(auth_rpc_desc(method), &al, len, msg);
+	r->auth_err = 0;
+	r->token = NULL;
+	r->user = NULL;
+	r->user_len = 0;
+	if (!r->msg) {
+		svc_status(t, c, sid, method, GRPC_INTERNAL, "grpc: error unmarshalling request");
+		svc_req_put(t, r);
+		return;
+	}
+	if (!svc_authorized(t, c, sid, method, r->msg, r)) {
+		svc_req_put(t, r);
+		return;
+	}
+	r->conn_id = conn_id;
+	r->stream_id = sid;
+	r->method = method;
+	r->keep_open = false;
+	r->start_us = svc_now_us();
+	p = arena_alloc(r->arena, sizeof *p);
+	memset(p, 0, sizeof *p);
+	p->r = r;
+	p->srv = t->srv;
+	p->job.done = svc_pw_done;
+	p->job.arg = p;
+	if (method == SVC_AUTH_AUTHENTICATE) {
+		const Etcdserverpb__AuthenticateRequest *q = (const void *)r->msg;
+		int rc = auth_user_password(authsvc_view(t->srv->auth), (const uint8_t *)q->name, strlen(q->name),
+					    p->job.hash, sizeof p->job.hash, &p->rev);
+		if (rc) {
+			svc_status(t, c, sid, method, (enum grpc_code)auth_grpc_code(rc), auth_strerror(rc));
+			svc_req_put(t, r);
+			return;
+		}
+		p->job.hash_len = strlen(p->job.hash);
+		p->job.verify = true;
+		password = q->password;
+	} else if (method == SVC_AUTH_USER_ADD) {
+		const Etcdserverpb__AuthUserAddRequest *q = (const void *)r->msg;
+		if (!(q->options && q->options->no_password) && !(q->hashedpassword && *q->hashedpassword))
+			password = q->password;
+	} else if (method == SVC_AUTH_USER_CHANGE_PASSWORD) {
+		const Etcdserverpb__AuthUserChangePasswordRequest *q = (const void *)r->msg;
+		if (!(q->hashedpassword && *q->hashedpassword))
+			password = q->password;
+	}
+	if (!password) {
+		svc_queue(t, r);
+		return;
+	}
+	p->job.password = password;
+	p->job.len = strlen(password);
+	authsvc_pw_submit(t->srv->auth, &p->job);
+}
+
 /* A call the sequencer answers: decoded into the request's own arena. Every Lease method
  * runs there (it owns the lease table); a keep-alive's stream stays open. */
 static void svc_queue_unpacked(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id, uint32_t sid, int method,
@@ -244,6 +406,10 @@ static void svc_queue_unpacked(struct svc_thread *t, struct grpc_conn *c, uint64
 	r->msg = desc ? protobuf_c_message_unpack(desc, &al, len, msg) : NULL;
 	if (!r->msg) {
 		svc_status(t, c, sid, method, GRPC_INTERNAL, "grpc: error unmarshalling request");
+		svc_req_put(t, r);
+		return;
+	}
+	if (!svc_authorized(t, c, sid, method, r->msg, r)) {
 		svc_req_put(t, r);
 		return;
 	}
@@ -281,9 +447,15 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 				   msg, len);
 		return;
 	}
+	if (method >= SVC_AUTH_ENABLE && method <= SVC_AUTH_ROLE_REVOKE_PERMISSION) {
+		svc_auth_call(t, c, conn_id, sid, method, msg, len);
+		return;
+	}
 	if (method >= SVC_MAINT_ALARM && method <= SVC_CLUSTER_MEMBER_PROMOTE) {
 		struct mvcc_view v;
 		struct kv_result res;
+		if (!svc_authorized(t, c, sid, method, NULL, NULL))
+			return;
 		arena_reset(t->scratch);
 		mvcc_view_published(t->srv->store, &v);
 		maint_handle(t->srv, method, msg, len, &v, t->scratch, &res);
@@ -320,6 +492,8 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 			svc_status(t, c, sid, method, res.code, res.message);
 			return;
 		}
+		if (!svc_authorized(t, c, sid, method, req, NULL))
+			return;
 		svc_kv_read(t, c, sid, method, req, t->scratch);
 		return;
 	}
@@ -333,6 +507,10 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 	}
 	if (kv_check((enum kv_method)method, req, len, &t->srv->limits, r->arena, &res)) {
 		svc_status(t, c, sid, method, res.code, res.message);
+		svc_req_put(t, r);
+		return;
+	}
+	if (!svc_authorized(t, c, sid, method, req, r)) {
 		svc_req_put(t, r);
 		return;
 	}
@@ -384,8 +562,18 @@ void svc_complete(struct svc_thread *t, struct grpc_conn *c, struct seq_req *r)
 	svc_req_put(t, r);
 }
 
-void svc_on_call_start(struct svc_thread *t, struct grpc_conn *c, void *conn_user, uint32_t sid, int method)
+void svc_on_call_start(struct svc_thread *t, struct grpc_conn *c, void *conn_user, uint32_t sid, int method,
+		       const char *token, size_t token_len)
 {
+	struct authsvc *as = t->srv->auth;
+
+	/* who the call is: only looked up when it sent a token or auth is on */
+	if (as && (token || authsvc_enabled(as))) {
+		const char *cn = t->srv->cfg->client_cert_auth ? reactor_conn_peer_cn(conn_user) : NULL;
+		struct authsvc_ident *id = authsvc_identify(as, token, token_len, cn);
+		if (id)
+			grpc_call_set_user(c, sid, id);
+	}
 	if (method >= 0 && method < SVC_METHODS)
 		atomic_fetch_add_explicit(&t->m.started[method], 1, memory_order_relaxed);
 	if (method == SVC_WATCH || method == SVC_ELECTION_OBSERVE)
@@ -411,8 +599,9 @@ void svc_on_half_close(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_
 	}
 }
 
-void svc_on_call_end(struct svc_thread *t, struct grpc_conn *c, uint32_t sid, int method)
+void svc_on_call_end(struct svc_thread *t, struct grpc_conn *c, uint32_t sid, int method, void *call_user)
 {
+	free(call_user); /* the call's identity */
 	if (method == SVC_WATCH || method == SVC_ELECTION_OBSERVE)
 		watch_stream_close(t->watch, c, sid);
 	else if (method == SVC_MAINT_SNAPSHOT)

@@ -37,6 +37,23 @@ enum svc_method {
 	SVC_ELECTION_RESIGN,
 	SVC_ELECTION_OBSERVE,
 	SVC_MAINT_SNAPSHOT,
+	SVC_AUTH_ENABLE, /* the Auth service: SVC_AUTH_ENABLE .. SVC_AUTH_ROLE_REVOKE_PERMISSION */
+	SVC_AUTH_DISABLE,
+	SVC_AUTH_STATUS,
+	SVC_AUTH_AUTHENTICATE,
+	SVC_AUTH_USER_ADD,
+	SVC_AUTH_USER_GET,
+	SVC_AUTH_USER_LIST,
+	SVC_AUTH_USER_DELETE,
+	SVC_AUTH_USER_CHANGE_PASSWORD,
+	SVC_AUTH_USER_GRANT_ROLE,
+	SVC_AUTH_USER_REVOKE_ROLE,
+	SVC_AUTH_ROLE_ADD,
+	SVC_AUTH_ROLE_GET,
+	SVC_AUTH_ROLE_LIST,
+	SVC_AUTH_ROLE_DELETE,
+	SVC_AUTH_ROLE_GRANT_PERMISSION,
+	SVC_AUTH_ROLE_REVOKE_PERMISSION,
 	SVC_METHODS,
 };
 
@@ -69,11 +86,13 @@ int svc_route(const char *path, size_t len);
 
 /* A call's life on connection `c` (conn_id names it for late answers, conn_user for
  * the reactor's dirty callback). */
-void svc_on_call_start(struct svc_thread *t, struct grpc_conn *c, void *conn_user, uint32_t stream_id, int method);
+/* token: the call's "token" metadata (NULL if none): its identity, when auth needs one. */
+void svc_on_call_start(struct svc_thread *t, struct grpc_conn *c, void *conn_user, uint32_t stream_id, int method,
+		       const char *token, size_t token_len);
 void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id, uint32_t stream_id, int method,
 		    const uint8_t *msg, size_t len);
 void svc_on_half_close(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id, uint32_t stream_id, int method);
-void svc_on_call_end(struct svc_thread *t, struct grpc_conn *c, uint32_t stream_id, int method);
+void svc_on_call_end(struct svc_thread *t, struct grpc_conn *c, uint32_t stream_id, int method, void *call_user);
 /* A committed batch of events for this reactor's watchers (in commit order). */
 void svc_watch_deliver(struct svc_thread *t, struct watch_batch *b);
 /* For the JSON gateway, which runs requests the way gRPC calls do. */

@@ -17,6 +17,8 @@
  * Ownership: a hub, its streams and watchers belong to one reactor thread. A batch is
  * immutable once built; its reference count is the only shared state.
  */
+#include "core/auth_rpc.h"
+#include "core/authsvc.h"
 #include "core/watch.h"
 
 #include <protobuf-c/protobuf-c.h>
@@ -744,6 +746,10 @@ static void watch_create(struct watch_hub *h, struct watch_stream *st, const Etc
 	if (cr->range_end.len && !(cr->range_end.len == 1 && cr->range_end.data[0] == 0) &&
 	    watch_bytes_cmp(key, klen, cr->range_end.data, cr->range_end.len) >= 0) {
 		err = "mvcc: watcher range is empty";
+	} else if (st->c && h->srv->auth && authsvc_enabled(h->srv->auth) &&
+		   (err = auth_rpc_check_watch(authsvc_view(h->srv->auth), grpc_call_user(st->c, st->sid), key, klen,
+					       cr->range_end.data, cr->range_end.len))) {
+		/* etcd refuses at create, with the permission error as the cancel reason */
 	} else if (id == 0) {
 		do {
 			id = st->next_id++;

@@ -55,6 +55,7 @@ struct grpc_call {
 	uint32_t msg_len, msg_have;
 	uint8_t *msg_buf; /* only while a message spans DATA frames */
 	uint64_t deadline_ms;
+	void *user; /* the caller's, grpc_call_set_user */
 };
 
 struct grpc_conn {
@@ -185,11 +186,13 @@ static void call_finish(struct grpc_conn *c, struct grpc_call *call, enum grpc_c
 	uint32_t sid = call->stream_id;
 	int method = call->method;
 	bool trailers_only = !call->headers_sent;
+	void *cu = call->user;
+	call->user = NULL;
 	call_release(c, call);
 	/* may close the stream at once (on_close then finds the call ended) */
 	send_status_block(c, sid, trailers_only, "200", code, message);
 	if (c->cb.on_call_end)
-		c->cb.on_call_end(c->user, sid, method);
+		c->cb.on_call_end(c->user, sid, method, cu);
 }
 
 /* ---- grpc-timeout ---- */
@@ -471,10 +474,12 @@ static void on_close(void *user, uint32_t sid, uint32_t slot, uint32_t error)
 		return;
 	bool report = call->started && !call->ended;
 	int method = call->method;
+	void *cu = call->user;
+	call->user = NULL;
 	call_release(c, call);
 	call->stream_id = 0;
 	if (report && c->cb.on_call_end)
-		c->cb.on_call_end(c->user, sid, method);
+		c->cb.on_call_end(c->user, sid, method, cu);
 }
 
 /* ---- public API ---- */
@@ -582,6 +587,21 @@ int grpc_send_status(struct grpc_conn *c, uint32_t stream_id, enum grpc_code cod
 		return -ENOENT;
 	call_finish(c, call, code, message);
 	return 0;
+}
+
+void grpc_call_set_user(struct grpc_conn *c, uint32_t stream_id, void *p)
+{
+	struct grpc_call *call = call_find(c, stream_id);
+
+	if (call)
+		call->user = p;
+}
+
+void *grpc_call_user(const struct grpc_conn *c, uint32_t stream_id)
+{
+	struct grpc_call *call = call_find(c, stream_id);
+
+	return call ? call->user : NULL;
 }
 
 size_t grpc_stream_queued_bytes(const struct grpc_conn *c, uint32_t stream_id)

@@ -86,7 +86,7 @@ struct grpc_server_callbacks {
 	 * grpc_send_status (after the status is queued), grpc_conn_tick, grpc_conn_free, and
 	 * inside grpc_send_message when that fails with -ENOBUFS (the connection died, so
 	 * every call ends, the sending one included). */
-	void (*on_call_end)(void *user, uint32_t stream_id, int method);
+	void (*on_call_end)(void *user, uint32_t stream_id, int method, void *call_user);
 };
 
 /* Callbacks may call grpc_send_message / grpc_send_status / grpc_stream_queued_bytes /
@@ -119,6 +119,10 @@ int grpc_send_message(struct grpc_conn *c, uint32_t stream_id, const uint8_t *ms
  * response if nothing was sent. `message` may be NULL; it is percent-encoded. Then
  * on_call_end is called. Returns 0 or -ENOENT. */
 int grpc_send_status(struct grpc_conn *c, uint32_t stream_id, enum grpc_code code, const char *message);
+/* A pointer the caller keeps with a live call (NULL until set); on_call_end hands it back
+ * (call_user) for the caller to free. */
+void grpc_call_set_user(struct grpc_conn *c, uint32_t stream_id, void *p);
+void *grpc_call_user(const struct grpc_conn *c, uint32_t stream_id);
 /* Bytes queued on a call and not yet handed to the output (waiting for its window). */
 size_t grpc_stream_queued_bytes(const struct grpc_conn *c, uint32_t stream_id);
 

@@ -15,6 +15,8 @@
  * Body: entries, each a tag byte and its fields; leases first, then keys in strictly
  * ascending order, then exactly one end entry, which is the last thing in the body.
  *   0x01 lease   id i64, ttl i64                                              (16 bytes)
+ *   0x03 auth    length u64, then the auth state (core/auth.h's bytes); at most one,
+ *                after the leases and before the keys
  *   0x02 key     key length u32, version count u32 (>= 1), the key, then per version,
  *                newest first: mod_revision i64, create_revision i64, version i64,
  *                lease i64, sub u32, flags u8 (bit 0: tombstone; others 0), value
@@ -45,6 +47,7 @@
 #define CKPT_VERSION 1u
 #define TAG_LEASE 0x01
 #define TAG_KEY 0x02
+#define TAG_AUTH 0x03
 #define TAG_END 0x7f
 #define VER_BYTES 41u
 #define CKPT_PATH_MAX (PATH_MAX + 48)
@@ -161,6 +164,7 @@ int ckpt_parse(const uint8_t *p, size_t len, const struct ckpt_sink *sink, char 
 	uint64_t body_len, body_sum, keys = 0, versions = 0, leases = 0;
 	const uint8_t *prev_key = NULL;
 	uint32_t prev_len = 0;
+	bool seen_auth = false;
 	const char *why;
 	int rc = 0;
 
@@ -194,8 +198,8 @@ int ckpt_parse(const uint8_t *p, size_t len, const struct ckpt_sink *sink, char 
 			break;
 		}
 		if (tag == TAG_LEASE) {
-			if (keys) {
-				rc = ckpt_fail(err, errlen, at, "lease entry after a key entry");
+			if (keys || seen_auth) {
+				rc = ckpt_fail(err, errlen, at, "lease entry after a key or auth entry");
 				break;
 			}
 			if (!need(&c, 16)) {
@@ -211,6 +215,22 @@ int ckpt_parse(const uint8_t *p, size_t len, const struct ckpt_sink *sink, char 
 			}
 			if (sink->lease && (rc = sink->lease(sink->arg, id, ttl)))
 				break;
+			continue;
+		}
+		if (tag == TAG_AUTH) {
+			if (keys || seen_auth) {
+				rc = ckpt_fail(err, errlen, at, "auth entry out of place");
+				break;
+			}
+			if (!need(&c, 8) || !need(&c, 8 + le_get64(p + c.off))) {
+				rc = ckpt_fail(err, errlen, at, "auth entry cut short");
+				break;
+			}
+			uint64_t alen = le_get64(p + c.off);
+			seen_auth = true;
+			if (sink->auth && (rc = sink->auth(sink->arg, p + c.off + 8, (size_t)alen)))
+				break;
+			c.off += 8 + alen;
 			continue;
 		}
 		if (tag != TAG_KEY) {
@@ -369,6 +389,12 @@ static int out_key(void *arg, const uint8_t *key, size_t key_len, const struct m
 int ckpt_write_fd(int fd, const struct mvcc_view *v, uint64_t log_seq, const struct ckpt_lease *leases,
 		  size_t nleases, uint64_t *bytes, struct ckpt_header *out)
 {
+	return ckpt_write_fd_x(fd, v, log_seq, &(struct ckpt_extra){leases, nleases, NULL, 0}, bytes, out);
+}
+
+int ckpt_write_fd_x(int fd, const struct mvcc_view *v, uint64_t log_seq, const struct ckpt_extra *x, uint64_t *bytes,
+		    struct ckpt_header *out)
+{
 	struct ckpt_out o = {.fd = fd};
 	struct ckpt_header h = {.rev = v->rev, .log_seq = log_seq};
 	uint8_t hdr[CKPT_HDR] = {0}, e[25];
@@ -387,12 +413,19 @@ int ckpt_write_fd(int fd, const struct mvcc_view *v, uint64_t log_seq, const str
 		rc = errno ? -errno : -EIO;
 		goto done;
 	}
-	for (size_t i = 0; i < nleases; i++) {
+	for (size_t i = 0; i < x->nleases; i++) {
 		uint8_t l[17];
 		l[0] = TAG_LEASE;
-		le_put64(l + 1, (uint64_t)leases[i].id);
-		le_put64(l + 9, (uint64_t)leases[i].ttl);
+		le_put64(l + 1, (uint64_t)x->leases[i].id);
+		le_put64(l + 9, (uint64_t)x->leases[i].ttl);
 		out_bytes(&o, l, sizeof l);
+	}
+	if (x->auth_len) {
+		uint8_t a[9];
+		a[0] = TAG_AUTH;
+		le_put64(a + 1, x->auth_len);
+		out_bytes(&o, a, sizeof a);
+		out_bytes(&o, x->auth, x->auth_len);
 	}
 	rc = mvcc_dump(v, out_key, &o, &h.compact_rev);
 	if (rc)
@@ -400,7 +433,7 @@ int ckpt_write_fd(int fd, const struct mvcc_view *v, uint64_t log_seq, const str
 	e[0] = TAG_END;
 	le_put64(e + 1, o.keys);
 	le_put64(e + 9, o.versions);
-	le_put64(e + 17, nleases);
+	le_put64(e + 17, x->nleases);
 	out_bytes(&o, e, sizeof e);
 	out_flush(&o);
 	if ((rc = o.err))
@@ -482,6 +515,12 @@ static int ckpt_prune(const char *dir, const char *keep, bool tmp)
 int ckpt_save(const char *data_dir, const struct mvcc_view *v, uint64_t log_seq, const struct ckpt_lease *leases,
 	      size_t nleases, bool no_fsync, uint64_t *bytes, struct ckpt_header *out)
 {
+	return ckpt_save_x(data_dir, v, log_seq, &(struct ckpt_extra){leases, nleases, NULL, 0}, no_fsync, bytes, out);
+}
+
+int ckpt_save_x(const char *data_dir, const struct mvcc_view *v, uint64_t log_seq, const struct ckpt_extra *x,
+		bool no_fsync, uint64_t *bytes, struct ckpt_header *out)
+{
 	char dir[PATH_MAX], tmp[CKPT_PATH_MAX], path[CKPT_PATH_MAX], name[32];
 	struct ckpt_header h;
 	int fd, rc;
@@ -492,7 +531,7 @@ int ckpt_save(const char *data_dir, const struct mvcc_view *v, uint64_t log_seq,
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
-	rc = ckpt_write_fd(fd, v, log_seq, leases, nleases, bytes, &h);
+	rc = ckpt_write_fd_x(fd, v, log_seq, x, bytes, &h);
 	if (!rc && !no_fsync && fdatasync(fd) < 0)
 		rc = -errno;
 	close(fd);

@@ -37,7 +37,17 @@ struct ckpt_sink {
 	int (*header)(void *arg, const struct ckpt_header *h);
 	int (*lease)(void *arg, int64_t id, int64_t ttl);
 	int (*key)(void *arg, const uint8_t *key, size_t key_len, const struct mvcc_stored *vers, size_t n);
+	int (*auth)(void *arg, const uint8_t *state, size_t len); /* core/auth.h's state bytes */
 	void *arg;
+};
+
+/* What a checkpoint keeps besides the keys: the leases, and the auth state's bytes (NULL
+ * and 0 when auth was never used). */
+struct ckpt_extra {
+	const struct ckpt_lease *leases;
+	size_t nleases;
+	const uint8_t *auth;
+	size_t auth_len;
 };
 
 /* Validates a whole checkpoint held in memory, then walks it through sink (any member may
@@ -51,10 +61,13 @@ uint64_t ckpt_length(const uint8_t *p, size_t len, char *err, size_t errlen);
 /* Maps `path` and parses it (as ckpt_parse; -errno when it cannot be read). */
 int ckpt_load_file(const char *path, const struct ckpt_sink *sink, char *err, size_t errlen);
 
-/* Writes a checkpoint of the view (and these leases) to fd from its current offset: the
+/* Writes a checkpoint of the view (and x's leases and auth state) to fd from its current offset: the
  * caller's thread must be an online qsbr reader throughout. *bytes gets the file's length,
  * *out the header written. -MVCC_ECOMPACTED (retry later) when a compaction past the view
  * ran meanwhile; -errno when writing fails. Does not sync. */
+int ckpt_write_fd_x(int fd, const struct mvcc_view *v, uint64_t log_seq, const struct ckpt_extra *x, uint64_t *bytes,
+		    struct ckpt_header *out);
+/* The same without an auth state. */
 int ckpt_write_fd(int fd, const struct mvcc_view *v, uint64_t log_seq, const struct ckpt_lease *leases,
 		  size_t nleases, uint64_t *bytes, struct ckpt_header *out);
 
@@ -62,6 +75,9 @@ int ckpt_write_fd(int fd, const struct mvcc_view *v, uint64_t log_seq, const str
 
 /* Writes snap/<rev>.ckpt durably (temporary name, fdatasync, rename, directory fsync;
  * no syncs with no_fsync), then deletes every other checkpoint. 0 or negative as above. */
+int ckpt_save_x(const char *data_dir, const struct mvcc_view *v, uint64_t log_seq, const struct ckpt_extra *x,
+		bool no_fsync, uint64_t *bytes, struct ckpt_header *out);
+/* The same without an auth state. */
 int ckpt_save(const char *data_dir, const struct mvcc_view *v, uint64_t log_seq, const struct ckpt_lease *leases,
 	      size_t nleases, bool no_fsync, uint64_t *bytes, struct ckpt_header *out);
 

@@ -57,6 +57,15 @@ static int recover_change(void *arg, const struct wal_change *ch)
 			c->hooks->lease_revoke(c->hooks->arg, ch->lease);
 		return 0;
 	}
+	if (ch->op == WAL_OP_AUTH) {
+		if ((rc = recover_close_txn(c)))
+			return rc;
+		if (c->hooks && c->hooks->auth_op && c->hooks->auth_op(c->hooks->arg, ch->value, ch->value_len)) {
+			snprintf(c->err, c->errlen, "log replay: a malformed auth record at revision %" PRId64, ch->rev);
+			return -EBADMSG;
+		}
+		return 0;
+	}
 	if (ch->op == WAL_OP_COMPACT) {
 		if ((rc = recover_close_txn(c)))
 			return rc;
@@ -135,6 +144,17 @@ static int recover_ckpt_lease(void *arg, int64_t id, int64_t ttl)
 	return 0;
 }
 
+static int recover_ckpt_auth(void *arg, const uint8_t *state, size_t len)
+{
+	struct recover_ctx *c = arg;
+
+	if (c->hooks && c->hooks->auth_state && c->hooks->auth_state(c->hooks->arg, state, len)) {
+		snprintf(c->err, c->errlen, "the auth state does not decode");
+		return -EBADMSG;
+	}
+	return 0;
+}
+
 static int recover_ckpt_key(void *arg, const uint8_t *key, size_t key_len, const struct mvcc_stored *vers, size_t n)
 {
 	struct recover_ctx *c = arg;
@@ -155,7 +175,7 @@ static int recover_ckpt_key(void *arg, const uint8_t *key, size_t key_len, const
 /* Loads the newest checkpoint, if any; *bytes gets its size. */
 static int recover_ckpt(struct recover_ctx *c, const char *data_dir, bool clean, uint64_t *bytes)
 {
-	struct ckpt_sink sink = {recover_ckpt_header, recover_ckpt_lease, recover_ckpt_key, c};
+	struct ckpt_sink sink = {recover_ckpt_header, recover_ckpt_lease, recover_ckpt_key, recover_ckpt_auth, c};
 	char path[PATH_MAX + 64], why[512];
 	int rc;
 

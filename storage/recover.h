@@ -15,6 +15,10 @@ struct wal_options;
 struct recover_hooks {
 	void (*lease_grant)(void *arg, int64_t id, int64_t ttl);
 	void (*lease_revoke)(void *arg, int64_t id);
+	/* an auth operation from the log, and the auth state from a checkpoint (bytes as
+	 * core/auth.h encodes them); non-zero: the bytes are damaged */
+	int (*auth_op)(void *arg, const uint8_t *op, size_t len);
+	int (*auth_state)(void *arg, const uint8_t *state, size_t len);
 	void *arg;
 };
 

@@ -178,7 +178,9 @@ enum wal_op {
 	WAL_OP_COMPACT = 3, /* compact_rev (<= rev) */
 	WAL_OP_LEASE_GRANT = 4,  /* lease id, ttl (seconds) */
 	WAL_OP_LEASE_REVOKE = 5, /* lease id; its keys' deletions follow as deletes */
-	/* 6..15 reserved for leases (checkpoint), 16..31 for auth */
+	/* 6..15 reserved for leases */
+	WAL_OP_AUTH = 16,        /* value: one auth operation (core/auth.h's bytes) */
+	/* 17..31 reserved for auth */
 };
 
 struct wal_change {
@@ -213,6 +215,8 @@ int wal_batch_compact(struct wal_batch_enc *e, int64_t rev, int64_t compact_rev)
 /* rev is the store's revision when the lease was granted or revoked (a lease adds none) */
 int wal_batch_lease_grant(struct wal_batch_enc *e, int64_t rev, int64_t id, int64_t ttl);
 int wal_batch_lease_revoke(struct wal_batch_enc *e, int64_t rev, int64_t id);
+/* rev is the store's revision when auth changed (an auth change adds none) */
+int wal_batch_auth(struct wal_batch_enc *e, int64_t rev, const uint8_t *op, size_t len);
 /* Returns the payload length, or the first error (-ENOBUFS: buffer too small). *last_rev
  * (may be NULL) gets the highest revision, for wal_append. */
 ssize_t wal_batch_end(struct wal_batch_enc *e, int64_t *last_rev);

@@ -6,15 +6,17 @@
  *   5       8     base revision (i64 LE, >= 0)
  *   13      …     changes, in order:
  *
- *   op        u8       1 put, 2 delete, 3 compact, 4 lease grant, 5 lease revoke
- *                      (6..15 more lease records, 16..31 auth: reserved)
+ *   op        u8       1 put, 2 delete, 3 compact, 4 lease grant, 5 lease revoke,
+ *                      16 auth (6..15 more lease records, 17..31 auth: reserved)
  *   rev_delta uvarint  revision minus the previous change's (the first: minus base)
  *   key_len   uvarint  then key_len bytes of key
  *   val_len   uvarint  then val_len bytes of value
  *   num       uvarint  put: lease id (0 none); compact: compact revision; delete: 0;
  *                      lease grant/revoke: the lease id (not 0; etcd allows negative ids,
  *                      stored as their two's complement); a grant's value is its
- *                      TTL in seconds as 8 bytes LE, a revoke has no key or value
+ *                      TTL in seconds as 8 bytes LE, a revoke has no key or value;
+ *                      auth: num 0, no key, the value is one auth operation
+ *                      (core/auth.c's op format, opaque here)
  *
  * Varints are LEB128 (protobuf's), at most 10 bytes, no overflow past 64 bits. A delete
  * has no value; a compaction has no key or value and compact_rev <= its revision; every
@@ -142,6 +144,13 @@ int wal_batch_lease_revoke(struct wal_batch_enc *e, int64_t rev, int64_t id)
 	return rec_add(e, WAL_OP_LEASE_REVOKE, rev, NULL, 0, NULL, 0, (uint64_t)id);
 }
 
+int wal_batch_auth(struct wal_batch_enc *e, int64_t rev, const uint8_t *op, size_t len)
+{
+	if (!len && !e->err)
+		e->err = -EINVAL;
+	return rec_add(e, WAL_OP_AUTH, rev, NULL, 0, op, len, 0);
+}
+
 ssize_t wal_batch_end(struct wal_batch_enc *e, int64_t *last_rev)
 {
 	if (e->err)
@@ -180,7 +189,7 @@ static int rec_walk(const uint8_t *p, size_t len, wal_change_fn fn, void *arg)
 			return -EINVAL;
 		c.op = (enum wal_op)p[off++];
 		if (c.op != WAL_OP_PUT && c.op != WAL_OP_DELETE && c.op != WAL_OP_COMPACT &&
-		    c.op != WAL_OP_LEASE_GRANT && c.op != WAL_OP_LEASE_REVOKE)
+		    c.op != WAL_OP_LEASE_GRANT && c.op != WAL_OP_LEASE_REVOKE && c.op != WAL_OP_AUTH)
 			return -ENOTSUP;
 		if (!(n = rec_uvarint_get(p + off, len - off, &delta)) || delta > (uint64_t)(INT64_MAX - rev))
 			return -EINVAL;
@@ -209,6 +218,8 @@ static int rec_walk(const uint8_t *p, size_t len, wal_change_fn fn, void *arg)
 				return -EINVAL;
 			c.ttl = (int64_t)le_get64(c.value);
 		} else if (c.op == WAL_OP_LEASE_REVOKE && (c.key_len || c.value_len || !num)) {
+			return -EINVAL;
+		} else if (c.op == WAL_OP_AUTH && (c.key_len || !c.value_len || num)) {
 			return -EINVAL;
 		}
 		c.compact_rev = c.op == WAL_OP_COMPACT ? (int64_t)num : 0;

@@ -29,6 +29,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/sha256.h>
 
+#include "core/auth.h"
 #include "core/lease.h"
 #include "core/qsbr.h"
 #include "storage/ckpt.h"
@@ -143,7 +144,34 @@ static int restore_snapshot(const char *file, const char *dir)
 struct pitr {
 	struct lease_table *leases;
 	uint64_t regranted;
+	struct auth *auth; /* as of the revision: the checkpoint's, then the log's changes */
+	uint8_t *auth_bytes;
+	size_t auth_len;
 };
+
+static int pitr_auth_state(void *arg, const uint8_t *b, size_t len)
+{
+	struct pitr *p = arg;
+	int err;
+	struct auth *a = auth_state_decode(b, len, &err);
+
+	if (!a)
+		return -1;
+	auth_free(p->auth);
+	p->auth = a;
+	return 0;
+}
+
+static int pitr_auth_op(void *arg, const uint8_t *b, size_t len)
+{
+	struct pitr *p = arg;
+	struct auth_op op;
+
+	if (auth_op_decode(b, len, &op))
+		return -1;
+	auth_apply(p->auth, &op);
+	return 0;
+}
 
 static void pitr_grant(void *arg, int64_t id, int64_t ttl)
 {
@@ -173,8 +201,8 @@ static int restore_at(const char *from, int64_t rev, const char *dir)
 {
 	struct qsbr *q = qsbr_new(1);
 	struct mvcc_store *s = mvcc_store_new(q);
-	struct pitr p = {.leases = lease_table_new(0)};
-	struct recover_hooks hooks = {pitr_grant, pitr_revoke, &p};
+	struct pitr p = {.leases = lease_table_new(0), .auth = auth_new()};
+	struct recover_hooks hooks = {pitr_grant, pitr_revoke, pitr_auth_op, pitr_auth_state, &p};
 	struct mvcc_view v;
 	char err[1024];
 	static const uint8_t all = 0;
@@ -191,7 +219,10 @@ static int restore_at(const char *from, int64_t rev, const char *dir)
 	if (!lv)
 		return 3;
 	size_t nl = lease_export(p.leases, lv);
-	rc = ckpt_save(dir, &v, 1, lv, nl, false, &bytes, NULL);
+	p.auth_len = auth_state_size(p.auth);
+	if (!(p.auth_bytes = malloc(p.auth_len)) || auth_state_encode(p.auth, p.auth_bytes, p.auth_len) < 0)
+		return 3;
+	rc = ckpt_save_x(dir, &v, 1, &(struct ckpt_extra){lv, nl, p.auth_bytes, p.auth_len}, false, &bytes, NULL);
 	if (rc) {
 		fprintf(stderr, "cannot write the checkpoint in %s: %s\n", dir, strerror(-rc));
 		return 3;
@@ -203,6 +234,8 @@ static int restore_at(const char *from, int64_t rev, const char *dir)
 		       v.rev, LEASE_MIN_TTL);
 	printf("\n");
 	free(lv);
+	free(p.auth_bytes);
+	auth_free(p.auth);
 	lease_table_free(p.leases);
 	mvcc_store_free(s);
 	qsbr_free(q);

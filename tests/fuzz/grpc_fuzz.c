@@ -44,7 +44,7 @@ static void on_half_close(void *u, uint32_t sid, int method)
 	grpc_send_status(C, sid, GRPC_ABORTED, "half closed \xff");
 }
 
-static void on_end(void *u, uint32_t sid, int method)
+static void on_end(void *u, uint32_t sid, int method, void *cu)
 {
 	ended++;
 	assert(ended <= started);

@@ -81,7 +81,7 @@ static void on_half_close(void *u, uint32_t sid, int method)
 		grpc_send_status(C, sid, GRPC_OK, NULL);
 }
 
-static void on_end(void *u, uint32_t sid, int method)
+static void on_end(void *u, uint32_t sid, int method, void *cu)
 {
 	live_del(sid);
 }

@@ -177,7 +177,7 @@ static void on_half_close(void *u, uint32_t sid, int method)
 		cr_assert_eq(grpc_send_status(S.c, sid, GRPC_OK, NULL), 0);
 }
 
-static void on_call_end(void *u, uint32_t sid, int method)
+static void on_call_end(void *u, uint32_t sid, int method, void *cu)
 {
 	if (S.ends < 64)
 		S.end_ids[S.ends] = sid;
