@@ -37,8 +37,8 @@ struct ckpt_sink {
 	int (*header)(void *arg, const struct ckpt_header *h);
 	int (*lease)(void *arg, int64_t id, int64_t ttl);
 	int (*key)(void *arg, const uint8_t *key, size_t key_len, const struct mvcc_stored *vers, size_t n);
-	int (*auth)(void *arg, const uint8_t *state, size_t len); /* core/auth.h's state bytes */
 	void *arg;
+	int (*auth)(void *arg, const uint8_t *state, size_t len); /* core/auth.h's state bytes */
 };
 
 /* What a checkpoint keeps besides the keys: the leases, and the auth state's bytes (NULL

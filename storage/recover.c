@@ -175,7 +175,11 @@ static int recover_ckpt_key(void *arg, const uint8_t *key, size_t key_len, const
 /* Loads the newest checkpoint, if any; *bytes gets its size. */
 static int recover_ckpt(struct recover_ctx *c, const char *data_dir, bool clean, uint64_t *bytes)
 {
-	struct ckpt_sink sink = {recover_ckpt_header, recover_ckpt_lease, recover_ckpt_key, recover_ckpt_auth, c};
+	struct ckpt_sink sink = {.header = recover_ckpt_header,
+				 .lease = recover_ckpt_lease,
+				 .key = recover_ckpt_key,
+				 .auth = recover_ckpt_auth,
+				 .arg = c};
 	char path[PATH_MAX + 64], why[512];
 	int rc;
 
