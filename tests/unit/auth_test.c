@@ -870,3 +870,22 @@ Test(auth, state_decode_rejects_broken_invariants)
 	free(b2);
 	auth_free(a);
 }
+
+Test(auth, clone_is_independent)
+{
+	struct auth *a = auth_new();
+	enable_with_root(a);
+	cr_assert_eq(add_user(a, "u"), 0);
+	cr_assert_eq(auth_role_add(a, S("r")), 0);
+	cr_assert_eq(auth_role_grant_permission(a, S("r"), AUTH_PERM_READ, S("k"), NULL, 0), 0);
+	cr_assert_eq(auth_user_grant_role(a, S("u"), S("r")), 0);
+	struct auth *c = auth_clone(a);
+	cr_assert(same_state(a, c));
+	cr_assert_eq(CHK(c, "u", "k", "", AUTH_READ), 0, "the clone has its own intervals");
+	cr_assert_eq(auth_role_delete(a, S("r")), 0);
+	cr_assert_eq(CHK(a, "u", "k", "", AUTH_READ), AUTH_ERR_PERMISSION_DENIED);
+	cr_assert_eq(CHK(c, "u", "k", "", AUTH_READ), 0, "and does not follow the original");
+	cr_assert_str_eq(user_roles(c, "u"), "r,");
+	auth_free(a);
+	auth_free(c);
+}

@@ -727,3 +727,18 @@ Test(auth_token, jwt_longest_claims)
 		     "no room for the name");
 	auth_token_jwt_free(j);
 }
+
+Test(auth_token, simple_default_ttl_is_etcds)
+{
+	struct auth_token_simple *s = auth_token_simple_new(0, 0);
+	char tok[AUTH_TOKEN_SIMPLE_MAX + 1];
+	uint8_t user[8];
+	size_t ulen;
+	uint64_t rev;
+
+	int n = auth_token_simple_assign(s, S("u"), 1, 1, 1000, tok);
+	cr_assert_eq(auth_token_simple_lookup(s, tok, (size_t)n, 1000 + 300000, user, sizeof user, &ulen, &rev), 0);
+	cr_assert_eq(auth_token_simple_lookup(s, tok, (size_t)n, 1000 + 600001, user, sizeof user, &ulen, &rev),
+		     AUTH_ERR_INVALID_AUTH_TOKEN, "300 s idle after the last use");
+	auth_token_simple_free(s);
+}
