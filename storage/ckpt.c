@@ -598,12 +598,17 @@ int ckpt_install(const char *data_dir, const char *src, uint64_t log_seq, char *
 	int in, out = -1, rc;
 	const char *why;
 
+	err[0] = 0;
 	if ((rc = ckpt_load_file(src, NULL, err, errlen)))
 		return rc;
-	if ((in = open(src, O_RDONLY | O_CLOEXEC)) < 0)
-		return -errno;
+	if ((in = open(src, O_RDONLY | O_CLOEXEC)) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "%s: %s", src, strerror(-rc));
+		return rc;
+	}
 	if (pread(in, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr) {
 		close(in);
+		snprintf(err, errlen, "%s: short read", src);
 		return -EIO;
 	}
 	if ((why = hdr_decode(hdr, sizeof hdr, &h, &body_len, &body_sum))) { /* changed under us */
@@ -639,8 +644,11 @@ int ckpt_install(const char *data_dir, const char *src, uint64_t log_seq, char *
 		rc = -errno;
 		goto done;
 	}
-	rc = fsync_path(dir);
+	if (!(rc = fsync_path(dir))) /* the only checkpoint: an older one must not win at start-up */
+		ckpt_prune(dir, strrchr(path, '/') + 1, true);
 done:
+	if (rc && !err[0])
+		snprintf(err, errlen, "%s: %s", dir, strerror(-rc));
 	free(buf);
 	close(in);
 	if (out >= 0)

@@ -654,15 +654,17 @@ int mvcc_dump(const struct mvcc_view *v, mvcc_dump_fn fn, void *arg, int64_t *co
 	int64_t cut = atomic_load_explicit(&v->store->compact_cut, memory_order_acquire);
 	if (cut > v->rev)
 		return -MVCC_ECOMPACTED; /* chains may have lost versions the view still needed */
-	/* A cut at or below the view only removed versions no read at or above it needs. */
-	*compact_rev = cut > v->compact_rev ? cut : v->compact_rev;
+	/* A cut at or below the view only removed versions no read at or above it needs. (A cut
+	 * of 0 is no cut: a never-compacted store stays at -1.) */
+	*compact_rev = cut > 0 && cut > v->compact_rev ? cut : v->compact_rev;
 	return rc;
 }
 
 int mvcc_load_begin(struct mvcc_store *s, int64_t rev, int64_t compact_rev)
 {
-	if (s->rev != 1 || s->keys_live || s->versions_total || s->in_txn || rev < 1 || compact_rev > rev ||
-	    compact_rev < -1)
+	/* rev < INT64_MAX: the next write takes rev + 1 */
+	if (s->rev != 1 || s->keys_live || s->versions_total || s->in_txn || rev < 1 || rev == INT64_MAX ||
+	    compact_rev > rev || compact_rev < -1)
 		return -EINVAL;
 	s->rev = rev;
 	s->compact_rev = compact_rev;
@@ -679,7 +681,9 @@ static bool mvcc_stored_ok(const struct mvcc_store *s, const struct mvcc_stored 
 		return false;
 	if (v->tomb)
 		return !v->value_len && !v->create_revision && !v->version && !v->lease;
-	return v->create_revision >= 1 && v->create_revision <= v->mod_revision && v->version >= 1;
+	/* version < INT64_MAX: the next put takes version + 1 */
+	return v->create_revision >= 1 && v->create_revision <= v->mod_revision && v->version >= 1 &&
+	       v->version < INT64_MAX;
 }
 
 int mvcc_load_key(struct mvcc_store *s, const uint8_t *key, size_t key_len, const struct mvcc_stored *vers, size_t n)

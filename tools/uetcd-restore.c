@@ -110,7 +110,7 @@ static size_t unwrap(const uint8_t *p, size_t len, char *err, size_t errlen)
 
 static int restore_snapshot(const char *file, const char *dir)
 {
-	char err[1024], tmp[PATH_MAX + 32];
+	char err[1024] = "", tmp[PATH_MAX + 32];
 	size_t len, ck;
 	uint8_t *p = read_file(file, &len);
 	int rc;
