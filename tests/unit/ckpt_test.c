@@ -937,7 +937,7 @@ Test(ckpt, entry_rules)
 		expect_bad_body(&b, (long)at, "lease id or TTL out of range");
 	}
 	/* unknown entry types */
-	static const uint8_t tags[] = {0x00, 0x03, 0x7e, 0x80, 0xff};
+	static const uint8_t tags[] = {0x00, 0x04, 0x7e, 0x80, 0xff};
 	for (size_t i = 0; i < sizeof tags; i++) {
 		b.len = 0;
 		bb_key(&b, "a", 1, live1, 1);
@@ -946,6 +946,13 @@ Test(ckpt, entry_rules)
 		bb_end(&b, 1, 1, 0);
 		expect_bad_body(&b, (long)at, "unknown entry type");
 	}
+	/* the auth entry (0x03) only between the leases and the keys, and once */
+	b.len = 0;
+	bb_key(&b, "a", 1, live1, 1);
+	at = b.len;
+	buf_u8(&b, 0x03);
+	bb_end(&b, 1, 1, 0);
+	expect_bad_body(&b, (long)at, "auth entry out of place");
 	/* version revisions outside [1, header revision 10] */
 	static const int64_t mods[] = {11, INT64_MAX, 0, -1, INT64_MIN};
 	for (size_t i = 0; i < sizeof mods / sizeof mods[0]; i++) {
