@@ -8,7 +8,9 @@
  *
  * /v3/watch answers a create request with a chunked stream of {"result":...} lines (the
  * watch hub writes them) until the client closes the connection.
- * Not served yet: /v3/maintenance/snapshot, the auth routes. */
+ * /v3/auth/... are the Auth service's methods; with auth on, every request's token comes in
+ * the Authorization header, as etcd's gateway forwards it. Not served yet:
+ * /v3/maintenance/snapshot. */
 #include "core/gateway.h"
 
 #include <errno.h>
@@ -16,8 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/arena.h"
+#include "core/authsvc.h"
 #include "core/kv.h"
 #include "core/lease_svc.h"
 #include "core/maint.h"
@@ -83,6 +87,40 @@ static const struct gw_route gw_routes[] = {
 	 &etcdserverpb__member_update_response__descriptor, false},
 	{"/v3/cluster/member/promote", SVC_CLUSTER_MEMBER_PROMOTE, &etcdserverpb__member_promote_request__descriptor,
 	 &etcdserverpb__member_promote_response__descriptor, false},
+	{"/v3/auth/authenticate", SVC_AUTH_AUTHENTICATE, &etcdserverpb__authenticate_request__descriptor,
+	 &etcdserverpb__authenticate_response__descriptor, false},
+	{"/v3/auth/enable", SVC_AUTH_ENABLE, &etcdserverpb__auth_enable_request__descriptor,
+	 &etcdserverpb__auth_enable_response__descriptor, false},
+	{"/v3/auth/disable", SVC_AUTH_DISABLE, &etcdserverpb__auth_disable_request__descriptor,
+	 &etcdserverpb__auth_disable_response__descriptor, false},
+	{"/v3/auth/status", SVC_AUTH_STATUS, &etcdserverpb__auth_status_request__descriptor,
+	 &etcdserverpb__auth_status_response__descriptor, false},
+	{"/v3/auth/user/add", SVC_AUTH_USER_ADD, &etcdserverpb__auth_user_add_request__descriptor,
+	 &etcdserverpb__auth_user_add_response__descriptor, false},
+	{"/v3/auth/user/get", SVC_AUTH_USER_GET, &etcdserverpb__auth_user_get_request__descriptor,
+	 &etcdserverpb__auth_user_get_response__descriptor, false},
+	{"/v3/auth/user/list", SVC_AUTH_USER_LIST, &etcdserverpb__auth_user_list_request__descriptor,
+	 &etcdserverpb__auth_user_list_response__descriptor, false},
+	{"/v3/auth/user/delete", SVC_AUTH_USER_DELETE, &etcdserverpb__auth_user_delete_request__descriptor,
+	 &etcdserverpb__auth_user_delete_response__descriptor, false},
+	{"/v3/auth/user/changepw", SVC_AUTH_USER_CHANGE_PASSWORD, &etcdserverpb__auth_user_change_password_request__descriptor,
+	 &etcdserverpb__auth_user_change_password_response__descriptor, false},
+	{"/v3/auth/user/grant", SVC_AUTH_USER_GRANT_ROLE, &etcdserverpb__auth_user_grant_role_request__descriptor,
+	 &etcdserverpb__auth_user_grant_role_response__descriptor, false},
+	{"/v3/auth/user/revoke", SVC_AUTH_USER_REVOKE_ROLE, &etcdserverpb__auth_user_revoke_role_request__descriptor,
+	 &etcdserverpb__auth_user_revoke_role_response__descriptor, false},
+	{"/v3/auth/role/add", SVC_AUTH_ROLE_ADD, &etcdserverpb__auth_role_add_request__descriptor,
+	 &etcdserverpb__auth_role_add_response__descriptor, false},
+	{"/v3/auth/role/get", SVC_AUTH_ROLE_GET, &etcdserverpb__auth_role_get_request__descriptor,
+	 &etcdserverpb__auth_role_get_response__descriptor, false},
+	{"/v3/auth/role/list", SVC_AUTH_ROLE_LIST, &etcdserverpb__auth_role_list_request__descriptor,
+	 &etcdserverpb__auth_role_list_response__descriptor, false},
+	{"/v3/auth/role/delete", SVC_AUTH_ROLE_DELETE, &etcdserverpb__auth_role_delete_request__descriptor,
+	 &etcdserverpb__auth_role_delete_response__descriptor, false},
+	{"/v3/auth/role/grant", SVC_AUTH_ROLE_GRANT_PERMISSION, &etcdserverpb__auth_role_grant_permission_request__descriptor,
+	 &etcdserverpb__auth_role_grant_permission_response__descriptor, false},
+	{"/v3/auth/role/revoke", SVC_AUTH_ROLE_REVOKE_PERMISSION, &etcdserverpb__auth_role_revoke_permission_request__descriptor,
+	 &etcdserverpb__auth_role_revoke_permission_response__descriptor, false},
 };
 
 static const struct gw_route *gw_find(const char *path, size_t len)
@@ -90,6 +128,15 @@ static const struct gw_route *gw_find(const char *path, size_t len)
 	for (size_t i = 0; i < sizeof gw_routes / sizeof gw_routes[0]; i++)
 		if (strlen(gw_routes[i].path) == len && memcmp(gw_routes[i].path, path, len) == 0)
 			return &gw_routes[i];
+	return NULL;
+}
+
+/* The caller of a gateway request, from its Authorization header (NULL without one). */
+static struct authsvc_ident *gw_identify(struct server *srv, const struct http1_request *r)
+{
+	for (size_t i = 0; i < r->n_headers; i++)
+		if (r->headers[i].name_len == 13 && !strncasecmp(r->headers[i].name, "authorization", 13))
+			return authsvc_identify(srv->auth, r->headers[i].value, r->headers[i].value_len, NULL);
 	return NULL;
 }
 
@@ -183,7 +230,8 @@ bool gateway_handle(struct svc_thread *t, struct http1_conn *h, void *conn_user,
 	struct seq_req *sr = NULL;
 	bool write = rt->method == KV_PUT || rt->method == KV_DELETE_RANGE || rt->method == KV_TXN ||
 		     rt->method == KV_COMPACT || rt->method == SVC_MAINT_DEFRAGMENT ||
-		     (rt->method >= SVC_LEASE_GRANT && rt->method <= SVC_LEASE_LEASES);
+		     (rt->method >= SVC_LEASE_GRANT && rt->method <= SVC_LEASE_LEASES) ||
+		     (rt->method >= SVC_AUTH_ENABLE && rt->method <= SVC_AUTH_ROLE_REVOKE_PERMISSION);
 	if (write) {
 		sr = svc_req_new(t);
 		a = sr->arena;
@@ -199,6 +247,21 @@ bool gateway_handle(struct svc_thread *t, struct http1_conn *h, void *conn_user,
 		if (sr)
 			svc_req_release(t, sr);
 		return true;
+	}
+	/* auth: the token comes in the Authorization header (the gateway never uses a TLS
+	 * client certificate's name, as etcd's) */
+	if (srv->auth && authsvc_enabled(srv->auth)) {
+		struct authsvc_ident *id = gw_identify(srv, r);
+		bool ok = svc_auth_allows(t, id, rt->method, req, sr, &res);
+		free(id);
+		if (!ok) {
+			gw_error(h, res.code, res.message);
+			if (sr)
+				svc_req_release(t, sr);
+			return true;
+		}
+	} else if (sr) {
+		svc_auth_allows(t, NULL, rt->method, req, sr, &res); /* clears the request's auth fields */
 	}
 	if (rt->method < KV_METHODS) {
 		size_t len = protobuf_c_message_get_packed_size(req);
@@ -230,7 +293,12 @@ bool gateway_handle(struct svc_thread *t, struct http1_conn *h, void *conn_user,
 		sr->msg = req;
 		sr->keep_open = false;
 		sr->http = true;
-		svc_req_submit(t, sr);
+		if (rt->method < SVC_AUTH_ENABLE || rt->method > SVC_AUTH_ROLE_REVOKE_PERMISSION) {
+			svc_req_submit(t, sr);
+		} else if (svc_auth_request(t, sr, &res)) {
+			gw_error(h, res.code, res.message);
+			svc_req_release(t, sr);
+		}
 		return true;
 	}
 	/* Maintenance and Cluster reads: the same handlers as gRPC, fed the packed request */

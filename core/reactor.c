@@ -735,8 +735,11 @@ static void reactor_cb_call_start(void *user, uint32_t sid, int method, const st
 	const char *token = NULL;
 	size_t tlen = 0;
 
-	for (size_t i = 0; i < n; i++) /* etcd's clients send their auth token as "token" metadata */
-		if (h[i].name_len == 5 && !memcmp(h[i].name, "token", 5)) {
+	/* etcd's clients send their auth token as "token" metadata; "authorization" is what
+	 * etcd also reads (its gateway forwards that header) */
+	for (size_t i = 0; i < n; i++)
+		if ((h[i].name_len == 5 && !memcmp(h[i].name, "token", 5)) ||
+		    (!token && h[i].name_len == 13 && !memcmp(h[i].name, "authorization", 13))) {
 			token = (const char *)h[i].value;
 			tlen = h[i].value_len;
 		}

@@ -254,27 +254,26 @@ static void svc_queue(struct svc_thread *t, struct seq_req *r)
 	t->pend_last = r;
 }
 
-/* With auth on: whether the call's identity may make this request (else it is answered
- * with etcd's error). A request for the sequencer (r) records the auth revision it was
- * checked at, and who sent it. */
-static bool svc_authorized(struct svc_thread *t, struct grpc_conn *c, uint32_t sid, int method,
-			   const ProtobufCMessage *req, struct seq_req *r)
+/* With auth on: whether `id` may make this request; else res holds etcd's error. A request
+ * for the sequencer (r) records the auth revision it was checked at, and who sent it. */
+bool svc_auth_allows(struct svc_thread *t, const struct authsvc_ident *id, int method, const ProtobufCMessage *req,
+		     struct seq_req *r, struct kv_result *res)
 {
 	struct authsvc *as = t->srv->auth;
-	const struct authsvc_ident *id;
 	const struct auth *view;
-	struct kv_result res;
 
-	if (r)
+	if (r) {
 		r->auth_checked_rev = 0;
+		r->auth_err = 0;
+		r->token = NULL;
+		r->user = NULL;
+		r->user_len = 0;
+	}
 	if (!as || !authsvc_enabled(as))
 		return true;
 	view = authsvc_view(as);
-	id = grpc_call_user(c, sid);
-	if (auth_rpc_check(view, id, method, req, &res)) {
-		svc_status(t, c, sid, method, res.code, res.message);
+	if (auth_rpc_check(view, id, method, req, res))
 		return false;
-	}
 	if (r) {
 		r->auth_checked_rev = auth_revision(view) + 1;
 		if (id) {
@@ -285,6 +284,18 @@ static bool svc_authorized(struct svc_thread *t, struct grpc_conn *c, uint32_t s
 		}
 	}
 	return true;
+}
+
+/* The same for a gRPC call, answering the call when it may not. */
+static bool svc_authorized(struct svc_thread *t, struct grpc_conn *c, uint32_t sid, int method,
+			   const ProtobufCMessage *req, struct seq_req *r)
+{
+	struct kv_result res;
+
+	if (svc_auth_allows(t, grpc_call_user(c, sid), method, req, r, &res))
+		return true;
+	svc_status(t, c, sid, method, res.code, res.message);
+	return false;
 }
 
 /* The password thread's part of Authenticate, UserAdd and UserChangePassword: then the
@@ -328,22 +339,61 @@ static void svc_pw_done(struct authsvc_pw_job *j)
 	seq_submit(p->srv->seq, r, r);
 }
 
-/* An Auth method: checked, then (for passwords) through the password thread, then run by
- * the sequencer, which owns the auth state. */
+/* An Auth method (r decoded, checked and addressed): for passwords through the password
+ * thread, then to the sequencer, which owns the auth state. -1 with res: answer it now
+ * (r is still the caller's). */
+int svc_auth_request(struct svc_thread *t, struct seq_req *r, struct kv_result *res)
+{
+	const char *password = NULL;
+	struct svc_pw *p;
+
+	r->start_us = svc_now_us();
+	p = arena_alloc(r->arena, sizeof *p);
+	memset(p, 0, sizeof *p);
+	p->r = r;
+	p->srv = t->srv;
+	p->job.done = svc_pw_done;
+	p->job.arg = p;
+	if (r->method == SVC_AUTH_AUTHENTICATE) {
+		const Etcdserverpb__AuthenticateRequest *q = (const void *)r->msg;
+		int rc = auth_user_password(authsvc_view(t->srv->auth), (const uint8_t *)q->name, strlen(q->name),
+					    p->job.hash, sizeof p->job.hash, &p->rev);
+		if (rc) {
+			res->code = (enum grpc_code)auth_grpc_code(rc);
+			res->message = auth_strerror(rc);
+			return -1;
+		}
+		p->job.hash_len = strlen(p->job.hash);
+		p->job.verify = true;
+		password = q->password;
+	} else if (r->method == SVC_AUTH_USER_ADD) {
+		const Etcdserverpb__AuthUserAddRequest *q = (const void *)r->msg;
+		if (!(q->options && q->options->no_password) && !(q->hashedpassword && *q->hashedpassword))
+			password = q->password;
+	} else if (r->method == SVC_AUTH_USER_CHANGE_PASSWORD) {
+		const Etcdserverpb__AuthUserChangePasswordRequest *q = (const void *)r->msg;
+		if (!(q->hashedpassword && *q->hashedpassword))
+			password = q->password;
+	}
+	if (!password) {
+		svc_queue(t, r);
+		return 0;
+	}
+	p->job.password = password;
+	p->job.len = strlen(password);
+	authsvc_pw_submit(t->srv->auth, &p->job);
+	return 0;
+}
+
 static void svc_auth_call(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id, uint32_t sid, int method,
 			  const uint8_t *msg, size_t len)
 {
 	struct seq_req *r = svc_req_get(t);
-	const char *password = NULL;
 	ProtobufCAllocator al;
-	struct svc_pw *p;
+	struct kv_result res;
 
 	arena_pb_allocator(r->arena, &al);
 	r->msg = protobuf_c_message_unpack(auth_rpc_desc(method), &al, len, msg);
-	r->auth_err = 0;
-	r->token = NULL;
-	r->user = NULL;
-	r->user_len = 0;
 	if (!r->msg) {
 		svc_status(t, c, sid, method, GRPC_INTERNAL, "grpc: error unmarshalling request");
 		svc_req_put(t, r);
@@ -357,41 +407,10 @@ static void svc_auth_call(struct svc_thread *t, struct grpc_conn *c, uint64_t co
 	r->stream_id = sid;
 	r->method = method;
 	r->keep_open = false;
-	r->start_us = svc_now_us();
-	p = arena_alloc(r->arena, sizeof *p);
-	memset(p, 0, sizeof *p);
-	p->r = r;
-	p->srv = t->srv;
-	p->job.done = svc_pw_done;
-	p->job.arg = p;
-	if (method == SVC_AUTH_AUTHENTICATE) {
-		const Etcdserverpb__AuthenticateRequest *q = (const void *)r->msg;
-		int rc = auth_user_password(authsvc_view(t->srv->auth), (const uint8_t *)q->name, strlen(q->name),
-					    p->job.hash, sizeof p->job.hash, &p->rev);
-		if (rc) {
-			svc_status(t, c, sid, method, (enum grpc_code)auth_grpc_code(rc), auth_strerror(rc));
-			svc_req_put(t, r);
-			return;
-		}
-		p->job.hash_len = strlen(p->job.hash);
-		p->job.verify = true;
-		password = q->password;
-	} else if (method == SVC_AUTH_USER_ADD) {
-		const Etcdserverpb__AuthUserAddRequest *q = (const void *)r->msg;
-		if (!(q->options && q->options->no_password) && !(q->hashedpassword && *q->hashedpassword))
-			password = q->password;
-	} else if (method == SVC_AUTH_USER_CHANGE_PASSWORD) {
-		const Etcdserverpb__AuthUserChangePasswordRequest *q = (const void *)r->msg;
-		if (!(q->hashedpassword && *q->hashedpassword))
-			password = q->password;
+	if (svc_auth_request(t, r, &res)) {
+		svc_status(t, c, sid, method, res.code, res.message);
+		svc_req_put(t, r);
 	}
-	if (!password) {
-		svc_queue(t, r);
-		return;
-	}
-	p->job.password = password;
-	p->job.len = strlen(password);
-	authsvc_pw_submit(t->srv->auth, &p->job);
 }
 
 /* A call the sequencer answers: decoded into the request's own arena. Every Lease method

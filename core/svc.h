@@ -58,6 +58,7 @@ enum svc_method {
 };
 
 struct server;
+struct ProtobufCMessage;
 struct grpc_conn;
 struct seq_req;
 struct svc_thread;
@@ -102,6 +103,15 @@ struct arena *svc_scratch(struct svc_thread *t);
 struct seq_req *svc_req_new(struct svc_thread *t);
 void svc_req_submit(struct svc_thread *t, struct seq_req *r);
 void svc_req_release(struct svc_thread *t, struct seq_req *r);
+
+/* Auth for requests that do not come as gRPC calls (the gateway): whether `id` may make
+ * the request (else res holds etcd's error), recording the check in r (may be NULL); and
+ * an Auth method's way to the sequencer (0: taken; -1: answer res, r is still yours). */
+struct authsvc_ident;
+struct kv_result;
+bool svc_auth_allows(struct svc_thread *t, const struct authsvc_ident *id, int method,
+		     const struct ProtobufCMessage *req, struct seq_req *r, struct kv_result *res);
+int svc_auth_request(struct svc_thread *t, struct seq_req *r, struct kv_result *res);
 
 /* The gateway's /v3/watch on an HTTP/1.1 connection, and that connection going away. */
 struct http1_conn;

@@ -147,3 +147,56 @@ def test_etcd3gw_watch(uetcd):
     cancel()
     assert [(e.get('type', 'PUT'), e['kv']['key'], e['kv'].get('value')) for e in events[:2]] == [
         ('PUT', b'gww/a', b'1'), ('DELETE', b'gww/a', None)]
+
+
+def post_auth(srv, path, body, token=None):
+    cmd = ['curl', '-s', '-w', '\n%{http_code}', '-X', 'POST', 'http://%s%s' % (srv.endpoint, path), '-d',
+           json.dumps(body)]
+    if token:
+        cmd += ['-H', 'Authorization: ' + token]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+    text, _, code = out.stdout.rpartition('\n')
+    return int(code), text
+
+
+def test_gateway_auth_matches_etcd(spawn):
+    """/v3/auth/* and the Authorization header, the same requests to both servers."""
+    outs = {}
+    for role in ('uetcd', 'etcd'):
+        srv = spawn(role)
+        steps = []
+
+        def step(path, body, token=None):
+            code, text = post_auth(srv, path, body, token)
+            d = normalize(text)
+            if isinstance(d, dict):
+                d.pop('token', None)
+            steps.append((path, code, d))
+            return text
+
+        step('/v3/auth/user/add', {'name': 'root', 'password': 'pw'})
+        step('/v3/auth/user/add', {'name': 'alice', 'password': 'apw'})
+        step('/v3/auth/role/add', {'name': 'r1'})
+        step('/v3/auth/role/grant', {'name': 'r1', 'perm': {'permType': 'READWRITE', 'key': b64('a/'),
+                                                             'range_end': b64('a0')}})
+        step('/v3/auth/user/grant', {'user': 'alice', 'role': 'r1'})
+        step('/v3/auth/user/grant', {'user': 'root', 'role': 'root'})
+        step('/v3/auth/enable', {})
+        step('/v3/kv/put', {'key': b64('a/1'), 'value': b64('v')})
+        step('/v3/auth/authenticate', {'name': 'alice', 'password': 'bad'})
+        tok = json.loads(step('/v3/auth/authenticate', {'name': 'alice', 'password': 'apw'}))['token']
+        root = json.loads(step('/v3/auth/authenticate', {'name': 'root', 'password': 'pw'}))['token']
+        step('/v3/kv/put', {'key': b64('a/1'), 'value': b64('v')}, tok)
+        step('/v3/kv/put', {'key': b64('b/1'), 'value': b64('v')}, tok)
+        step('/v3/kv/range', {'key': b64('a/1')}, tok)
+        step('/v3/kv/range', {'key': b64('a/1')}, 'not-a-token')
+        step('/v3/auth/user/list', {}, tok)
+        step('/v3/auth/user/list', {}, root)
+        step('/v3/auth/role/get', {'role': 'r1'}, root)
+        step('/v3/auth/user/get', {'name': 'alice'}, tok)
+        step('/v3/auth/status', {}, root)
+        step('/v3/auth/disable', {}, root)
+        step('/v3/kv/range', {'key': b64('a/1')})
+        outs[role] = steps
+    for mine, ref in zip(outs['uetcd'], outs['etcd']):
+        assert mine == ref, 'uetcd %r\netcd   %r' % (mine, ref)
