@@ -1,8 +1,10 @@
 /* See auth_rpc.h. What needs which permission, as etcd 3.5.16 answers (checked side by side
  * in tests/integration/test_auth.py):
  *   Range: read; Put, DeleteRange: write, and read too with prev_kv; Txn: read on every
- *   compare, and each op (nested too) as above; Compact, Status, Alarm, MemberList, Lease
- *   calls: nothing; Hash, HashKV, Defragment, Snapshot, MoveLeader, Downgrade: root
+ *   compare, and each op (nested too) as above; Compact, Status, Alarm, MemberList: nothing;
+ *   Lease revoke, a put with a lease, and time-to-live with keys: write (read) on every key
+ *   attached to the lease, checked on the sequencer, which has the lease table (core/seq.c);
+ *   Hash, HashKV, Defragment, Snapshot, MoveLeader, Downgrade: root
  *   ("auth: permission denied"); member changes: root; Lock/Election: read and write on
  *   the name's prefix (their keys live there), Leader and Observe read; the Auth methods:
  *   root, except Authenticate, UserGet of oneself and RoleGet of a role one holds. */

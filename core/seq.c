@@ -362,6 +362,52 @@ static bool seq_park_for_checkpoint(struct seq *s, struct seq_req *r)
 	return true;
 }
 
+/* etcd's lease checks with auth on: revoking a lease or putting a key with it needs write
+ * permission on every key attached to it, asking its time-to-live with the keys needs read
+ * permission on them. */
+struct seq_lease_auth {
+	const struct auth *a;
+	const struct seq_req *r;
+	unsigned want;
+	int rc;
+};
+
+static void seq_lease_key_allowed(void *arg, const uint8_t *key, size_t len)
+{
+	struct seq_lease_auth *c = arg;
+
+	if (!c->rc)
+		c->rc = auth_check_range(c->a, c->r->user, c->r->user_len, key, len, NULL, 0, c->want);
+}
+
+static bool seq_lease_allowed(struct seq *s, const struct seq_req *r, struct kv_result *res)
+{
+	struct seq_lease_auth c = {.r = r};
+	int64_t id = 0;
+
+	if (!s->auth || !r->msg || !auth_is_enabled(c.a = authsvc_writer(s->auth)))
+		return true;
+	if (r->method == SVC_LEASE_REVOKE) {
+		id = ((const Etcdserverpb__LeaseRevokeRequest *)r->msg)->id;
+		c.want = AUTH_WRITE;
+	} else if (r->method == SVC_LEASE_TTL && ((const Etcdserverpb__LeaseTimeToLiveRequest *)r->msg)->keys) {
+		id = ((const Etcdserverpb__LeaseTimeToLiveRequest *)r->msg)->id; /* only when it lists them */
+		c.want = AUTH_READ;
+	} else if (r->method == KV_PUT) {
+		id = ((const Etcdserverpb__PutRequest *)r->msg)->lease;
+		c.want = AUTH_WRITE;
+	}
+	if (!id)
+		return true;
+	lease_keys(s->leases, id, seq_lease_key_allowed, &c);
+	if (!c.rc)
+		return true;
+	res->code = (enum grpc_code)auth_grpc_code(AUTH_ERR_PERMISSION_DENIED);
+	res->message = auth_strerror(AUTH_ERR_PERMISSION_DENIED);
+	res->resp = NULL;
+	return false;
+}
+
 /* Returns true when the call was parked (a Lock or Campaign waiting for its turn). */
 static bool seq_apply(struct seq *s, struct seq_req *r, const struct kv_sink *sink, uint64_t now_ms)
 {
@@ -378,7 +424,7 @@ static bool seq_apply(struct seq *s, struct seq_req *r, const struct kv_sink *si
 		r->resp_len = 0;
 		return false;
 	}
-	if (s->auth && !auth_rpc_still_valid(s->auth, r, &res)) {
+	if (s->auth && (!auth_rpc_still_valid(s->auth, r, &res) || !seq_lease_allowed(s, r, &res))) {
 		r->code = res.code;
 		r->message = res.message;
 		r->resp = NULL;
