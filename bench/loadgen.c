@@ -243,6 +243,7 @@ struct cfg {
 	char port[16];
 	enum wl wl;
 	const char *label;
+	const char *token; /* --token: sent as "token" metadata on every call (etcd auth) */
 	unsigned conns, streams, threads;
 	double rate;      /* ops/s total, 0 = closed loop */
 	double duration_s, warmup_s;
@@ -797,8 +798,13 @@ static void slot_submit(struct slot *s, const char *path)
 	nghttp2_nv nva[] = {
 		NV(":method", "POST"), NV(":scheme", "http"), NV(":path", ""), NV(":authority", ""),
 		NV("content-type", "application/grpc"), NV("te", "trailers"),
-		NV("user-agent", "uetcd-loadgen/1"),
+		NV("user-agent", "uetcd-loadgen/1"), NV("token", ""),
 	};
+	size_t nnv = sizeof nva / sizeof nva[0] - (cfg.token ? 0 : 1);
+	if (cfg.token) {
+		nva[7].value = (uint8_t *)cfg.token;
+		nva[7].valuelen = strlen(cfg.token);
+	}
 	nva[2].value = (uint8_t *)path;
 	nva[2].valuelen = strlen(path);
 	if (cfg.tls) {
@@ -812,7 +818,7 @@ static void slot_submit(struct slot *s, const char *path)
 	s->grpc_msg[0] = 0;
 	s->rx_len = 0;
 	s->deferred = false;
-	int32_t id = nghttp2_submit_request(s->c->s, NULL, nva, sizeof nva / sizeof nva[0], &prd, s);
+	int32_t id = nghttp2_submit_request(s->c->s, NULL, nva, nnv, &prd, s);
 	if (id < 0)
 		die("nghttp2_submit_request: %s", nghttp2_strerror(id));
 	s->stream_id = id;
@@ -1831,6 +1837,7 @@ static void usage(void)
 "                           (the robustness traffic uses 500); 0 = off (default)\n"
 "  --server-pid P           measure server CPU (utime+stime) and peak RSS (VmHWM)\n"
 "  --label NAME             server name in the result line\n"
+"  --token T                auth token sent with every call (\"token\" metadata)\n"
 "  --hist-out FILE          write the latency distribution (value_us cum_fraction count)\n"
 "  --quiet                  only the RESULT line(s)\n"
 "  --self-test              check the latency histogram and exit\n"
@@ -1842,7 +1849,7 @@ static void usage(void)
 static void parse_args(int argc, char **argv)
 {
 	enum { O_EP = 1, O_WL, O_CONNS, O_STREAMS, O_THREADS, O_RATE, O_DUR, O_WARM, O_KS, O_VS,
-	       O_KEYS, O_SEQ, O_LIMIT, O_SER, O_WATCHERS, O_WC, O_WS, O_LEASES, O_READ, O_CI, O_PID,
+	       O_KEYS, O_SEQ, O_LIMIT, O_SER, O_WATCHERS, O_WC, O_WS, O_LEASES, O_READ, O_CI, O_PID, O_TOKEN,
 	       O_LABEL, O_HIST, O_QUIET, O_TLS, O_CACERT, O_CERT, O_KEY, O_INSECURE, O_LW };
 	static const struct option opts[] = {
 		{ "endpoint", 1, 0, O_EP }, { "workload", 1, 0, O_WL }, { "conns", 1, 0, O_CONNS },
@@ -1854,7 +1861,7 @@ static void parse_args(int argc, char **argv)
 		{ "writer-streams", 1, 0, O_WS }, { "leases", 1, 0, O_LEASES },
 		{ "read-pct", 1, 0, O_READ }, { "compact-interval", 1, 0, O_CI },
 		{ "list-watch-ms", 1, 0, O_LW },
-		{ "server-pid", 1, 0, O_PID }, { "label", 1, 0, O_LABEL }, { "hist-out", 1, 0, O_HIST },
+		{ "server-pid", 1, 0, O_PID }, { "token", 1, 0, O_TOKEN }, { "label", 1, 0, O_LABEL }, { "hist-out", 1, 0, O_HIST },
 		{ "quiet", 0, 0, O_QUIET }, { "tls", 0, 0, O_TLS }, { "cacert", 1, 0, O_CACERT },
 		{ "cert", 1, 0, O_CERT }, { "key", 1, 0, O_KEY }, { "insecure", 0, 0, O_INSECURE },
 		{ "help", 0, 0, 'h' }, { 0, 0, 0, 0 },
@@ -1908,6 +1915,7 @@ static void parse_args(int argc, char **argv)
 		case O_LW: cfg.list_watch_ms = (unsigned)atoi(optarg); break;
 		case O_PID: cfg.server_pid = (pid_t)atoi(optarg); break;
 		case O_LABEL: cfg.label = optarg; break;
+		case O_TOKEN: cfg.token = optarg; break;
 		case O_HIST: cfg.hist_out = optarg; break;
 		case O_QUIET: cfg.quiet = true; break;
 #ifdef LOADGEN_TLS

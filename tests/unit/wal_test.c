@@ -1087,6 +1087,19 @@ Test(wal_batch, round_trip)
 	cr_assert_eq(wal_batch_decode(buf, n, see, &s), 0);
 	cr_assert_eq(s.n, 3);
 	cr_assert(s.c[0].lease == -5 && s.c[0].ttl == 30 && s.c[1].lease == INT64_MIN && s.c[2].lease == -1);
+	/* auth records: opaque bytes at the store's revision, no key */
+	wal_batch_begin(&le, buf, sizeof buf, 9);
+	cr_assert_eq(wal_batch_auth(&le, 9, (const uint8_t *)"\x01\x02op", 4), 0);
+	cr_assert_eq(wal_batch_put(&le, 10, (const uint8_t *)"ak", 2, NULL, 0, 0), 0);
+	cr_assert_eq(wal_batch_auth(&le, 10, (const uint8_t *)"x", 1), 0);
+	n = (size_t)wal_batch_end(&le, NULL);
+	memset(&s, 0, sizeof s);
+	cr_assert_eq(wal_batch_decode(buf, n, see, &s), 0);
+	cr_assert_eq(s.n, 3);
+	cr_assert(s.c[0].op == WAL_OP_AUTH && s.c[0].rev == 9 && s.c[0].value_len == 4 && !memcmp(s.vals[0], "\x01\x02op", 4));
+	cr_assert(s.c[2].op == WAL_OP_AUTH && s.c[2].rev == 10 && s.c[2].value_len == 1 && s.c[2].key_len == 0);
+	wal_batch_begin(&le, buf, sizeof buf, 9);
+	cr_assert_eq(wal_batch_auth(&le, 9, NULL, 0), -EINVAL); /* an auth record carries an operation */
 	/* an empty batch is valid */
 	struct wal_batch_enc e;
 	wal_batch_begin(&e, buf, sizeof buf, 5);
