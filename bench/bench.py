@@ -250,7 +250,7 @@ def auth_token(cfg, server):
     from etcd3.etcdrpc import auth_pb2, rpc_pb2, rpc_pb2_grpc
     if cfg.tls:
         raise RuntimeError("auth workloads run in plaintext only")
-    with grpc.insecure_channel(server.endpoint) as ch:
+    with grpc.insecure_channel(server.endpoint.split("://")[-1]) as ch:
         a = rpc_pb2_grpc.AuthStub(ch)
         a.UserAdd(rpc_pb2.AuthUserAddRequest(name="root", password="rootpw"), timeout=30)
         a.RoleAdd(rpc_pb2.AuthRoleAddRequest(name="root"), timeout=30)

@@ -104,6 +104,8 @@ def script(which, ep):
     step('get', '/a/x', user='alice:wrong')
     step('get', '/a/x', user='nobody:pw')
     step('get', '/a/x')
+    step('lock', '/a/lk1', 'echo', 'held', user=ALICE)
+    step('lock', '/q/lk1', 'echo', 'held', user=ALICE)
     step('compaction', '2', user=ALICE)
     step('lease', 'grant', '100', user=ALICE)
     step('member', 'list', user=ALICE)
