@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/auth.h"
 #include "storage/wal.h"
 
 static int verbose;
@@ -30,6 +31,24 @@ static void print_bytes(const uint8_t *p, size_t n)
 static int print_change(void *arg, const struct wal_change *c)
 {
 	static const char *ops[] = {"?", "put", "delete", "compact", "grant", "revoke"};
+	static const char *auth_ops[] = {"?", "enable", "disable", "user-add", "user-delete", "user-passwd",
+					 "user-grant-role", "user-revoke-role", "role-add", "role-delete",
+					 "role-grant-perm", "role-revoke-perm"};
+	if (c->op == WAL_OP_AUTH) {
+		struct auth_op op;
+		if (auth_op_decode(c->value, c->value_len, &op)) {
+			printf("    auth    rev=%" PRId64 " (%zu bytes that do not decode)\n", c->rev, c->value_len);
+			return 0;
+		}
+		printf("    auth    rev=%" PRId64 " %s name=", c->rev, auth_ops[op.type < AUTH_OP_LAST_ ? op.type : 0]);
+		print_bytes(op.name, op.name_len);
+		if (op.role_len) {
+			printf(" role=");
+			print_bytes(op.role, op.role_len);
+		}
+		putchar('\n'); /* never the password hash */
+		return 0;
+	}
 	printf("    %-7s rev=%" PRId64, ops[c->op <= 5 ? c->op : 0], c->rev);
 	if (c->op == WAL_OP_COMPACT) {
 		printf(" compact_rev=%" PRId64 "\n", c->compact_rev);
