@@ -29,6 +29,7 @@
 #include <wolfssl/wolfcrypt/rsa.h>
 
 #include "core/log.h"
+#include "core/utf8.h"
 
 /* ---- option strings ---- */
 
@@ -508,61 +509,7 @@ static ssize_t b64_decode(const char *in, size_t len, uint8_t *out)
 
 /* ---- UTF-8 ---- */
 
-/* Length of the valid UTF-8 sequence at p (as Go's utf8.DecodeRune accepts it: no
- * overlongs, no surrogates, at most U+10FFFF), or 0 when invalid; *cp gets the code point. */
-static size_t utf8_seq(const uint8_t *p, size_t n, uint32_t *cp)
-{
-	uint8_t c = p[0];
-	if (c < 0x80) {
-		*cp = c;
-		return 1;
-	}
-	size_t len;
-	uint32_t v, min;
-	if ((c & 0xe0) == 0xc0)
-		len = 2, v = c & 0x1f, min = 0x80;
-	else if ((c & 0xf0) == 0xe0)
-		len = 3, v = c & 0x0f, min = 0x800;
-	else if ((c & 0xf8) == 0xf0)
-		len = 4, v = c & 0x07, min = 0x10000;
-	else
-		return 0;
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		v = v << 6 | (p[i] & 0x3f);
-	}
-	if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-		return 0;
-	*cp = v;
-	return len;
-}
 
-static size_t utf8_put(uint32_t cp, uint8_t *out)
-{
-	if (cp < 0x80) {
-		out[0] = (uint8_t)cp;
-		return 1;
-	}
-	if (cp < 0x800) {
-		out[0] = (uint8_t)(0xc0 | cp >> 6);
-		out[1] = (uint8_t)(0x80 | (cp & 0x3f));
-		return 2;
-	}
-	if (cp < 0x10000) {
-		out[0] = (uint8_t)(0xe0 | cp >> 12);
-		out[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
-		out[2] = (uint8_t)(0x80 | (cp & 0x3f));
-		return 3;
-	}
-	out[0] = (uint8_t)(0xf0 | cp >> 18);
-	out[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3f));
-	out[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
-	out[3] = (uint8_t)(0x80 | (cp & 0x3f));
-	return 4;
-}
 
 /* ---- JSON out: Go's encoding/json string escaping (Go 1.22+, HTML-safe) ---- */
 
@@ -613,7 +560,7 @@ static size_t json_put_string(const uint8_t *s, size_t n, char *out)
 			continue;
 		}
 		uint32_t cp;
-		size_t l = utf8_seq(s + i, n - i, &cp);
+		size_t l = utf8_len(s + i, n - i, &cp);
 		if (l == 0) { /* invalid byte: U+FFFD, as Go writes it */
 			memcpy(out + o, "\\ufffd", 6);
 			o += 6;
@@ -750,16 +697,16 @@ static bool jp_string(struct jp *j, uint8_t *out, size_t cap, size_t *olen)
 			default:
 				return false;
 			}
-			l = utf8_put(cp, tmp);
+			l = utf8_put(tmp, cp);
 		} else if (c < 0x80) {
 			tmp[0] = c;
 			l = 1;
 			j->p++;
 		} else {
-			l = utf8_seq(j->p, (size_t)(j->end - j->p), &cp);
+			l = utf8_len(j->p, (size_t)(j->end - j->p), &cp);
 			if (l == 0) {
 				j->p++;
-				l = utf8_put(0xfffd, tmp);
+				l = utf8_put(tmp, 0xfffd);
 			} else {
 				memcpy(tmp, j->p, l);
 				j->p += l;

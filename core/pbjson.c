@@ -23,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/utf8.h"
+
 /* ---- output buffer ---- */
 
 static int reserve(struct pbjson_buf *b, size_t n)
@@ -108,38 +110,6 @@ int pbjson_put_base64(struct pbjson_buf *b, const uint8_t *d, size_t n)
 	return 0;
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes available), or 0 if invalid. Rejects
- * overlongs, surrogates and values past U+10FFFF, as Go's utf8 package does. */
-static size_t utf8_len(const uint8_t *s, size_t n, uint32_t *cp)
-{
-	uint8_t c0 = s[0];
-	if (c0 < 0x80) {
-		*cp = c0;
-		return 1;
-	}
-	size_t len;
-	uint32_t v, min;
-	if ((c0 & 0xe0) == 0xc0) {
-		len = 2, v = c0 & 0x1f, min = 0x80;
-	} else if ((c0 & 0xf0) == 0xe0) {
-		len = 3, v = c0 & 0x0f, min = 0x800;
-	} else if ((c0 & 0xf8) == 0xf0) {
-		len = 4, v = c0 & 0x07, min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		v = v << 6 | (s[i] & 0x3f);
-	}
-	if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-		return 0;
-	*cp = v;
-	return len;
-}
 
 int pbjson_put_string(struct pbjson_buf *b, const char *str, size_t n, unsigned flags)
 {
@@ -564,29 +534,6 @@ static int scan_string(struct rd *r, const uint8_t **start, const uint8_t **end)
 	return fail_at(r, r->end, "unexpected EOF");
 }
 
-static size_t put_utf8(uint8_t *o, uint32_t cp)
-{
-	if (cp < 0x80) {
-		o[0] = (uint8_t)cp;
-		return 1;
-	}
-	if (cp < 0x800) {
-		o[0] = (uint8_t)(0xc0 | cp >> 6);
-		o[1] = (uint8_t)(0x80 | (cp & 0x3f));
-		return 2;
-	}
-	if (cp < 0x10000) {
-		o[0] = (uint8_t)(0xe0 | cp >> 12);
-		o[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
-		o[2] = (uint8_t)(0x80 | (cp & 0x3f));
-		return 3;
-	}
-	o[0] = (uint8_t)(0xf0 | cp >> 18);
-	o[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3f));
-	o[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
-	o[3] = (uint8_t)(0x80 | (cp & 0x3f));
-	return 4;
-}
 
 /* Decodes a scanned string's contents into o (room for end - start bytes: decoding never
  * grows). Lone surrogates become U+FFFD as in Go. Returns the decoded length. */
@@ -617,7 +564,7 @@ static size_t decode_string(const uint8_t *p, const uint8_t *end, uint8_t *o)
 			} else if (v >= 0xd800 && v < 0xe000) {
 				v = 0xfffd;
 			}
-			o += put_utf8(o, v);
+			o += utf8_put(o, v);
 			break;
 		}
 		default: *o++ = e; break; /* " \ / */

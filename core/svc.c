@@ -385,36 +385,9 @@ int svc_auth_request(struct svc_thread *t, struct seq_req *r, struct kv_result *
 	return 0;
 }
 
-static void svc_auth_call(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id, uint32_t sid, int method,
-			  const uint8_t *msg, size_t len)
-{
-	struct seq_req *r = svc_req_get(t);
-	ProtobufCAllocator al;
-	struct kv_result res;
-
-	arena_pb_allocator(r->arena, &al);
-	r->msg = protobuf_c_message_unpack(auth_rpc_desc(method), &al, len, msg);
-	if (!r->msg) {
-		svc_status(t, c, sid, method, GRPC_INTERNAL, "grpc: error unmarshalling request");
-		svc_req_put(t, r);
-		return;
-	}
-	if (!svc_authorized(t, c, sid, method, r->msg, r)) {
-		svc_req_put(t, r);
-		return;
-	}
-	r->conn_id = conn_id;
-	r->stream_id = sid;
-	r->method = method;
-	r->keep_open = false;
-	if (svc_auth_request(t, r, &res)) {
-		svc_status(t, c, sid, method, res.code, res.message);
-		svc_req_put(t, r);
-	}
-}
-
 /* A call the sequencer answers: decoded into the request's own arena. Every Lease method
- * runs there (it owns the lease table); a keep-alive's stream stays open. */
+ * runs there (it owns the lease table); a keep-alive's stream stays open. Auth methods go
+ * by way of the password thread when they carry a password. */
 static void svc_queue_unpacked(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id, uint32_t sid, int method,
 			       const ProtobufCMessageDescriptor *desc, const uint8_t *msg, size_t len)
 {
@@ -436,7 +409,15 @@ static void svc_queue_unpacked(struct svc_thread *t, struct grpc_conn *c, uint64
 	r->stream_id = sid;
 	r->method = method;
 	r->keep_open = method == SVC_LEASE_KEEPALIVE;
-	svc_queue(t, r);
+	if (method < SVC_AUTH_ENABLE || method > SVC_AUTH_ROLE_REVOKE_PERMISSION) {
+		svc_queue(t, r);
+	} else {
+		struct kv_result res;
+		if (svc_auth_request(t, r, &res)) {
+			svc_status(t, c, sid, method, res.code, res.message);
+			svc_req_put(t, r);
+		}
+	}
 }
 
 void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id, uint32_t sid, int method,
@@ -467,7 +448,7 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 		return;
 	}
 	if (method >= SVC_AUTH_ENABLE && method <= SVC_AUTH_ROLE_REVOKE_PERMISSION) {
-		svc_auth_call(t, c, conn_id, sid, method, msg, len);
+		svc_queue_unpacked(t, c, conn_id, sid, method, auth_rpc_desc(method), msg, len);
 		return;
 	}
 	if (method >= SVC_MAINT_ALARM && method <= SVC_CLUSTER_MEMBER_PROMOTE) {
