@@ -15,8 +15,8 @@
  * Body: entries, each a tag byte and its fields; leases first, then keys in strictly
  * ascending order, then exactly one end entry, which is the last thing in the body.
  *   0x01 lease   id i64, ttl i64                                              (16 bytes)
- *   0x03 auth    length u64, then the auth state (core/auth.h's bytes); at most one,
- *                after the leases and before the keys
+ *   0x03 auth    length u64 (> 0), then the auth state (core/auth.h's bytes); at most
+ *                one, after the leases and before the keys
  *   0x02 key     key length u32, version count u32 (>= 1), the key, then per version,
  *                newest first: mod_revision i64, create_revision i64, version i64,
  *                lease i64, sub u32, flags u8 (bit 0: tombstone; others 0), value
@@ -227,6 +227,10 @@ int ckpt_parse(const uint8_t *p, size_t len, const struct ckpt_sink *sink, char 
 				break;
 			}
 			uint64_t alen = le_get64(p + c.off);
+			if (!alen) { /* the writer leaves the entry out when there is no auth state */
+				rc = ckpt_fail(err, errlen, at, "empty auth entry");
+				break;
+			}
 			seen_auth = true;
 			if (sink->auth && (rc = sink->auth(sink->arg, p + c.off + 8, (size_t)alen)))
 				break;
