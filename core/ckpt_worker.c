@@ -82,7 +82,7 @@ static int worker_snapshot(struct ckpt_worker *w, struct ckpt_job *j)
 
 	if (fd < 0)
 		return -errno;
-	struct ckpt_extra x = {j->leases, j->nleases, j->auth, j->auth_len};
+	struct ckpt_extra x = {j->leases, j->nleases, j->auth, j->auth_len, j->alarms};
 	rc = ckpt_write_fd_x(fd, &j->view, j->log_seq, &x, &j->bytes, &j->hdr);
 	if (!rc)
 		rc = worker_envelope(fd, &j->bytes);
@@ -114,7 +114,7 @@ static void *worker_main(void *arg)
 			j->rc = worker_snapshot(w, j);
 		else
 			j->rc = ckpt_save_x(w->data_dir, &j->view, j->log_seq,
-					  &(struct ckpt_extra){j->leases, j->nleases, j->auth, j->auth_len}, w->no_fsync,
+					  &(struct ckpt_extra){j->leases, j->nleases, j->auth, j->auth_len, j->alarms}, w->no_fsync,
 					  &j->bytes, &j->hdr);
 		qsbr_offline(w->q, w->slot);
 		j->took_ms = worker_clock_ms() - t0;

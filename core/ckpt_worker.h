@@ -36,6 +36,7 @@ struct ckpt_job {
 	size_t nleases;
 	uint8_t *auth;             /* the auth state's bytes (malloc'd, freed with the job), or NULL */
 	size_t auth_len;
+	uint32_t alarms;           /* the member's active alarms as of the view */
 	struct seq_req *waiting;   /* requests answered when the job is done (Defragment, Snapshot) */
 	/* results */
 	int rc;                    /* 0, -MVCC_ECOMPACTED (try again), -errno */

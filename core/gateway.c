@@ -229,7 +229,7 @@ bool gateway_handle(struct svc_thread *t, struct http1_conn *h, void *conn_user,
 	}
 	struct seq_req *sr = NULL;
 	bool write = rt->method == KV_PUT || rt->method == KV_DELETE_RANGE || rt->method == KV_TXN ||
-		     rt->method == KV_COMPACT || rt->method == SVC_MAINT_DEFRAGMENT ||
+		     rt->method == KV_COMPACT || rt->method == SVC_MAINT_DEFRAGMENT || rt->method == SVC_MAINT_ALARM ||
 		     (rt->method >= SVC_LEASE_GRANT && rt->method <= SVC_LEASE_LEASES) ||
 		     (rt->method >= SVC_AUTH_ENABLE && rt->method <= SVC_AUTH_ROLE_REVOKE_PERMISSION);
 	if (write) {

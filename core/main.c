@@ -78,7 +78,15 @@ struct main_recover {
 	struct lease_table *leases;
 	uint64_t now_ms;
 	struct authsvc *auth;
+	_Atomic unsigned *alarms;
 };
+
+static void main_alarms(void *arg, uint32_t alarms)
+{
+	struct main_recover *m = arg;
+
+	atomic_store(m->alarms, alarms);
+}
 
 static int main_auth_state(void *arg, const uint8_t *b, size_t len)
 {
@@ -197,7 +205,8 @@ int main(int argc, char **argv, char **envp)
 	srv.auth = authsvc_new(cfg.auth_token, cfg.auth_token_ttl_s, cfg.bcrypt_cost, srv.qsbr, aerr, sizeof aerr);
 	if (!srv.auth)
 		log_fatal("%s", aerr);
-	struct main_recover mr = {.leases = lease_table_new(main_clock_ms()), .now_ms = main_clock_ms(), .auth = srv.auth};
+	struct main_recover mr = {.leases = lease_table_new(main_clock_ms()), .now_ms = main_clock_ms(), .auth = srv.auth,
+				 .alarms = &srv.alarms};
 	uint64_t ckpt_bytes = 0;
 	{
 		/* one batch's record may be large (a delete of a big range): let it grow to the max */
@@ -206,6 +215,7 @@ int main(int argc, char **argv, char **envp)
 					      .lease_revoke = main_lease_revoke,
 					      .auth_op = main_auth_op,
 					      .auth_state = main_auth_state,
+					      .alarms = main_alarms,
 					      .arg = &mr};
 		struct mvcc_view v;
 		char err[1024];
@@ -214,6 +224,9 @@ int main(int argc, char **argv, char **envp)
 			log_fatal("cannot recover %s: %s", cfg.data_dir, err[0] ? err : strerror(-rc));
 		if (cfg.unsafe_no_fsync)
 			log_warn("--unsafe-no-fsync: acknowledged writes may be lost on power failure");
+		if (atomic_load(&srv.alarms))
+			log_warn("alarms active since before the restart (%s%s): writes are capped until `etcdctl alarm disarm`",
+				 atomic_load(&srv.alarms) & 2 ? "NOSPACE " : "", atomic_load(&srv.alarms) & 4 ? "CORRUPT" : "");
 		/* attachments follow from the keys: every live key names its lease */
 		static const uint8_t all = 0;
 		mvcc_view_published(srv.store, &v);

@@ -164,8 +164,6 @@ static void maint_error(struct kv_result *res, enum grpc_code code, const char *
 static const ProtobufCMessageDescriptor *maint_desc(int method)
 {
 	switch (method) {
-	case SVC_MAINT_ALARM:
-		return &etcdserverpb__alarm_request__descriptor;
 	case SVC_MAINT_HASH:
 		return &etcdserverpb__hash_request__descriptor;
 	case SVC_MAINT_HASHKV:
@@ -187,6 +185,52 @@ static const ProtobufCMessageDescriptor *maint_desc(int method)
 	}
 }
 
+struct ProtobufCMessage *maint_alarm(const struct kv_header_ids *ids, int64_t rev, _Atomic unsigned *alarms,
+				     const struct ProtobufCMessage *msg, struct arena *a, struct kv_result *res)
+{
+	const Etcdserverpb__AlarmRequest *q = (const void *)msg;
+	Etcdserverpb__AlarmResponse *r = arena_alloc(a, sizeof *r);
+	unsigned bit = q->alarm >= 1 && q->alarm <= 2 ? 1u << q->alarm : 0, before;
+
+	etcdserverpb__alarm_response__init(r);
+	r->header = kv_header(a, ids, rev);
+	r->alarms = arena_alloc(a, 3 * sizeof *r->alarms);
+	res->code = GRPC_OK;
+	res->message = NULL;
+	switch (q->action) {
+	case ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__GET:
+		before = atomic_load(alarms);
+		for (int t = 1; t <= 2; t++)
+			if ((before & (1u << t)) && (q->alarm == 0 || (int)q->alarm == t)) {
+				Etcdserverpb__AlarmMember *m = arena_alloc(a, sizeof *m);
+				etcdserverpb__alarm_member__init(m);
+				m->memberid = ids->member_id;
+				m->alarm = t;
+				r->alarms[r->n_alarms++] = m;
+			}
+		break;
+	case ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__ACTIVATE:
+	case ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__DEACTIVATE:
+		if (!bit || q->memberid != ids->member_id)
+			break;
+		before = q->action == ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__ACTIVATE ? atomic_fetch_or(alarms, bit)
+											 : atomic_fetch_and(alarms, ~bit);
+		/* etcd answers with the alarm only when the call changed it */
+		if ((q->action == ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__ACTIVATE) != !!(before & bit)) {
+			Etcdserverpb__AlarmMember *m = arena_alloc(a, sizeof *m);
+			etcdserverpb__alarm_member__init(m);
+			m->memberid = ids->member_id;
+			m->alarm = q->alarm;
+			r->alarms[r->n_alarms++] = m;
+		}
+		break;
+	default:
+		maint_error(res, GRPC_INVALID_ARGUMENT, "etcdserver: invalid alarm action");
+		return NULL;
+	}
+	return &r->base;
+}
+
 void maint_handle(struct server *srv, int method, const uint8_t *msg, size_t len, const struct mvcc_view *v,
 		  struct arena *a, struct kv_result *res)
 {
@@ -202,48 +246,6 @@ void maint_handle(struct server *srv, int method, const uint8_t *msg, size_t len
 		return;
 	}
 	switch (method) {
-	case SVC_MAINT_ALARM: {
-		const Etcdserverpb__AlarmRequest *q = (const void *)req;
-		Etcdserverpb__AlarmResponse *r = arena_alloc(a, sizeof *r);
-		etcdserverpb__alarm_response__init(r);
-		r->header = maint_header(srv, v, a);
-		r->alarms = arena_alloc(a, 3 * sizeof *r->alarms);
-		unsigned bit = q->alarm >= 1 && q->alarm <= 2 ? 1u << q->alarm : 0, before;
-		switch (q->action) {
-		case ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__GET:
-			before = atomic_load(&srv->alarms);
-			for (int t = 1; t <= 2; t++)
-				if ((before & (1u << t)) && (q->alarm == 0 || (int)q->alarm == t)) {
-					Etcdserverpb__AlarmMember *m = arena_alloc(a, sizeof *m);
-					etcdserverpb__alarm_member__init(m);
-					m->memberid = srv->ids.member_id;
-					m->alarm = t;
-					r->alarms[r->n_alarms++] = m;
-				}
-			break;
-		case ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__ACTIVATE:
-		case ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__DEACTIVATE:
-			if (!bit || q->memberid != srv->ids.member_id)
-				break;
-			before = q->action == ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__ACTIVATE
-					 ? atomic_fetch_or(&srv->alarms, bit)
-					 : atomic_fetch_and(&srv->alarms, ~bit);
-			/* etcd answers with the alarm only when the call changed it */
-			if ((q->action == ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__ACTIVATE) != !!(before & bit)) {
-				Etcdserverpb__AlarmMember *m = arena_alloc(a, sizeof *m);
-				etcdserverpb__alarm_member__init(m);
-				m->memberid = srv->ids.member_id;
-				m->alarm = q->alarm;
-				r->alarms[r->n_alarms++] = m;
-			}
-			break;
-		default:
-			maint_error(res, GRPC_INVALID_ARGUMENT, "etcdserver: invalid alarm action");
-			return;
-		}
-		res->resp = &r->base;
-		return;
-	}
 	case SVC_MAINT_HASH: {
 		Etcdserverpb__HashResponse *r = arena_alloc(a, sizeof *r);
 		etcdserverpb__hash_response__init(r);

@@ -3,6 +3,7 @@
 #ifndef UETCD_CORE_MAINT_H
 #define UETCD_CORE_MAINT_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,11 +16,16 @@ struct ProtobufCMessage *maint_status(const struct server *srv, const struct mvc
 struct ProtobufCMessage *cluster_member_list(const struct server *srv, const struct mvcc_view *v, struct arena *a);
 
 struct kv_result;
-/* The other Maintenance and Cluster methods (enum svc_method): Alarm, Hash, HashKV,
- * Defragment, MoveLeader, and the member changes a single node answers with etcd's
- * errors. Runs on a reactor; alarms are atomic flags in the server. */
+/* The other Maintenance and Cluster methods (enum svc_method) answered on a reactor: Hash,
+ * HashKV, MoveLeader, Downgrade, and the member changes a single node answers with etcd's
+ * errors. */
 void maint_handle(struct server *srv, int method, const uint8_t *msg, size_t len, const struct mvcc_view *v,
 		  struct arena *a, struct kv_result *res);
+/* Alarm (get, activate, deactivate) on `alarms` (1 << AlarmType): the sequencer's, which
+ * logs what changed. The response, or NULL with the error in res. */
+struct kv_header_ids;
+struct ProtobufCMessage *maint_alarm(const struct kv_header_ids *ids, int64_t rev, _Atomic unsigned *alarms,
+				     const struct ProtobufCMessage *msg, struct arena *a, struct kv_result *res);
 /* "memberID:<id> alarm:<NAME> " strings for Status.errors, as etcd formats them. */
 size_t maint_alarm_strings(const struct server *srv, struct arena *a, char ***out);
 

@@ -26,6 +26,7 @@
 #include "core/lease.h"
 #include "core/lease_svc.h"
 #include "core/log.h"
+#include "core/maint.h"
 #include "core/metrics.h"
 #include "core/svc.h"
 #include "rpc.pb-c.h"
@@ -54,6 +55,7 @@ struct seq {
 	struct election *election;
 	struct metrics_hist fsync_us, commit_us;
 	_Atomic unsigned *alarms;
+	unsigned alarms_logged; /* the alarm set the log last recorded */
 	uint64_t quota, quota_unchecked; /* below quota_unchecked no write can reach the quota */
 	struct autocompact *autocompact;
 	struct arena *arena; /* for work of our own: lease expiry */
@@ -262,7 +264,11 @@ static struct seq_req *seq_take(struct seq *s)
 	return fifo;
 }
 
-void seq_set_alarms(struct seq *s, _Atomic unsigned *alarms) { s->alarms = alarms; }
+void seq_set_alarms(struct seq *s, _Atomic unsigned *alarms)
+{
+	s->alarms = alarms;
+	s->alarms_logged = atomic_load(alarms);
+}
 
 void seq_set_quota(struct seq *s, uint64_t bytes, uint64_t max_request_bytes)
 {
@@ -435,6 +441,10 @@ static bool seq_apply(struct seq *s, struct seq_req *r, const struct kv_sink *si
 		return election_apply(s->election, s->store, r, sink, &s->ids);
 	if (r->method < KV_METHODS) {
 		kv_write((enum kv_method)r->method, s->store, r->msg, r->arena, sink, &res);
+	} else if (r->method == SVC_MAINT_ALARM) {
+		static _Atomic unsigned none;
+		res.resp = maint_alarm(&s->ids, mvcc_rev(s->store), s->alarms ? s->alarms : &none, r->msg, r->arena,
+				       &res);
 	} else if (r->method >= SVC_AUTH_ENABLE && r->method <= SVC_AUTH_ROLE_REVOKE_PERMISSION) {
 		bool changed = false;
 		if (s->auth)
@@ -526,6 +536,12 @@ static struct seq_req *seq_run_batch(struct seq *s, struct seq_req *batch, uint6
 		lease_svc_expire(s->leases, s->store, id, s->arena, &s->sink);
 	if (s->autocompact)
 		seq_autocompact(s, now_ms);
+	if (s->alarms && atomic_load(s->alarms) != s->alarms_logged) {
+		/* an alarm raised (quota) or changed (Alarm calls) in this batch: durable with it */
+		s->alarms_logged = atomic_load(s->alarms);
+		seq_enc_reserve(s, 0);
+		wal_batch_alarms(&s->enc, mvcc_rev(s->store), s->alarms_logged);
+	}
 	arena_reset(s->arena);
 	if (!batch && !s->enc.count)
 		return carry;
@@ -698,6 +714,7 @@ static void seq_ckpt_start(struct seq *s)
 	if (!(j = calloc(1, sizeof *j)) || !(j->leases = malloc((lease_count(s->leases) + 1) * sizeof *j->leases)))
 		log_fatal("seq: out of memory");
 	j->nleases = lease_export(s->leases, j->leases);
+	j->alarms = s->alarms_logged;
 	if (s->auth) {
 		const struct auth *a = authsvc_writer(s->auth);
 		if (auth_is_enabled(a) || auth_user_count(a) || auth_role_count(a) || auth_revision(a) > 1) {

@@ -17,6 +17,8 @@
  *   0x01 lease   id i64, ttl i64                                              (16 bytes)
  *   0x03 auth    length u64 (> 0), then the auth state (core/auth.h's bytes); at most
  *                one, after the leases and before the keys
+ *   0x04 alarms  u32: the active alarms (1 << AlarmType), not 0; at most one, after the
+ *                leases and the auth entry, before the keys
  *   0x02 key     key length u32, version count u32 (>= 1), the key, then per version,
  *                newest first: mod_revision i64, create_revision i64, version i64,
  *                lease i64, sub u32, flags u8 (bit 0: tombstone; others 0), value
@@ -48,6 +50,7 @@
 #define TAG_LEASE 0x01
 #define TAG_KEY 0x02
 #define TAG_AUTH 0x03
+#define TAG_ALARMS 0x04
 #define TAG_END 0x7f
 #define VER_BYTES 41u
 #define CKPT_PATH_MAX (PATH_MAX + 48)
@@ -164,7 +167,7 @@ int ckpt_parse(const uint8_t *p, size_t len, const struct ckpt_sink *sink, char 
 	uint64_t body_len, body_sum, keys = 0, versions = 0, leases = 0;
 	const uint8_t *prev_key = NULL;
 	uint32_t prev_len = 0;
-	bool seen_auth = false;
+	bool seen_auth = false, seen_alarms = false;
 	const char *why;
 	int rc = 0;
 
@@ -198,7 +201,7 @@ int ckpt_parse(const uint8_t *p, size_t len, const struct ckpt_sink *sink, char 
 			break;
 		}
 		if (tag == TAG_LEASE) {
-			if (keys || seen_auth) {
+			if (keys || seen_auth || seen_alarms) {
 				rc = ckpt_fail(err, errlen, at, "lease entry after a key or auth entry");
 				break;
 			}
@@ -218,7 +221,7 @@ int ckpt_parse(const uint8_t *p, size_t len, const struct ckpt_sink *sink, char 
 			continue;
 		}
 		if (tag == TAG_AUTH) {
-			if (keys || seen_auth) {
+			if (keys || seen_auth || seen_alarms) {
 				rc = ckpt_fail(err, errlen, at, "auth entry out of place");
 				break;
 			}
@@ -235,6 +238,21 @@ int ckpt_parse(const uint8_t *p, size_t len, const struct ckpt_sink *sink, char 
 			if (sink->auth && (rc = sink->auth(sink->arg, p + c.off + 8, (size_t)alen)))
 				break;
 			c.off += 8 + alen;
+			continue;
+		}
+		if (tag == TAG_ALARMS) {
+			if (keys || seen_alarms) {
+				rc = ckpt_fail(err, errlen, at, "alarms entry out of place");
+				break;
+			}
+			if (!need(&c, 4) || !le_get32(p + c.off)) {
+				rc = ckpt_fail(err, errlen, at, "alarms entry cut short or empty");
+				break;
+			}
+			seen_alarms = true;
+			if (sink->alarms && (rc = sink->alarms(sink->arg, le_get32(p + c.off))))
+				break;
+			c.off += 4;
 			continue;
 		}
 		if (tag != TAG_KEY) {
@@ -393,7 +411,7 @@ static int out_key(void *arg, const uint8_t *key, size_t key_len, const struct m
 int ckpt_write_fd(int fd, const struct mvcc_view *v, uint64_t log_seq, const struct ckpt_lease *leases,
 		  size_t nleases, uint64_t *bytes, struct ckpt_header *out)
 {
-	return ckpt_write_fd_x(fd, v, log_seq, &(struct ckpt_extra){leases, nleases, NULL, 0}, bytes, out);
+	return ckpt_write_fd_x(fd, v, log_seq, &(struct ckpt_extra){.leases = leases, .nleases = nleases}, bytes, out);
 }
 
 int ckpt_write_fd_x(int fd, const struct mvcc_view *v, uint64_t log_seq, const struct ckpt_extra *x, uint64_t *bytes,
@@ -430,6 +448,12 @@ int ckpt_write_fd_x(int fd, const struct mvcc_view *v, uint64_t log_seq, const s
 		le_put64(a + 1, x->auth_len);
 		out_bytes(&o, a, sizeof a);
 		out_bytes(&o, x->auth, x->auth_len);
+	}
+	if (x->alarms) {
+		uint8_t a[5];
+		a[0] = TAG_ALARMS;
+		le_put32(a + 1, x->alarms);
+		out_bytes(&o, a, sizeof a);
 	}
 	rc = mvcc_dump(v, out_key, &o, &h.compact_rev);
 	if (rc)
@@ -519,7 +543,8 @@ static int ckpt_prune(const char *dir, const char *keep, bool tmp)
 int ckpt_save(const char *data_dir, const struct mvcc_view *v, uint64_t log_seq, const struct ckpt_lease *leases,
 	      size_t nleases, bool no_fsync, uint64_t *bytes, struct ckpt_header *out)
 {
-	return ckpt_save_x(data_dir, v, log_seq, &(struct ckpt_extra){leases, nleases, NULL, 0}, no_fsync, bytes, out);
+	return ckpt_save_x(data_dir, v, log_seq, &(struct ckpt_extra){.leases = leases, .nleases = nleases}, no_fsync,
+			   bytes, out);
 }
 
 int ckpt_save_x(const char *data_dir, const struct mvcc_view *v, uint64_t log_seq, const struct ckpt_extra *x,

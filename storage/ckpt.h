@@ -39,6 +39,7 @@ struct ckpt_sink {
 	int (*key)(void *arg, const uint8_t *key, size_t key_len, const struct mvcc_stored *vers, size_t n);
 	void *arg;
 	int (*auth)(void *arg, const uint8_t *state, size_t len); /* core/auth.h's state bytes */
+	int (*alarms)(void *arg, uint32_t alarms);                /* when any was active */
 };
 
 /* What a checkpoint keeps besides the keys: the leases, and the auth state's bytes (NULL
@@ -48,6 +49,7 @@ struct ckpt_extra {
 	size_t nleases;
 	const uint8_t *auth;
 	size_t auth_len;
+	uint32_t alarms; /* the member's active alarms (1 << AlarmType), 0: none */
 };
 
 /* Validates a whole checkpoint held in memory, then walks it through sink (any member may

@@ -66,6 +66,13 @@ static int recover_change(void *arg, const struct wal_change *ch)
 		}
 		return 0;
 	}
+	if (ch->op == WAL_OP_ALARMS) {
+		if ((rc = recover_close_txn(c)))
+			return rc;
+		if (c->hooks && c->hooks->alarms)
+			c->hooks->alarms(c->hooks->arg, ch->alarms);
+		return 0;
+	}
 	if (ch->op == WAL_OP_COMPACT) {
 		if ((rc = recover_close_txn(c)))
 			return rc;
@@ -155,6 +162,15 @@ static int recover_ckpt_auth(void *arg, const uint8_t *state, size_t len)
 	return 0;
 }
 
+static int recover_ckpt_alarms(void *arg, uint32_t alarms)
+{
+	struct recover_ctx *c = arg;
+
+	if (c->hooks && c->hooks->alarms)
+		c->hooks->alarms(c->hooks->arg, alarms);
+	return 0;
+}
+
 static int recover_ckpt_key(void *arg, const uint8_t *key, size_t key_len, const struct mvcc_stored *vers, size_t n)
 {
 	struct recover_ctx *c = arg;
@@ -179,6 +195,7 @@ static int recover_ckpt(struct recover_ctx *c, const char *data_dir, bool clean,
 				 .lease = recover_ckpt_lease,
 				 .key = recover_ckpt_key,
 				 .auth = recover_ckpt_auth,
+				 .alarms = recover_ckpt_alarms,
 				 .arg = c};
 	char path[PATH_MAX + 64], why[512];
 	int rc;

@@ -19,6 +19,8 @@ struct recover_hooks {
 	 * core/auth.h encodes them); non-zero: the bytes are damaged */
 	int (*auth_op)(void *arg, const uint8_t *op, size_t len);
 	int (*auth_state)(void *arg, const uint8_t *state, size_t len);
+	/* the member's active alarms, from the log or a checkpoint (1 << AlarmType) */
+	void (*alarms)(void *arg, uint32_t alarms);
 	void *arg;
 };
 

@@ -181,6 +181,7 @@ enum wal_op {
 	/* 6..15 reserved for leases */
 	WAL_OP_AUTH = 16,        /* value: one auth operation (core/auth.h's bytes) */
 	/* 17..31 reserved for auth */
+	WAL_OP_ALARMS = 32,      /* num: the member's active alarms after the change (1 << AlarmType) */
 };
 
 struct wal_change {
@@ -193,6 +194,7 @@ struct wal_change {
 	int64_t lease;       /* PUT: lease id, 0 for none; LEASE_*: the lease */
 	int64_t ttl;         /* LEASE_GRANT */
 	int64_t compact_rev; /* COMPACT */
+	uint32_t alarms;     /* ALARMS */
 };
 
 struct wal_batch_enc {
@@ -217,6 +219,7 @@ int wal_batch_lease_grant(struct wal_batch_enc *e, int64_t rev, int64_t id, int6
 int wal_batch_lease_revoke(struct wal_batch_enc *e, int64_t rev, int64_t id);
 /* rev is the store's revision when auth changed (an auth change adds none) */
 int wal_batch_auth(struct wal_batch_enc *e, int64_t rev, const uint8_t *op, size_t len);
+int wal_batch_alarms(struct wal_batch_enc *e, int64_t rev, uint32_t alarms);
 /* Returns the payload length, or the first error (-ENOBUFS: buffer too small). *last_rev
  * (may be NULL) gets the highest revision, for wal_append. */
 ssize_t wal_batch_end(struct wal_batch_enc *e, int64_t *last_rev);

@@ -7,7 +7,8 @@
  *   13      …     changes, in order:
  *
  *   op        u8       1 put, 2 delete, 3 compact, 4 lease grant, 5 lease revoke,
- *                      16 auth (6..15 more lease records, 17..31 auth: reserved)
+ *                      16 auth, 32 alarms (6..15 more lease records, 17..31 auth:
+ *                      reserved)
  *   rev_delta uvarint  revision minus the previous change's (the first: minus base)
  *   key_len   uvarint  then key_len bytes of key
  *   val_len   uvarint  then val_len bytes of value
@@ -16,7 +17,8 @@
  *                      stored as their two's complement); a grant's value is its
  *                      TTL in seconds as 8 bytes LE, a revoke has no key or value;
  *                      auth: num 0, no key, the value is one auth operation
- *                      (core/auth.c's op format, opaque here)
+ *                      (core/auth.c's op format, opaque here); alarms: num is the
+ *                      active alarm bits after the change (< 2^32), no key or value
  *
  * Varints are LEB128 (protobuf's), at most 10 bytes, no overflow past 64 bits. A delete
  * has no value; a compaction has no key or value and compact_rev <= its revision; every
@@ -151,6 +153,11 @@ int wal_batch_auth(struct wal_batch_enc *e, int64_t rev, const uint8_t *op, size
 	return rec_add(e, WAL_OP_AUTH, rev, NULL, 0, op, len, 0);
 }
 
+int wal_batch_alarms(struct wal_batch_enc *e, int64_t rev, uint32_t alarms)
+{
+	return rec_add(e, WAL_OP_ALARMS, rev, NULL, 0, NULL, 0, alarms);
+}
+
 ssize_t wal_batch_end(struct wal_batch_enc *e, int64_t *last_rev)
 {
 	if (e->err)
@@ -189,7 +196,8 @@ static int rec_walk(const uint8_t *p, size_t len, wal_change_fn fn, void *arg)
 			return -EINVAL;
 		c.op = (enum wal_op)p[off++];
 		if (c.op != WAL_OP_PUT && c.op != WAL_OP_DELETE && c.op != WAL_OP_COMPACT &&
-		    c.op != WAL_OP_LEASE_GRANT && c.op != WAL_OP_LEASE_REVOKE && c.op != WAL_OP_AUTH)
+		    c.op != WAL_OP_LEASE_GRANT && c.op != WAL_OP_LEASE_REVOKE && c.op != WAL_OP_AUTH &&
+		    c.op != WAL_OP_ALARMS)
 			return -ENOTSUP;
 		if (!(n = rec_uvarint_get(p + off, len - off, &delta)) || delta > (uint64_t)(INT64_MAX - rev))
 			return -EINVAL;
@@ -221,7 +229,10 @@ static int rec_walk(const uint8_t *p, size_t len, wal_change_fn fn, void *arg)
 			return -EINVAL;
 		} else if (c.op == WAL_OP_AUTH && (c.key_len || !c.value_len || num)) {
 			return -EINVAL;
+		} else if (c.op == WAL_OP_ALARMS && (c.key_len || c.value_len || num > UINT32_MAX)) {
+			return -EINVAL;
 		}
+		c.alarms = c.op == WAL_OP_ALARMS ? (uint32_t)num : 0;
 		c.compact_rev = c.op == WAL_OP_COMPACT ? (int64_t)num : 0;
 		if (c.op == WAL_OP_DELETE && (vlen || num))
 			return -EINVAL;

@@ -147,7 +147,10 @@ struct pitr {
 	struct auth *auth; /* as of the revision: the checkpoint's, then the log's changes */
 	uint8_t *auth_bytes;
 	size_t auth_len;
+	uint32_t alarms;
 };
+
+static void pitr_alarms(void *arg, uint32_t alarms) { ((struct pitr *)arg)->alarms = alarms; }
 
 static int pitr_auth_state(void *arg, const uint8_t *b, size_t len)
 {
@@ -202,7 +205,7 @@ static int restore_at(const char *from, int64_t rev, const char *dir)
 	struct qsbr *q = qsbr_new(1);
 	struct mvcc_store *s = mvcc_store_new(q);
 	struct pitr p = {.leases = lease_table_new(0), .auth = auth_new()};
-	struct recover_hooks hooks = {pitr_grant, pitr_revoke, pitr_auth_op, pitr_auth_state, &p};
+	struct recover_hooks hooks = {pitr_grant, pitr_revoke, pitr_auth_op, pitr_auth_state, pitr_alarms, &p};
 	struct mvcc_view v;
 	char err[1024];
 	static const uint8_t all = 0;
@@ -222,7 +225,8 @@ static int restore_at(const char *from, int64_t rev, const char *dir)
 	p.auth_len = auth_state_size(p.auth);
 	if (!(p.auth_bytes = malloc(p.auth_len)) || auth_state_encode(p.auth, p.auth_bytes, p.auth_len) < 0)
 		return 3;
-	rc = ckpt_save_x(dir, &v, 1, &(struct ckpt_extra){lv, nl, p.auth_bytes, p.auth_len}, false, &bytes, NULL);
+	rc = ckpt_save_x(dir, &v, 1, &(struct ckpt_extra){lv, nl, p.auth_bytes, p.auth_len, p.alarms}, false, &bytes,
+			 NULL);
 	if (rc) {
 		fprintf(stderr, "cannot write the checkpoint in %s: %s\n", dir, strerror(-rc));
 		return 3;

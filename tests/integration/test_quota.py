@@ -74,3 +74,39 @@ def test_quota_raises_nospace_and_compaction_recovers(node):
         assert etcdctl(node, 'alarm', 'list').stdout.strip() == ''
         kv.Put(rpc_pb2.PutRequest(key=b'after', value=b'1'), timeout=5)
         assert kv.Range(rpc_pb2.RangeRequest(key=b'after'), timeout=5).kvs[0].value == b'1'
+
+
+def test_alarms_survive_restart_from_log_and_checkpoint():
+    """An alarm is durable, as etcd keeps it in its backend: NOSPACE raised by the quota
+    still caps writes after SIGKILL, from the log and from a checkpoint, until disarmed (and
+    a disarm is durable too)."""
+    n = Node(extra=['--quota-backend-bytes=%d' % QUOTA, '--snapshot-count', '20'])
+    try:
+        n.start()
+        with grpc.insecure_channel(n.endpoint) as ch:
+            kv = rpc_pb2_grpc.KVStub(ch)
+            with pytest.raises(grpc.RpcError):
+                for i in range(1000):
+                    kv.Put(rpc_pb2.PutRequest(key=b'q/%04d' % i, value=b'v' * 1000), timeout=5)
+        n.kill()
+        n.start()  # from the log (and a checkpoint taken on the way, --snapshot-count 20)
+        assert etcdctl(n, 'alarm', 'list').stdout.strip().endswith('alarm:NOSPACE')
+        r = etcdctl(n, 'put', 'more', 'x')
+        assert r.returncode != 0 and r.stderr.strip().endswith(NOSPACE_MSG)
+        assert 'alarms active since before the restart' in n.tail()
+        # a checkpoint taken now carries it (Defragment writes one at once)
+        assert etcdctl(n, 'defrag').returncode == 0
+        n.kill()
+        n.start()
+        assert 'loaded checkpoint' in n.tail()
+        assert etcdctl(n, 'alarm', 'list').stdout.strip().endswith('alarm:NOSPACE')
+        assert etcdctl(n, 'del', 'q/', '--prefix').returncode == 0
+        rev = json.loads(etcdctl(n, 'get', 'x', '-w', 'json').stdout)['header']['revision']
+        assert etcdctl(n, 'compaction', str(rev)).returncode == 0
+        assert 'alarm:NOSPACE' in etcdctl(n, 'alarm', 'disarm').stdout
+        n.kill()
+        n.start()
+        assert etcdctl(n, 'alarm', 'list').stdout.strip() == ''
+        assert etcdctl(n, 'put', 'after', '1').returncode == 0
+    finally:
+        n.cleanup()

@@ -534,6 +534,7 @@ struct auth_seen {
 	uint8_t buf[64];
 	size_t len;
 	int calls;
+	uint32_t alarms;
 };
 
 static int see_auth(void *arg, const uint8_t *state, size_t len)
@@ -544,6 +545,12 @@ static int see_auth(void *arg, const uint8_t *state, size_t len)
 	memcpy(a->buf, state, len);
 	a->len = len;
 	a->calls++;
+	return 0;
+}
+
+static int see_alarms(void *arg, uint32_t alarms)
+{
+	((struct auth_seen *)arg)->alarms = alarms;
 	return 0;
 }
 
@@ -559,13 +566,14 @@ Test(ckpt, auth_state_round_trip)
 	mvcc_put(s, (const uint8_t *)"k", 1, (const uint8_t *)"v", 1, 5, NULL);
 	mvcc_publish(s);
 	mvcc_view_published(s, &v);
-	struct ckpt_extra x = {leases, 1, (const uint8_t *)"AUTH-STATE-BYTES", 16};
+	struct ckpt_extra x = {leases, 1, (const uint8_t *)"AUTH-STATE-BYTES", 16, 2};
 	cr_assert_eq(ckpt_write_fd_x(fd, &v, 3, &x, &bytes, &h), 0);
 	uint8_t *p = malloc(bytes);
 	cr_assert_eq(pread(fd, p, bytes, 0), (ssize_t)bytes);
 	close(fd);
-	struct ckpt_sink sink = {.auth = see_auth, .arg = &seen};
+	struct ckpt_sink sink = {.auth = see_auth, .alarms = see_alarms, .arg = &seen};
 	cr_assert_eq(ckpt_parse(p, bytes, &sink, NULL, 0), 0);
+	cr_assert_eq(seen.alarms, 2); /* NOSPACE */
 	cr_assert_eq(seen.calls, 1);
 	cr_assert_eq(seen.len, 16);
 	cr_assert(!memcmp(seen.buf, "AUTH-STATE-BYTES", 16));
@@ -981,7 +989,7 @@ Test(ckpt, entry_rules)
 		expect_bad_body(&b, (long)at, "lease id or TTL out of range");
 	}
 	/* unknown entry types */
-	static const uint8_t tags[] = {0x00, 0x04, 0x7e, 0x80, 0xff};
+	static const uint8_t tags[] = {0x00, 0x05, 0x7e, 0x80, 0xff};
 	for (size_t i = 0; i < sizeof tags; i++) {
 		b.len = 0;
 		bb_key(&b, "a", 1, live1, 1);

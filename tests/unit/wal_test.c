@@ -1100,6 +1100,14 @@ Test(wal_batch, round_trip)
 	cr_assert(s.c[2].op == WAL_OP_AUTH && s.c[2].rev == 10 && s.c[2].value_len == 1 && s.c[2].key_len == 0);
 	wal_batch_begin(&le, buf, sizeof buf, 9);
 	cr_assert_eq(wal_batch_auth(&le, 9, NULL, 0), -EINVAL); /* an auth record carries an operation */
+	/* the alarm set, as a number */
+	wal_batch_begin(&le, buf, sizeof buf, 9);
+	cr_assert_eq(wal_batch_alarms(&le, 9, 6), 0);
+	cr_assert_eq(wal_batch_alarms(&le, 9, 0), 0);
+	n = (size_t)wal_batch_end(&le, NULL);
+	memset(&s, 0, sizeof s);
+	cr_assert_eq(wal_batch_decode(buf, n, see, &s), 0);
+	cr_assert(s.n == 2 && s.c[0].op == WAL_OP_ALARMS && s.c[0].alarms == 6 && s.c[1].alarms == 0);
 	/* an empty batch is valid */
 	struct wal_batch_enc e;
 	wal_batch_begin(&e, buf, sizeof buf, 5);
