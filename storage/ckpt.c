@@ -88,8 +88,8 @@ static const char *hdr_decode(const uint8_t *p, size_t len, struct ckpt_header *
 	h->log_seq = le_get64(p + 32);
 	*body_len = le_get64(p + 40);
 	*body_sum = le_get64(p + 48);
-	if (h->rev < 1 || h->compact_rev < -1 || h->compact_rev > h->rev)
-		return "revisions out of range";
+	if (h->rev < 1 || h->rev == INT64_MAX || h->compact_rev < -1 || h->compact_rev > h->rev)
+		return "revisions out of range"; /* INT64_MAX: no next revision to write */
 	return NULL;
 }
 

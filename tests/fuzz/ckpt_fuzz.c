@@ -74,7 +74,17 @@ struct load {
 	const uint8_t *auth; /* the auth entry's bytes (opaque here), written back as they came */
 	size_t auth_len;
 	int auths;
+	uint32_t alarms;
 };
+
+static int on_alarms(void *arg, uint32_t alarms)
+{
+	struct load *l = arg;
+
+	CHECK(alarms && !l->alarms && l->keys == 0);
+	l->alarms = alarms;
+	return 0;
+}
 
 static int on_auth(void *arg, const uint8_t *state, size_t len)
 {
@@ -166,7 +176,7 @@ static void check_rewrite(struct load *l, const uint8_t *file, size_t len)
 	if (fd < 0 || nl > sizeof l->lease / sizeof l->lease[0])
 		goto out;
 	mvcc_view_published(l->s, &v);
-	struct ckpt_extra x = {l->lease, nl, l->auth, l->auth_len};
+	struct ckpt_extra x = {l->lease, nl, l->auth, l->auth_len, l->alarms};
 	CHECK(ckpt_write_fd_x(fd, &v, l->h.log_seq, &x, &bytes, &h) == 0);
 	CHECK(bytes == len);
 	CHECK(h.rev == l->h.rev && h.log_seq == l->h.log_seq);
@@ -326,7 +336,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	struct qsbr *q = qsbr_new(1);
 	struct load l = {.s = mvcc_store_new(q)};
-	struct ckpt_sink sink = {.header = on_header, .lease = on_lease, .key = on_key, .arg = &l, .auth = on_auth};
+	struct ckpt_sink sink = {.header = on_header, .lease = on_lease, .key = on_key, .arg = &l, .auth = on_auth,
+				 .alarms = on_alarms};
 	err[0] = 0;
 	int rc = ckpt_parse(file, len, &sink, err, sizeof err);
 	if (rc == 0) {
