@@ -11,8 +11,8 @@
  * - Unlock deletes the key; Resign and Proclaim act only if the leader key still has the
  *   caller's create revision ("election: not leader" otherwise); Leader reads the owner
  *   ("election: no leader" if none).
- * A parked call whose client goes away stays parked until its key goes (etcd's clients
- * always hold it with a lease, so it goes when the lease does). */
+ * A parked call whose client goes away (the call ends first) is dropped and its key deleted,
+ * as etcd's concurrency recipes delete the key of a wait that was cancelled. */
 #include "core/election.h"
 
 #include <inttypes.h>
@@ -45,6 +45,7 @@ struct election_wait {
 
 struct election {
 	struct election_wait *waits;
+	struct seq_req *cancelled; /* parked calls whose client left: answered by the next wake */
 };
 
 struct election *election_new(void)
@@ -322,9 +323,34 @@ bool election_apply(struct election *e, struct mvcc_store *s, struct seq_req *r,
 	}
 }
 
+bool election_cancel(struct election *e, struct mvcc_store *s, const struct seq_req *gone, const struct kv_sink *sink)
+{
+	for (struct election_wait **pp = &e->waits; *pp; pp = &(*pp)->next) {
+		struct election_wait *w = *pp;
+		struct mvcc_view v;
+		struct mvcc_kv mine;
+		if (w->r->reactor != gone->reactor || w->r->conn_id != gone->conn_id || w->r->stream_id != gone->stream_id)
+			continue;
+		mvcc_view_working(s, &v);
+		if (mvcc_get(&v, w->key, w->key_len, 0, &mine) == 1 && mine.create_revision == w->rev)
+			el_delete(s, w->key, w->key_len, sink);
+		*pp = w->next;
+		el_fail(w->r, GRPC_CANCELLED, "context canceled");
+		w->r->next = e->cancelled;
+		e->cancelled = w->r;
+		free(w);
+		return true;
+	}
+	return false;
+}
+
 struct seq_req *election_wake(struct election *e, struct mvcc_store *s, const struct kv_header_ids *ids)
 {
-	struct seq_req *done = NULL, **tail = &done;
+	struct seq_req *done = e->cancelled, **tail = &done;
+
+	e->cancelled = NULL;
+	while (*tail)
+		tail = &(*tail)->next;
 	struct election_wait **pp = &e->waits;
 	struct mvcc_view v;
 

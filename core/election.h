@@ -20,7 +20,11 @@ const struct ProtobufCMessageDescriptor *election_request_desc(int method);
  * parked (it is answered by a later election_wake), else r holds its answer. */
 bool election_apply(struct election *e, struct mvcc_store *s, struct seq_req *r, const struct kv_sink *sink,
 		    const struct kv_header_ids *ids);
-/* After a batch: the parked calls whose turn came (or whose key went), answered, chained. */
+/* The client of a parked Lock or Campaign went away (gone names its call: reactor, conn_id,
+ * stream_id): drops it and deletes its key, as etcd does. False if it was not parked. */
+bool election_cancel(struct election *e, struct mvcc_store *s, const struct seq_req *gone, const struct kv_sink *sink);
+/* After a batch: the parked calls whose turn came (or whose key went, or whose client left),
+ * answered, chained. */
 struct seq_req *election_wake(struct election *e, struct mvcc_store *s, const struct kv_header_ids *ids);
 
 #endif

@@ -765,7 +765,7 @@ static void reactor_cb_call_end(void *user, uint32_t sid, int method, void *call
 {
 	struct conn *c = user;
 
-	svc_on_call_end(c->r->svc, c->g, sid, method, call_user);
+	svc_on_call_end(c->r->svc, c->g, conn_id(c), sid, method, call_user);
 }
 
 static void reactor_conn_dirty(void *conn_user) { conn_mark_dirty(conn_user); }

@@ -419,6 +419,13 @@ static bool seq_apply(struct seq *s, struct seq_req *r, const struct kv_sink *si
 {
 	struct kv_result res;
 
+	if (r->cancel) { /* a Lock or Campaign call ended: if it was still waiting, it is gone */
+		election_cancel(s->election, s->store, r, sink);
+		r->code = GRPC_OK;
+		r->resp = NULL;
+		r->resp_len = 0;
+		return false;
+	}
 	if (r->method == SVC_MAINT_DEFRAGMENT || r->method == SVC_MAINT_SNAPSHOT)
 		return seq_park_for_checkpoint(s, r);
 	if (r->msg && r->method != SVC_LEASE_KEEPALIVE && r->method != SVC_LEASE_TTL &&

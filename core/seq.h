@@ -33,6 +33,7 @@ struct seq_req {
 	struct ProtobufCMessage *msg;
 	struct arena *arena;
 	bool keep_open;    /* a message of a streaming call: answer it, do not end the call */
+	bool cancel;       /* the call (method, conn_id, stream_id) ended: drop what waits for it */
 	bool http;         /* from the JSON gateway: answered as JSON on an HTTP/1.1 connection */
 	uint64_t start_us; /* when it was queued, for the latency histogram */
 	/* result, filled by the sequencer */

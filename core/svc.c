@@ -166,6 +166,7 @@ static struct seq_req *svc_req_get(struct svc_thread *t)
 	r->next = NULL;
 	r->reactor = t->reactor;
 	r->http = false;
+	r->cancel = false;
 	r->fd = -1;
 	return r;
 }
@@ -542,6 +543,10 @@ void svc_flush(struct svc_thread *t)
 
 void svc_complete(struct svc_thread *t, struct grpc_conn *c, struct seq_req *r)
 {
+	if (r->cancel) { /* the call it speaks for is over: nothing to answer */
+		svc_req_put(t, r);
+		return;
+	}
 	if (r->msg && !r->keep_open)
 		metrics_observe(&t->m.write_us, metrics_us_bounds, metrics_us_nbounds, svc_now_us() - r->start_us);
 	if (r->fd >= 0) { /* a snapshot file: streamed from now on, or dropped with its call */
@@ -603,9 +608,22 @@ void svc_on_half_close(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_
 	}
 }
 
-void svc_on_call_end(struct svc_thread *t, struct grpc_conn *c, uint32_t sid, int method, void *call_user)
+void svc_on_call_end(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id, uint32_t sid, int method,
+		     void *call_user)
 {
 	free(call_user); /* the call's identity */
+	if (method == SVC_LOCK_LOCK || method == SVC_ELECTION_CAMPAIGN) {
+		/* it may be parked on the sequencer: tell it (behind the call's own request) */
+		struct seq_req *r = svc_req_get(t);
+		r->conn_id = conn_id;
+		r->stream_id = sid;
+		r->method = method;
+		r->msg = NULL;
+		r->cancel = true;
+		r->keep_open = false;
+		r->auth_checked_rev = 0;
+		svc_queue(t, r);
+	}
 	if (method == SVC_WATCH || method == SVC_ELECTION_OBSERVE)
 		watch_stream_close(t->watch, c, sid);
 	else if (method == SVC_MAINT_SNAPSHOT)

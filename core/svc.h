@@ -93,7 +93,8 @@ void svc_on_call_start(struct svc_thread *t, struct grpc_conn *c, void *conn_use
 void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id, uint32_t stream_id, int method,
 		    const uint8_t *msg, size_t len);
 void svc_on_half_close(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id, uint32_t stream_id, int method);
-void svc_on_call_end(struct svc_thread *t, struct grpc_conn *c, uint32_t stream_id, int method, void *call_user);
+void svc_on_call_end(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id, uint32_t stream_id, int method,
+		     void *call_user);
 /* A committed batch of events for this reactor's watchers (in commit order). */
 void svc_watch_deliver(struct svc_thread *t, struct watch_batch *b);
 /* For the JSON gateway, which runs requests the way gRPC calls do. */

@@ -123,3 +123,58 @@ def varint(v):
 def leader_key_bytes(lease, rev):
     key = b'N/%x' % lease
     return b'\x0a\x01N' + b'\x12' + varint(len(key)) + key + b'\x18' + varint(rev) + b'\x20' + varint(lease)
+
+
+def pb_varint(n):
+    out = b''
+    while True:
+        b, n = n & 0x7f, n >> 7
+        if not n:
+            return out + bytes([b])
+        out += bytes([b | 0x80])
+
+
+def lock_request(name, lease):
+    """v3lockpb.LockRequest{name = 1, lease = 2}, encoded by hand (python3-etcd3 has no
+    stubs for the Lock service; etcdctl lock runs the mutex recipe client-side)."""
+    return b'\x0a' + pb_varint(len(name)) + name + b'\x10' + pb_varint(lease)
+
+
+@pytest.mark.parametrize('call_ends', ['deadline', 'connection closed'])
+def test_cancelled_lock_call_leaves_no_key_as_etcd(spawn, call_ends):
+    """A Lock RPC parked behind the holder whose call ends (its deadline passes, or its
+    connection goes): etcd's lock server deletes the waiter's key then, so the next caller
+    is not stuck behind a dead one's lease; so does uetcd."""
+    seen = {}
+    for role in ('uetcd', 'etcd'):
+        srv = spawn(role)
+        with grpc.insecure_channel(srv.endpoint) as ch:
+            lease = rpc_pb2_grpc.LeaseStub(ch)
+            l1 = lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=60)).ID
+            l2 = lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=60)).ID
+            lock = ch.unary_unary('/v3lockpb.Lock/Lock', request_serializer=lambda x: x,
+                                  response_deserializer=lambda x: x)
+            lock(lock_request(b'LK', l1), timeout=10)
+            if call_ends == 'deadline':
+                with pytest.raises(grpc.RpcError) as e:
+                    lock(lock_request(b'LK', l2), timeout=1)
+                assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            else:
+                other = grpc.insecure_channel(srv.endpoint)
+                fut = other.unary_unary('/v3lockpb.Lock/Lock', request_serializer=lambda x: x,
+                                        response_deserializer=lambda x: x).future(lock_request(b'LK', l2))
+                time.sleep(1)
+                other.close()  # the connection goes: the call ends
+                with pytest.raises(grpc.RpcError):
+                    fut.result(timeout=10)
+            kv = rpc_pb2_grpc.KVStub(ch)
+            keys = []
+            deadline = time.monotonic() + 5  # far below the waiter's 60 s lease
+            while time.monotonic() < deadline:
+                keys = [x.key for x in kv.Range(rpc_pb2.RangeRequest(key=b'LK/', range_end=b'LK0',
+                                                                     keys_only=True)).kvs]
+                if len(keys) == 1:
+                    break
+                time.sleep(0.05)
+            seen[role] = [k.endswith(b'%x' % l1) for k in keys]
+    assert seen['uetcd'] == seen['etcd'] == [True], seen
