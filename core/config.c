@@ -100,7 +100,7 @@ static const struct flag_def flags[] = {
 	H("name", FT_STRING, FID_NAME, "default", "Human-readable name of this member; MemberList reports it."),
 	H("data-dir", FT_STRING, FID_DATA_DIR, "${name}.etcd", "Directory that holds uetcd's log and snapshots."),
 	I("wal-dir", FT_STRING, "", "Separate directory for the write-ahead log (uetcd keeps its log in --data-dir)."),
-	H("snapshot-count", FT_UINT64, FID_SNAPSHOT_COUNT, "100000", "Revisions between checkpoints of the store (once the log has also grown by a quarter of the last checkpoint's size)."),
+	H("snapshot-count", FT_UINT64, FID_SNAPSHOT_COUNT, "100000", "Revisions between checkpoints of the store (once the log has also grown by twice the last checkpoint's size)."),
 	PID("heartbeat-interval", FT_UINT, FID_HEARTBEAT, "100", "Raft heartbeat interval in milliseconds (no raft in a single node)."),
 	PID("election-timeout", FT_UINT, FID_ELECTION, "1000", "Raft election timeout in milliseconds (no raft in a single node)."),
 	P("initial-election-tick-advance", FT_BOOL, "true", "Fast-forward election ticks at boot (no elections in a single node)."),
@@ -125,7 +125,7 @@ static const struct flag_def flags[] = {
 	P("raft-read-timeout", FT_DURATION, "5s", "Read timeout of raft peer connections."),
 	P("raft-write-timeout", FT_DURATION, "5s", "Write timeout of raft peer connections."),
 	H("threads", FT_INT, FID_THREADS, "number of online CPUs", "uetcd only: reactor threads to run."),
-	H("checkpoint-log-bytes", FT_UINT64, FID_CKPT_BYTES, "67108864", "uetcd only: log bytes written before a checkpoint is due (or the last checkpoint's size, if larger); 0 leaves it to --snapshot-count."),
+	H("checkpoint-log-bytes", FT_UINT64, FID_CKPT_BYTES, "67108864", "uetcd only: log bytes written before a checkpoint is due (or 4x the last checkpoint's size, if larger); 0 leaves it to --snapshot-count."),
 
 	SECTION("Clustering"),
 	H("initial-advertise-peer-urls", FT_URLS, FID_ADVERTISE_PEER, "http://localhost:2380", "Peer URLs MemberList reports for this member."),

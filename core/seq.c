@@ -704,11 +704,15 @@ static bool seq_ckpt_due(const struct seq *s)
 	uint64_t last = atomic_load_explicit(&s->ckpt_bytes, memory_order_relaxed);
 	uint64_t revs = (uint64_t)(mvcc_rev(s->store) - s->ckpt_rev);
 
+	/* Writing a checkpoint costs about its size: waiting until the log has grown by four
+	 * times that (twice, for the revision rule) keeps the extra writing to a quarter (a
+	 * half) of what the log takes, whatever the store's size; the price is a longer log to
+	 * replay at start-up (at most 4x the checkpoint, or min_log_bytes). */
 	if (!s->log_bytes_since)
 		return false;
-	if (s->ckpt_min_log_bytes && s->log_bytes_since >= (last > s->ckpt_min_log_bytes ? last : s->ckpt_min_log_bytes))
+	if (s->ckpt_min_log_bytes && s->log_bytes_since >= (4 * last > s->ckpt_min_log_bytes ? 4 * last : s->ckpt_min_log_bytes))
 		return true;
-	return s->ckpt_every_revs && revs >= s->ckpt_every_revs && s->log_bytes_since >= last / 4;
+	return s->ckpt_every_revs && revs >= s->ckpt_every_revs && s->log_bytes_since >= 2 * last;
 }
 
 /* Starts the next job if one is wanted: a snapshot someone waits for, else a checkpoint. */

@@ -218,7 +218,7 @@ def test_checkpoints_cover_the_log_and_survive_sigkill(node):
         time.sleep(0.05)
     assert len(snap_files(node)) == 1, snap_files(node)
     ckpt_rev = int(snap_files(node)[0].split('.')[0], 16)
-    assert ckpt_rev > 100, 'checkpoints follow --snapshot-count 40'
+    assert ckpt_rev >= 40, 'checkpoints follow --snapshot-count 40'
     segs = log_files(node)
     assert segs[0] != '0000000000000001.seg', 'covered segments are deleted'
     node.kill()
@@ -274,9 +274,9 @@ def test_second_server_on_the_same_data_dir_is_refused(node):
 
 
 def test_space_reclaimed_online_and_by_defrag(tmp_path):
-    """Overwrite 8 keys with 1 MiB values 480 times (480 MiB through the log) with periodic
+    """Overwrite 8 keys with 1 MiB values 960 times (960 MiB through the log) with periodic
     compaction: checkpoints reclaim segments while writing, so the data dir never holds more
-    than a few. Then, with automatic checkpoints held off, 150 MiB more and a compaction:
+    than a few (a checkpoint is due after 4x its size of log: at most ~5 segments here). Then, with automatic checkpoints held off, 150 MiB more and a compaction:
     Defragment shrinks the data dir to one fresh segment and a small checkpoint."""
     n = Node(extra=['--quota-backend-bytes', str(8 << 30)])
     value = os.urandom(1 << 20)
@@ -294,8 +294,8 @@ def test_space_reclaimed_online_and_by_defrag(tmp_path):
 
     try:
         n.start()
-        peak = overwrite(480)
-        assert peak < 320 << 20, 'segments were not reclaimed while writing: %d' % peak
+        peak = overwrite(960)
+        assert peak < 450 << 20, 'segments were not reclaimed while writing: %d' % peak
         n.kill(signal.SIGTERM)
         n.extra += ['--checkpoint-log-bytes', str(4 << 30)]
         n.start()
