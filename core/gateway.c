@@ -213,7 +213,8 @@ bool gateway_handle(struct svc_thread *t, struct http1_conn *h, void *conn_user,
 			char msg[200];
 			snprintf(msg, sizeof msg, "proto: %s", jerr.msg);
 			gw_error(h, GRPC_INVALID_ARGUMENT, msg);
-		} else if (!svc_http_watch(t, h, conn_user, (const Etcdserverpb__WatchRequest *)req)) {
+		} else if (!svc_http_watch(t, h, conn_user, (const Etcdserverpb__WatchRequest *)req,
+					   srv->auth && authsvc_enabled(srv->auth) ? gw_identify(srv, r) : NULL)) {
 			gw_error(h, GRPC_INVALID_ARGUMENT, "grpc-gateway: a watch starts with a create_request");
 		}
 		return true;

@@ -652,9 +652,9 @@ void svc_req_release(struct svc_thread *t, struct seq_req *r) { svc_req_put(t, r
 void svc_stop(struct svc_thread *t) { watch_hub_stop(t->watch); }
 
 bool svc_http_watch(struct svc_thread *t, struct http1_conn *h, void *conn_user,
-		    const struct Etcdserverpb__WatchRequest *req)
+		    const struct Etcdserverpb__WatchRequest *req, struct authsvc_ident *ident)
 {
-	return watch_http_open(t->watch, h, conn_user, req);
+	return watch_http_open(t->watch, h, conn_user, req, ident);
 }
 
 void svc_http_closed(struct svc_thread *t, struct http1_conn *h) { watch_http_close(t->watch, h); }

@@ -118,7 +118,7 @@ int svc_auth_request(struct svc_thread *t, struct seq_req *r, struct kv_result *
 struct http1_conn;
 struct Etcdserverpb__WatchRequest;
 bool svc_http_watch(struct svc_thread *t, struct http1_conn *h, void *conn_user,
-		    const struct Etcdserverpb__WatchRequest *req);
+		    const struct Etcdserverpb__WatchRequest *req, struct authsvc_ident *ident);
 void svc_http_closed(struct svc_thread *t, struct http1_conn *h);
 /* Server shutdown: ends this thread's streaming calls the way clients resume from. */
 void svc_stop(struct svc_thread *t);

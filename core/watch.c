@@ -242,6 +242,7 @@ struct watch_stream {
 	struct http1_conn *http; /* the gateway's chunked response, or NULL */
 	void *conn_user;
 	uint32_t sid;
+	struct authsvc_ident *ident; /* the gateway stream's caller (a gRPC call keeps its own) */
 	struct watcher **w; /* sorted by id */
 	size_t n, cap;
 	int64_t next_id;
@@ -593,6 +594,7 @@ void watch_stream_close(struct watch_hub *h, struct grpc_conn *c, uint32_t sid)
 	for (size_t i = 0; i < st->n; i++)
 		watcher_free(h, st->w[i]);
 	free(st->w);
+	free(st->ident);
 	free(st);
 }
 
@@ -746,8 +748,9 @@ static void watch_create(struct watch_hub *h, struct watch_stream *st, const Etc
 	if (cr->range_end.len && !(cr->range_end.len == 1 && cr->range_end.data[0] == 0) &&
 	    watch_bytes_cmp(key, klen, cr->range_end.data, cr->range_end.len) >= 0) {
 		err = "mvcc: watcher range is empty";
-	} else if (st->c && h->srv->auth && authsvc_enabled(h->srv->auth) &&
-		   (err = auth_rpc_check_watch(authsvc_view(h->srv->auth), grpc_call_user(st->c, st->sid), key, klen,
+	} else if (h->srv->auth && authsvc_enabled(h->srv->auth) &&
+		   (err = auth_rpc_check_watch(authsvc_view(h->srv->auth),
+					       st->c ? grpc_call_user(st->c, st->sid) : st->ident, key, klen,
 					       cr->range_end.data, cr->range_end.len))) {
 		/* etcd refuses at create, with the permission error as the cancel reason */
 	} else if (id == 0) {
@@ -1022,6 +1025,7 @@ void watch_hub_free(struct watch_hub *h)
 				free(st->w[k]);
 			}
 			free(st->w);
+			free(st->ident);
 			free(st);
 		}
 	}
@@ -1115,14 +1119,18 @@ void watch_hub_stop(struct watch_hub *h)
 	free(calls);
 }
 
-bool watch_http_open(struct watch_hub *h, struct http1_conn *http, void *conn_user, const Etcdserverpb__WatchRequest *req)
+bool watch_http_open(struct watch_hub *h, struct http1_conn *http, void *conn_user, const Etcdserverpb__WatchRequest *req,
+		     struct authsvc_ident *ident)
 {
-	if (req->request_union_case != ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST)
+	if (req->request_union_case != ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST) {
+		free(ident);
 		return false;
+	}
 	watch_stream_open(h, (struct grpc_conn *)http, conn_user, 0);
 	struct watch_stream *st = watch_stream_find(h, http, 0);
 	st->c = NULL;
 	st->http = http;
+	st->ident = ident;
 	http1_stream_begin_ex(http, 200, "application/json", "Grpc-Metadata-Content-Type: application/grpc\r\n");
 	watch_create(h, st, req->create_request);
 	return true;

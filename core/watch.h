@@ -64,8 +64,10 @@ void watch_hub_stop(struct watch_hub *h);
  * False if the request is not a create. */
 struct http1_conn;
 struct Etcdserverpb__WatchRequest;
+struct authsvc_ident;
+/* ident: the caller, from the Authorization header (NULL: none); the stream takes it. */
 bool watch_http_open(struct watch_hub *h, struct http1_conn *http, void *conn_user,
-		     const struct Etcdserverpb__WatchRequest *req);
+		     const struct Etcdserverpb__WatchRequest *req, struct authsvc_ident *ident);
 void watch_http_close(struct watch_hub *h, struct http1_conn *http);
 /* Election.Observe on a stream opened with watch_stream_open: one LeaderResponse now (if
  * there is a leader) and one each time the leader key or its value changes. */

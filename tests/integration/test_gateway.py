@@ -195,6 +195,15 @@ def test_gateway_auth_matches_etcd(spawn):
         step('/v3/auth/role/get', {'role': 'r1'}, root)
         step('/v3/auth/user/get', {'name': 'alice'}, tok)
         step('/v3/auth/status', {}, root)
+        for token, key in ((None, 'a/'), (tok, 'b/'), (tok, 'a/')):  # watch: refused as a cancel line
+            cmd = ['curl', '-s', '-N', '-m', '2', 'http://%s/v3/watch' % srv.endpoint, '-d',
+                   json.dumps({'create_request': {'key': b64(key)}})]
+            if token:
+                cmd += ['-H', 'Authorization: ' + token]
+            first = subprocess.run(cmd, capture_output=True, text=True, timeout=20).stdout.split('\n')[0]
+            d = json.loads(first)
+            d['result'].pop('header', None)
+            steps.append(('/v3/watch', key, d))
         step('/v3/auth/disable', {}, root)
         step('/v3/kv/range', {'key': b64('a/1')})
         outs[role] = steps
