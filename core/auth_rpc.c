@@ -173,6 +173,7 @@ static int auth_method(const struct auth_who *w, int method, const ProtobufCMess
 	case SVC_ELECTION_CAMPAIGN:
 		return auth_prefix(w, &((const V3electionpb__CampaignRequest *)req)->name, AUTH_READ | AUTH_WRITE);
 	case SVC_ELECTION_LEADER:
+	case SVC_ELECTION_OBSERVE:
 		return auth_prefix(w, &((const V3electionpb__LeaderRequest *)req)->name, AUTH_READ);
 	case SVC_ELECTION_PROCLAIM:
 	case SVC_ELECTION_RESIGN: {

@@ -475,6 +475,19 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 		return;
 	}
 	if (method == SVC_ELECTION_OBSERVE) {
+		if (t->srv->auth && authsvc_enabled(t->srv->auth)) { /* read permission on the name */
+			ProtobufCAllocator al;
+			ProtobufCMessage *q;
+			arena_reset(t->scratch);
+			arena_pb_allocator(t->scratch, &al);
+			q = protobuf_c_message_unpack(election_request_desc(method), &al, len, msg);
+			struct kv_result res;
+			if (q && !svc_auth_allows(t, grpc_call_user(c, sid), method, q, NULL, &res)) {
+				/* etcd's observer stops at the refused read and ends the call quietly */
+				svc_status(t, c, sid, method, GRPC_OK, NULL);
+				return;
+			}
+		}
 		watch_observe(t->watch, c, sid, msg, len);
 		return;
 	}

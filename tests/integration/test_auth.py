@@ -400,3 +400,28 @@ def test_certificate_cn_is_the_user_over_mtls(tmp_path):
         assert r.returncode != 0 and 'permission denied' in r.stderr
     finally:
         n.cleanup()
+
+
+def test_observe_under_auth_matches_etcd(spawn):
+    """Election.Observe (the raw RPC: etcdctl elect -l observes client-side) on a name the
+    user may not read ends quietly with no message, as etcd's observer does; on a name it
+    may read, it waits for a leader."""
+    def leader_request(name):
+        return b'\x0a' + bytes([len(name)]) + name
+
+    seen = {}
+    for role in ('uetcd', 'etcd'):
+        ep = spawn(role).endpoint
+        setup_alice('etcdctl35', ep)
+        tok = grpc_token(ep, 'alice', 'apw')
+        out = []
+        with grpc.insecure_channel(ep) as ch:
+            obs = ch.unary_stream('/v3electionpb.Election/Observe', request_serializer=lambda x: x,
+                                  response_deserializer=lambda x: x)
+            for name in (b'q', b'/a/el'):
+                try:
+                    out.append((name, len(list(obs(leader_request(name), metadata=[('token', tok)], timeout=1)))))
+                except grpc.RpcError as e:
+                    out.append((name, e.code().name))
+        seen[role] = out
+    assert seen['uetcd'] == seen['etcd'] == [(b'q', 0), (b'/a/el', 'DEADLINE_EXCEEDED')], seen
