@@ -66,6 +66,7 @@ struct mvcc_store {
 	bool in_txn, txn_changed;
 	uint64_t keys_live, versions_total;
 	_Atomic uint64_t bytes_in_use; /* every version and key the store holds (quota, Status) */
+	const struct mvcc_key *load_last; /* mvcc_load_key: the key before, for the order check */
 };
 
 typedef int (*mvcc_visit_fn)(void *arg, struct mvcc_key *k, const struct mvcc_ver *v);
@@ -688,7 +689,6 @@ static bool mvcc_stored_ok(const struct mvcc_store *s, const struct mvcc_stored 
 
 int mvcc_load_key(struct mvcc_store *s, const uint8_t *key, size_t key_len, const struct mvcc_stored *vers, size_t n)
 {
-	struct btree_iter it;
 	struct mvcc_key *k;
 	struct mvcc_ver *head = NULL;
 
@@ -697,12 +697,9 @@ int mvcc_load_key(struct mvcc_store *s, const uint8_t *key, size_t key_len, cons
 	for (size_t i = 0; i < n; i++)
 		if (!mvcc_stored_ok(s, &vers[i], i ? &vers[i - 1] : NULL))
 			return -EINVAL;
-	btree_iter_last(&it, btree_root(&s->tree));
-	if (btree_iter_valid(&it)) {
-		const struct mvcc_key *last = btree_iter_value(&it);
-		if (btree_key_cmp(last->bytes, last->len, key, key_len) >= 0)
-			return -EINVAL; /* keys come in strictly ascending order */
-	}
+	/* keys come in strictly ascending order (the last one is remembered: no tree walk) */
+	if (s->load_last && btree_key_cmp(s->load_last->bytes, s->load_last->len, key, key_len) >= 0)
+		return -EINVAL;
 	for (size_t i = n; i-- > 0;) { /* oldest first, each in front of the last */
 		struct mvcc_ver *v = mvcc_ver_new(vers[i].value, vers[i].value_len);
 		v->mod_rev = vers[i].mod_revision;
@@ -727,5 +724,6 @@ int mvcc_load_key(struct mvcc_store *s, const uint8_t *key, size_t key_len, cons
 	mvcc_bytes_add(s, (int64_t)(sizeof *k + key_len));
 	if (!head->tomb)
 		s->keys_live++;
+	s->load_last = k;
 	return 0;
 }
