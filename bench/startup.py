@@ -8,9 +8,12 @@ restarts each, median reported, for:
   uetcd (checkpoint)  the default: the last checkpoint plus the log after it
   uetcd (log only)    --checkpoint-log-bytes 0 --snapshot-count 1e12: the whole log replayed
   etcd 3.5.16         bbolt + its in-memory index rebuilt
+With --overwrite S, the keys are then overwritten for S seconds (puts over the same
+keyspace, 1000 clients) and the store compacted to its last revision before the kill: the
+same live data behind a longer history, which a checkpoint sheds and a log does not.
 Also the data dir's size and the RSS once ready. Bounded: each phase has a deadline.
 
-usage: bench/startup.py [--build DIR] [--keys N] [--val-size B] [--out FILE]
+usage: bench/startup.py [--build DIR] [--keys N] [--val-size B] [--overwrite S] [--out FILE]
 """
 import argparse
 import os
@@ -95,6 +98,7 @@ def main():
     a.add_argument('--val-size', type=int, default=256)
     a.add_argument('--out', default='bench/results/startup.txt')
     a.add_argument('--restarts', type=int, default=3)
+    a.add_argument('--overwrite', type=float, default=0)
     o = a.parse_args()
     loadgen = os.path.join(o.build, 'bench', 'loadgen')
     uetcd = os.path.join(o.build, 'uetcd')
@@ -114,6 +118,17 @@ def main():
                                 '--warmup', '0', '--quiet'], capture_output=True, text=True, timeout=900)
             if r.returncode:
                 raise RuntimeError('preload into %s failed: %s' % (kind, r.stderr[-500:]))
+            if o.overwrite:
+                r = subprocess.run([loadgen, '--endpoint', '127.0.0.1:%d' % s.port, '--workload', 'put',
+                                    '--keyspace', str(o.keys), '--val-size', str(o.val_size), '--conns', '100',
+                                    '--streams', '10', '--duration', str(o.overwrite), '--warmup', '0', '--quiet'],
+                                   capture_output=True, text=True, timeout=900)
+                if r.returncode:
+                    raise RuntimeError('overwriting in %s failed: %s' % (kind, r.stderr[-500:]))
+                with grpc.insecure_channel('127.0.0.1:%d' % s.port) as ch:
+                    kv = rpc_pb2_grpc.KVStub(ch)
+                    rev = kv.Range(rpc_pb2.RangeRequest(key=b'x'), timeout=30).header.revision
+                    kv.Compact(rpc_pb2.CompactionRequest(revision=rev, physical=True), timeout=300)
             load_s = time.monotonic() - t0
             time.sleep(2)  # let a checkpoint that the load made due finish, as a server would
             s.kill()
@@ -129,8 +144,8 @@ def main():
             shutil.rmtree(s.data, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    head = 'Start-up with %d keys of %d-byte values (SIGKILL, then exec -> first Range; median of %d)' % (
-        o.keys, o.val_size, o.restarts)
+    head = 'Start-up with %d keys of %d-byte values%s (SIGKILL, then exec -> first Range; median of %d)' % (
+        o.keys, o.val_size, ', overwritten for %gs and compacted' % o.overwrite if o.overwrite else '', o.restarts)
     lines = [head, '',
              '%-20s %9s %10s %9s %9s %10s %9s' % ('server', 'load s', 'start s', 'min', 'max', 'data MiB',
                                                  'RSS MiB'),

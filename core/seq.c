@@ -64,6 +64,7 @@ struct seq {
 	struct ckpt_worker *ckpt;
 	uint64_t ckpt_min_log_bytes, ckpt_every_revs;
 	uint64_t log_bytes_since; /* log written since the last checkpoint's roll */
+	bool compacted_since;     /* a compaction since then: the store may be much smaller than its log */
 	int64_t ckpt_rev;         /* revision of the last checkpoint (or start) */
 	struct seq_req *defrag_waiting, *snap_waiting; /* chains by ->next, arrival order reversed */
 	_Atomic uint64_t ckpt_bytes;
@@ -124,6 +125,7 @@ static void seq_sink_compact(void *arg, int64_t rev, int64_t compact_rev)
 {
 	struct seq *s = arg;
 
+	s->compacted_since = true;
 	seq_enc_reserve(s, 0);
 	wal_batch_compact(&s->enc, rev, compact_rev);
 }
@@ -712,6 +714,13 @@ static bool seq_ckpt_due(const struct seq *s)
 		return false;
 	if (s->ckpt_min_log_bytes && s->log_bytes_since >= (4 * last > s->ckpt_min_log_bytes ? 4 * last : s->ckpt_min_log_bytes))
 		return true;
+	/* After a compaction the store (what a checkpoint would write) may be far smaller than
+	 * the log since the last one (what start-up would replay): once the log is the larger,
+	 * a checkpoint costs less than the replay it saves. */
+	uint64_t now = mvcc_bytes_in_use(s->store);
+	if (s->ckpt_min_log_bytes && s->compacted_since &&
+	    s->log_bytes_since >= (now > s->ckpt_min_log_bytes ? now : s->ckpt_min_log_bytes))
+		return true;
 	return s->ckpt_every_revs && revs >= s->ckpt_every_revs && s->log_bytes_since >= 2 * last;
 }
 
@@ -750,6 +759,7 @@ static void seq_ckpt_start(struct seq *s)
 		j->waiting = s->defrag_waiting;
 		s->defrag_waiting = NULL;
 		s->log_bytes_since = 0;
+		s->compacted_since = false;
 		s->ckpt_rev = mvcc_rev(s->store);
 	}
 	ckpt_worker_submit(s->ckpt, j, s->store);

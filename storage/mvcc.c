@@ -652,12 +652,14 @@ int mvcc_dump(const struct mvcc_view *v, mvcc_dump_fn fn, void *arg, int64_t *co
 			rc = fn(arg, k->bytes, k->len, vers, n);
 	}
 	free(vers);
+	/* Any compaction since the view was taken may have cut some of the chains walked and
+	 * not others (keys it removed whole stay in the view's tree): such a dump is neither the
+	 * view nor the compacted store, and the log after the checkpoint replays that compaction
+	 * again. The caller tries again later. (A cut of 0 is no cut.) */
 	int64_t cut = atomic_load_explicit(&v->store->compact_cut, memory_order_acquire);
-	if (cut > v->rev)
-		return -MVCC_ECOMPACTED; /* chains may have lost versions the view still needed */
-	/* A cut at or below the view only removed versions no read at or above it needs. (A cut
-	 * of 0 is no cut: a never-compacted store stays at -1.) */
-	*compact_rev = cut > 0 && cut > v->compact_rev ? cut : v->compact_rev;
+	if (cut > 0 && cut > v->compact_rev)
+		return -MVCC_ECOMPACTED;
+	*compact_rev = v->compact_rev;
 	return rc;
 }
 

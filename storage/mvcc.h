@@ -154,11 +154,10 @@ typedef int (*mvcc_dump_fn)(void *arg, const uint8_t *key, size_t key_len, const
 
 /* Visits every key the view holds with all its versions up to view->rev: enough to rebuild
  * the store as of the view (mvcc_load_*). Any thread (a reader: its qsbr slot must stay
- * online throughout). A compaction running meanwhile may have cut some chains: if it went
- * past view->rev the dump is useless and the result is -MVCC_ECOMPACTED; otherwise the
- * dump is still exact for every revision >= *compact_rev, which receives the compacted
- * revision the dump must be loaded with (the view's, or the newer cut). Allocates a
- * scratch array of one key's versions. */
+ * online throughout). If a compaction ran after the view was taken (it may have cut some
+ * chains and not others), the dump is not the view and the result is -MVCC_ECOMPACTED:
+ * take a fresh view and try again. *compact_rev gets the view's compacted revision.
+ * Allocates a scratch array of one key's versions. */
 int mvcc_dump(const struct mvcc_view *v, mvcc_dump_fn fn, void *arg, int64_t *compact_rev);
 
 /* Rebuilds a fresh store (never written, nothing published beyond its start) from a dump:

@@ -1005,8 +1005,9 @@ int wal_open(const char *data_dir, const struct wal_options *o, wal_replay_fn fn
 		goto fail;
 	}
 	if ((rc = walk_log(&wk))) {
-		snprintf(err, errlen, "wal: replay of %s stopped: %s", w->dir,
-			 rc < 0 ? strerror(-rc) : "the replay callback failed");
+		if (!err[0]) /* the replay callback may have said why */
+			snprintf(err, errlen, "wal: replay of %s stopped: %s", w->dir,
+				 rc < 0 ? strerror(-rc) : "the replay callback failed");
 		goto fail;
 	}
 
