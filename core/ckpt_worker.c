@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <wolfssl/options.h>
@@ -97,6 +98,11 @@ static int worker_snapshot(struct ckpt_worker *w, struct ckpt_job *j)
 static void *worker_main(void *arg)
 {
 	struct ckpt_worker *w = arg;
+
+	/* background work: on a busy machine the reactors and the sequencer go first (a
+	 * checkpoint is not urgent; a client waiting on its answer is) */
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), 10) < 0)
+		log_warn("ckpt: cannot lower the checkpoint thread's priority: %s", strerror(errno));
 
 	pthread_mutex_lock(&w->mu);
 	for (;;) {

@@ -125,7 +125,7 @@ static const struct flag_def flags[] = {
 	P("raft-read-timeout", FT_DURATION, "5s", "Read timeout of raft peer connections."),
 	P("raft-write-timeout", FT_DURATION, "5s", "Write timeout of raft peer connections."),
 	H("threads", FT_INT, FID_THREADS, "number of online CPUs", "uetcd only: reactor threads to run."),
-	H("checkpoint-log-bytes", FT_UINT64, FID_CKPT_BYTES, "67108864", "uetcd only: log bytes written before a checkpoint is due (or 4x the last checkpoint's size, if larger); 0 leaves it to --snapshot-count."),
+	H("checkpoint-log-bytes", FT_UINT64, FID_CKPT_BYTES, "268435456", "uetcd only: log bytes written before a checkpoint is due (or 4x the last checkpoint's size, if larger); 0 leaves it to --snapshot-count."),
 
 	SECTION("Clustering"),
 	H("initial-advertise-peer-urls", FT_URLS, FID_ADVERTISE_PEER, "http://localhost:2380", "Peer URLs MemberList reports for this member."),
@@ -1405,7 +1405,7 @@ void config_defaults(struct config *c)
 	c->max_concurrent_streams = UINT32_MAX;
 	c->quota_backend_bytes = 0;
 	c->snapshot_count = 100000;
-	c->checkpoint_log_bytes = 64ull << 20;
+	c->checkpoint_log_bytes = 256ull << 20; /* replaying that much takes under a second */
 	c->watch_progress_notify_interval_ms = 10 * 60 * 1000;
 	c->grpc_keepalive_min_time_ms = 5000;
 	c->grpc_keepalive_interval_ms = 2 * 3600 * 1000;

@@ -91,7 +91,7 @@ struct config {
 	int64_t quota_backend_bytes;     /* --quota-backend-bytes (0: default 2 GiB) */
 	bool unsafe_no_fsync;            /* --unsafe-no-fsync */
 	uint64_t snapshot_count;         /* --snapshot-count (default 100000) */
-	uint64_t checkpoint_log_bytes;   /* --checkpoint-log-bytes (uetcd only, default 64 MiB) */
+	uint64_t checkpoint_log_bytes;   /* --checkpoint-log-bytes (uetcd only, default 256 MiB) */
 	uint64_t watch_progress_notify_interval_ms; /* --(experimental-)watch-progress-notify-interval (10m) */
 	uint64_t grpc_keepalive_min_time_ms;        /* --grpc-keepalive-min-time (5s) */
 	uint64_t grpc_keepalive_interval_ms;        /* --grpc-keepalive-interval (2h) */

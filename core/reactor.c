@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/authsvc.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/qsbr.h"
@@ -736,8 +737,8 @@ static void reactor_cb_call_start(void *user, uint32_t sid, int method, const st
 	size_t tlen = 0;
 
 	/* etcd's clients send their auth token as "token" metadata; "authorization" is what
-	 * etcd also reads (its gateway forwards that header) */
-	for (size_t i = 0; i < n; i++)
+	 * etcd also reads (its gateway forwards that header). Only looked for with auth on. */
+	for (size_t i = 0; c->r->srv->auth && authsvc_enabled(c->r->srv->auth) && i < n; i++)
 		if ((h[i].name_len == 5 && !memcmp(h[i].name, "token", 5)) ||
 		    (!token && h[i].name_len == 13 && !memcmp(h[i].name, "authorization", 13))) {
 			token = (const char *)h[i].value;

@@ -589,8 +589,8 @@ void svc_on_call_start(struct svc_thread *t, struct grpc_conn *c, void *conn_use
 {
 	struct authsvc *as = t->srv->auth;
 
-	/* who the call is: only looked up when it sent a token or auth is on */
-	if (as && (token || authsvc_enabled(as))) {
+	/* who the call is: only looked up with auth on */
+	if (as && authsvc_enabled(as)) {
 		const char *cn = t->srv->cfg->client_cert_auth ? reactor_conn_peer_cn(conn_user) : NULL;
 		struct authsvc_ident *id = authsvc_identify(as, token, token_len, cn);
 		if (id)

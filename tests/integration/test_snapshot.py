@@ -278,7 +278,7 @@ def test_space_reclaimed_online_and_by_defrag(tmp_path):
     compaction: checkpoints reclaim segments while writing, so the data dir never holds more
     than a few (a checkpoint is due after 4x its size of log: at most ~5 segments here). Then, with automatic checkpoints held off, 150 MiB more and a compaction:
     Defragment shrinks the data dir to one fresh segment and a small checkpoint."""
-    n = Node(extra=['--quota-backend-bytes', str(8 << 30)])
+    n = Node(extra=['--quota-backend-bytes', str(8 << 30), '--checkpoint-log-bytes', str(64 << 20)])
     value = os.urandom(1 << 20)
 
     def overwrite(count):
