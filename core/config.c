@@ -100,7 +100,7 @@ static const struct flag_def flags[] = {
 	H("name", FT_STRING, FID_NAME, "default", "Human-readable name of this member; MemberList reports it."),
 	H("data-dir", FT_STRING, FID_DATA_DIR, "${name}.etcd", "Directory that holds uetcd's log and snapshots."),
 	I("wal-dir", FT_STRING, "", "Separate directory for the write-ahead log (uetcd keeps its log in --data-dir)."),
-	H("snapshot-count", FT_UINT64, FID_SNAPSHOT_COUNT, "100000", "Revisions between checkpoints of the store (once the log has also grown by twice the last checkpoint's size)."),
+	H("snapshot-count", FT_UINT64, FID_SNAPSHOT_COUNT, "100000", "Revisions between checkpoints of the store (once the log has also grown by twice the last checkpoint's size and by --checkpoint-log-bytes)."),
 	PID("heartbeat-interval", FT_UINT, FID_HEARTBEAT, "100", "Raft heartbeat interval in milliseconds (no raft in a single node)."),
 	PID("election-timeout", FT_UINT, FID_ELECTION, "1000", "Raft election timeout in milliseconds (no raft in a single node)."),
 	P("initial-election-tick-advance", FT_BOOL, "true", "Fast-forward election ticks at boot (no elections in a single node)."),

@@ -709,7 +709,8 @@ static bool seq_ckpt_due(const struct seq *s)
 	/* Writing a checkpoint costs about its size: waiting until the log has grown by four
 	 * times that (twice, for the revision rule) keeps the extra writing to a quarter (a
 	 * half) of what the log takes, whatever the store's size; the price is a longer log to
-	 * replay at start-up (at most 4x the checkpoint, or min_log_bytes). */
+	 * replay at start-up (at most 4x the checkpoint, or min_log_bytes). The revision rule
+	 * also waits for min_log_bytes: below it, replay costs less than a checkpoint. */
 	if (!s->log_bytes_since)
 		return false;
 	if (s->ckpt_min_log_bytes && s->log_bytes_since >= (4 * last > s->ckpt_min_log_bytes ? 4 * last : s->ckpt_min_log_bytes))
@@ -721,7 +722,8 @@ static bool seq_ckpt_due(const struct seq *s)
 	if (s->ckpt_min_log_bytes && s->compacted_since &&
 	    s->log_bytes_since >= (now > s->ckpt_min_log_bytes ? now : s->ckpt_min_log_bytes))
 		return true;
-	return s->ckpt_every_revs && revs >= s->ckpt_every_revs && s->log_bytes_since >= 2 * last;
+	return s->ckpt_every_revs && revs >= s->ckpt_every_revs && s->log_bytes_since >= 2 * last &&
+	       s->log_bytes_since >= s->ckpt_min_log_bytes;
 }
 
 /* Starts the next job if one is wanted: a snapshot someone waits for, else a checkpoint. */

@@ -93,7 +93,8 @@ void seq_set_autocompact(struct seq *s, bool periodic, int64_t retention);
 /* Checkpoints (storage/ckpt.h), written by `w` from published views. The sequencer decides
  * when: once the log has grown by max(min_log_bytes, 4x the last checkpoint's size) since
  * the last one, or after snapshot_count revisions if it grew by 2x the last checkpoint's
- * size (so that writing checkpoints costs at most a half of what writing the log does), or
+ * size and min_log_bytes (so that writing checkpoints costs at most a half of what writing
+ * the log does), or
  * after a compaction once the log since the last one is larger than the store now is. It rolls the log first, so the
  * checkpoint says where replay continues, and deletes the segments it covers once it is
  * durable. Defragment waits for a checkpoint of its own; Snapshot for a snapshot file.

@@ -202,7 +202,7 @@ def test_watch_without_permission_is_cancelled_as_etcd(spawn):
 
 
 def test_auth_survives_sigkill_from_log_and_checkpoint():
-    n = Node(extra=['--snapshot-count', '10'], probe=status_probe)
+    n = Node(extra=['--snapshot-count', '10', '--checkpoint-log-bytes', '0'], probe=status_probe)
     try:
         n.start()
         setup_alice('etcdctl35', n.endpoint)

@@ -86,7 +86,8 @@ def node(request):
     """The log alone, and with a checkpoint every few dozen revisions, so kills also land
     while a checkpoint is written, between it and the removal of the segments it covers,
     and on a log that starts after one."""
-    n = Node(extra=['--snapshot-count', '30'] if request.param == 'checkpoints' else [])
+    n = Node(extra=['--snapshot-count', '30', '--checkpoint-log-bytes', '0']
+             if request.param == 'checkpoints' else [])
     yield n
     n.cleanup()
 

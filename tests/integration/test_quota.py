@@ -80,7 +80,7 @@ def test_alarms_survive_restart_from_log_and_checkpoint():
     """An alarm is durable, as etcd keeps it in its backend: NOSPACE raised by the quota
     still caps writes after SIGKILL, from the log and from a checkpoint, until disarmed (and
     a disarm is durable too)."""
-    n = Node(extra=['--quota-backend-bytes=%d' % QUOTA, '--snapshot-count', '20'])
+    n = Node(extra=['--quota-backend-bytes=%d' % QUOTA, '--snapshot-count', '20', '--checkpoint-log-bytes', '0'])
     try:
         n.start()
         with grpc.insecure_channel(n.endpoint) as ch:

@@ -4,7 +4,7 @@ point-in-time restore.
 - `etcdctl snapshot save` (3.4 and 3.5) gets a file in etcd's envelope while writes go on;
   `uetcd-restore` turns it into a data dir that serves exactly the keys, history, revision
   and leases of the snapshot; a damaged file is refused.
-- checkpoints (forced small with --snapshot-count) are written while clients write, the log
+- checkpoints (forced small with --snapshot-count and --checkpoint-log-bytes 0) are written while clients write, the log
   segments they cover are deleted, and a restart (SIGKILL too) loads checkpoint + log tail;
 - Status.db_size stays bounded while the same keys are overwritten (segments are reclaimed
   online, no stop-the-world), and Defragment gives the space of compacted history back;
@@ -80,7 +80,7 @@ def populate(endpoint, n=60):
 
 @pytest.fixture
 def node():
-    n = Node(extra=['--snapshot-count', '40'])
+    n = Node(extra=['--snapshot-count', '40', '--checkpoint-log-bytes', '0'])
     yield n
     n.cleanup()
 
