@@ -19,6 +19,13 @@ Each yields a Server with .endpoint ("127.0.0.1:PORT"), .host, .port, .kind, .na
 On a test failure the stderr tail of every server the test used is added to the report.
 """
 import os
+
+# The servers are started with fork + exec (preexec_fn). gRPC's fork support makes a fork
+# wait until gRPC's thread pool is idle, which a call still in flight in some thread (a
+# test's leftover daemon thread) can postpone forever; the child execs at once and never
+# touches gRPC, so that support is not needed here. Must be set before grpc is imported.
+os.environ.setdefault('GRPC_ENABLE_FORK_SUPPORT', 'false')
+
 import resource
 import shutil
 import signal
