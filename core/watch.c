@@ -731,6 +731,20 @@ static void watch_progress_if_synced(struct watch_hub *h, struct watch_stream *s
 		watch_send(h, st, watch_response(h, h->rev, -1));
 }
 
+/* Puts w at index pos of the stream's id-sorted watchers. */
+static void watch_stream_insert(struct watch_stream *st, size_t pos, struct watcher *w)
+{
+	if (st->n == st->cap) {
+		st->cap = st->cap ? st->cap * 2 : 8;
+		st->w = realloc(st->w, st->cap * sizeof *st->w);
+		if (!st->w)
+			log_fatal("watch: out of memory");
+	}
+	memmove(&st->w[pos + 1], &st->w[pos], (st->n - pos) * sizeof *st->w);
+	st->w[pos] = w;
+	st->n++;
+}
+
 static void watch_create(struct watch_hub *h, struct watch_stream *st, const Etcdserverpb__WatchCreateRequest *cr)
 {
 	static const uint8_t zero = 0;
@@ -795,15 +809,7 @@ static void watch_create(struct watch_hub *h, struct watch_stream *st, const Etc
 	w->progress_notify = cr->progress_notify;
 	w->next_rev = cr->start_revision > 0 ? cr->start_revision : v.rev + 1;
 	w->synced = true;
-	if (st->n == st->cap) {
-		st->cap = st->cap ? st->cap * 2 : 8;
-		st->w = realloc(st->w, st->cap * sizeof *st->w);
-		if (!st->w)
-			log_fatal("watch: out of memory");
-	}
-	memmove(&st->w[pos + 1], &st->w[pos], (st->n - pos) * sizeof *st->w);
-	st->w[pos] = w;
-	st->n++;
+	watch_stream_insert(st, pos, w);
 	watch_index_add(h, w); /* explicit ids leave next_id alone, as etcd */
 	watch_send(h, st, r);
 	if (w->next_rev <= v.rev) {
@@ -1080,15 +1086,7 @@ void watch_observe(struct watch_hub *h, struct grpc_conn *c, uint32_t sid, const
 		w->id = st->next_id++;
 	} while ((void)watch_stream_index(st, w->id, &found), found);
 	size_t pos = watch_stream_index(st, w->id, &found);
-	if (st->n == st->cap) {
-		st->cap = st->cap ? st->cap * 2 : 8;
-		st->w = realloc(st->w, st->cap * sizeof *st->w);
-		if (!st->w)
-			log_fatal("watch: out of memory");
-	}
-	memmove(&st->w[pos + 1], &st->w[pos], (st->n - pos) * sizeof *st->w);
-	st->w[pos] = w;
-	st->n++;
+	watch_stream_insert(st, pos, w);
 	watch_index_add(h, w);
 	watch_observe_send(h, w, v.rev);
 }
