@@ -524,8 +524,8 @@ static struct seq_req *seq_run_batch(struct seq *s, struct seq_req *batch, uint6
 	ssize_t len;
 
 	/* Watch events are captured only while someone watches; a watcher that appears during
-	 * the batch sees its revisions through history (the hubs catch up across a gap). */
-	s->watching = watch_any();
+	 * the batch reads its revisions from history (watch_builder_finish tells the hubs). */
+	s->watching = watch_builder_begin(s->events, mvcc_rev(s->store));
 	wal_batch_begin(&s->enc, s->enc.buf, s->enc.cap, mvcc_rev(s->store));
 	struct seq_req *answered = NULL, **tail = &answered;
 	for (struct seq_req *r = batch; r; r = next, n++) {
@@ -591,7 +591,8 @@ static struct seq_req *seq_run_batch(struct seq *s, struct seq_req *batch, uint6
 	atomic_fetch_add_explicit(&s->applied, n, memory_order_relaxed);
 	s->log_bytes_since += (uint64_t)len;
 	seq_deliver_reqs(s, batch);
-	struct watch_batch *wb = s->watching ? watch_builder_finish(s->events, s->reactors) : NULL;
+	/* only now, after the publish: the hand-off to the watch hubs depends on it */
+	struct watch_batch *wb = watch_builder_finish(s->events, s->reactors, mvcc_rev(s->store));
 	if (wb)
 		for (int i = 0; i < s->reactors; i++)
 			s->deliver.events(s->deliver.arg, i, wb);

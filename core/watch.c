@@ -44,6 +44,25 @@
  * up from history once the queue is below LOW again. */
 #define WATCH_QUEUE_HIGH (4u * 1024 * 1024)
 #define WATCH_QUEUE_LOW (512u * 1024)
+/* Watchers one Watch call may hold. etcd has no limit of its own here (only gRPC's streams
+ * per connection); this is far above what a client uses (kube-apiserver without its watch
+ * cache puts every watch of a connection on one stream). Reaching it, a create is refused
+ * as etcd refuses one: created and canceled with a reason; the stream's other watchers go
+ * on. Enforced in watch_create and watch_observe. */
+#define WATCH_STREAM_WATCHERS_MAX 65536
+#define WATCH_STREAM_FULL "uetcd: too many watchers on this watch stream (the limit is 65536); open another Watch call"
+/* A catch-up from history goes out in responses of whole revisions (a revision's events
+ * are never split, as etcd keeps them together unless the watcher asked for fragments): at
+ * most WATCH_CATCHUP_REVS_MAX distinct revisions (etcd's watchBatchMaxRevs) and, once the
+ * events taken reach WATCH_CATCHUP_BYTES_MAX, no further revision. So a response is at most
+ * about 1 MiB plus one revision, whatever the lag (enforced in watch_collect_fn). */
+#define WATCH_CATCHUP_REVS_MAX 1000
+#define WATCH_CATCHUP_BYTES_MAX (1u << 20)
+/* One history walk covers a window of revisions: WATCH_CATCHUP_REVS_MAX, doubled after a
+ * walk that found nothing for the watcher (so a sparse watcher far behind is not walked a
+ * thousand revisions at a time), up to this; back to the minimum after one that found
+ * something. It bounds the walk's temporary array to the changes of that many revisions. */
+#define WATCH_CATCHUP_WINDOW_MAX (64 * 1024)
 
 static _Atomic long watch_total;
 
@@ -54,7 +73,8 @@ bool watch_any(void) { return atomic_load(&watch_total) > 0; }
 struct watch_batch {
 	_Atomic int refs;
 	int nlinks;
-	int64_t first_rev, last_rev;
+	int64_t first_rev, last_rev; /* the revisions the batch committed, events or not */
+	bool history;                /* not captured: watchers read these revisions from the store */
 	size_t n;
 	struct mvcc_event *ev;
 	uint8_t *bytes;
@@ -66,6 +86,8 @@ struct watch_builder {
 	size_t n, cap;
 	uint8_t *bytes;
 	size_t used, bcap;
+	int64_t first_rev; /* the batch's first revision (watch_builder_begin) */
+	bool capturing;
 };
 
 struct watch_builder *watch_builder_new(void)
@@ -173,17 +195,54 @@ static void wb_fix(struct mvcc_kv *kv, uint8_t *base)
 	kv->value = base + (uintptr_t)kv->value;
 }
 
-struct watch_batch *watch_builder_finish(struct watch_builder *b, int refs)
+static struct watch_batch *watch_batch_alloc(int refs)
 {
-	struct watch_batch *wb;
+	struct watch_batch *wb = calloc(1, sizeof *wb + (size_t)refs * sizeof wb->next[0]);
 
-	if (b->n == 0)
-		return NULL;
-	wb = calloc(1, sizeof *wb + (size_t)refs * sizeof wb->next[0]);
 	if (!wb)
 		log_fatal("watch: out of memory");
 	atomic_init(&wb->refs, refs);
 	wb->nlinks = refs;
+	return wb;
+}
+
+bool watch_builder_begin(struct watch_builder *b, int64_t rev)
+{
+	watch_builder_reset(b);
+	b->first_rev = rev + 1;
+	b->capturing = watch_any();
+	return b->capturing;
+}
+
+struct watch_batch *watch_builder_finish(struct watch_builder *b, int refs, int64_t rev)
+{
+	struct watch_batch *wb;
+
+	if (rev < b->first_rev) {
+		watch_builder_reset(b);
+		return NULL; /* no revision committed */
+	}
+	if (!b->capturing) {
+		/* The capture hand-off (see watch_hub_deliver): a watcher counts itself in
+		 * watch_total, then reads the published view; we published, then read the count.
+		 * With a full fence on both sides one of us sees the other: either the watcher's
+		 * view has these revisions, or it is told here to read them from history. */
+		atomic_thread_fence(memory_order_seq_cst);
+		if (!watch_any())
+			return NULL;
+		wb = watch_batch_alloc(refs);
+		wb->history = true;
+		wb->first_rev = b->first_rev;
+		wb->last_rev = rev;
+		return wb;
+	}
+	wb = watch_batch_alloc(refs);
+	wb->first_rev = b->first_rev;
+	wb->last_rev = rev;
+	if (b->n == 0) {
+		watch_builder_reset(b);
+		return wb; /* revisions without events still move the hubs on */
+	}
 	wb->n = b->n;
 	wb->ev = b->ev;
 	wb->bytes = b->bytes;
@@ -192,8 +251,6 @@ struct watch_batch *watch_builder_finish(struct watch_builder *b, int refs)
 		if (wb->ev[i].has_prev)
 			wb_fix(&wb->ev[i].prev, wb->bytes);
 	}
-	wb->first_rev = wb->ev[0].kv.mod_revision;
-	wb->last_rev = wb->ev[wb->n - 1].kv.mod_revision;
 	/* the builder starts over with fresh buffers: the batch owns these */
 	b->ev = NULL;
 	b->bytes = NULL;
@@ -233,6 +290,7 @@ struct watcher {
 	struct watcher *inext, **iprev; /* in an exact-key bucket or the range list */
 	int pend_head, pend_tail;       /* this revision's events, chained in hub->pend */
 	bool touched;
+	int64_t window; /* revisions the next history walk covers (0: the minimum) */
 };
 
 struct watch_stream {
@@ -275,6 +333,7 @@ struct watch_hub {
 	size_t pack_cap;
 	struct pbjson_buf json; /* the gateway's watch lines */
 	uint64_t progress_ms, now_ms;
+	struct watch_wire wire; /* tests only: see watch_hub_set_wire */
 };
 
 struct watch_hub *watch_hub_new(struct server *srv, int reactor, void (*dirty)(void *conn_user))
@@ -448,6 +507,16 @@ static void watch_send_json(struct watch_hub *h, struct watch_stream *st, Etcdse
 	h->dirty(st->conn_user);
 }
 
+/* A packed message on a gRPC stream (or to the test's wire). */
+static void watch_send_packed(struct watch_hub *h, struct watch_stream *st, const uint8_t *msg, size_t len)
+{
+	if (h->wire.send)
+		h->wire.send(h->wire.arg, st->owner, st->sid, msg, len);
+	else
+		grpc_send_message(st->c, st->sid, msg, len);
+	h->dirty(st->conn_user);
+}
+
 static void watch_send(struct watch_hub *h, struct watch_stream *st, Etcdserverpb__WatchResponse *r)
 {
 	size_t len = protobuf_c_message_get_packed_size(&r->base);
@@ -467,14 +536,17 @@ static void watch_send(struct watch_hub *h, struct watch_stream *st, Etcdserverp
 		return;
 	}
 	protobuf_c_message_pack(&r->base, h->pack);
-	grpc_send_message(st->c, st->sid, h->pack, len);
-	h->dirty(st->conn_user);
+	watch_send_packed(h, st, h->pack, len);
 }
 
 /* Bytes sent on the stream that the peer has not taken yet. */
-static size_t watch_stream_queued(const struct watch_stream *st)
+static size_t watch_stream_queued(const struct watch_hub *h, const struct watch_stream *st)
 {
-	return st->http ? http1_conn_output_bytes(st->http) : grpc_stream_queued_bytes(st->c, st->sid);
+	if (st->http)
+		return http1_conn_output_bytes(st->http);
+	if (h->wire.queued)
+		return h->wire.queued(h->wire.arg, st->owner, st->sid);
+	return grpc_stream_queued_bytes(st->c, st->sid);
 }
 
 static size_t watch_varint_len(size_t v)
@@ -613,13 +685,23 @@ static void watch_remove(struct watch_hub *h, struct watch_stream *st, size_t i)
 	watcher_free(h, w);
 }
 
-static void watcher_unsync(struct watcher *w, int64_t next_rev)
+/* From now on w reads history from `from` (never below what it already has). */
+static void watcher_unsync(struct watcher *w, int64_t from)
 {
 	if (!w->synced)
 		return;
 	w->synced = false;
-	w->next_rev = next_rev;
+	if (from > w->next_rev)
+		w->next_rev = from;
 	w->st->unsynced++;
+}
+
+static void watcher_sync(struct watcher *w)
+{
+	if (w->synced)
+		return;
+	w->synced = true;
+	w->st->unsynced--;
 }
 
 struct watch_collect {
@@ -627,7 +709,20 @@ struct watch_collect {
 	struct watcher *w;
 	Mvccpb__Event **ev;
 	size_t n, cap;
+	int64_t last_rev; /* the revision of the last event taken */
+	size_t revs, bytes;
+	bool full; /* stopped before a revision: the response is full */
 };
+
+/* About what an event costs on the wire (the bound needs no exact count). */
+static size_t watch_event_bytes(const struct mvcc_event *e, bool prev_kv)
+{
+	size_t n = 32 + e->kv.key_len + e->kv.value_len;
+
+	if (prev_kv && e->has_prev)
+		n += 32 + e->prev.key_len + e->prev.value_len;
+	return n;
+}
 
 static int watch_collect_fn(void *arg, const struct mvcc_event *e)
 {
@@ -635,6 +730,15 @@ static int watch_collect_fn(void *arg, const struct mvcc_event *e)
 
 	if (!watcher_wants(c->w, e))
 		return 0;
+	if (e->kv.mod_revision != c->last_rev) {
+		if (c->revs >= WATCH_CATCHUP_REVS_MAX || c->bytes >= WATCH_CATCHUP_BYTES_MAX) {
+			c->full = true;
+			return 1;
+		}
+		c->revs++;
+		c->last_rev = e->kv.mod_revision;
+	}
+	c->bytes += watch_event_bytes(e, c->w->prev_kv);
 	if (c->n == c->cap) {
 		size_t ncap = c->cap ? c->cap * 2 : 16;
 		Mvccpb__Event **n = arena_alloc(c->h->arena, ncap * sizeof *n);
@@ -674,37 +778,45 @@ static void watch_observe_send(struct watch_hub *h, struct watcher *w, int64_t r
 	size_t len = protobuf_c_message_get_packed_size(&r.base);
 	uint8_t *buf = arena_alloc(h->arena, len ? len : 1);
 	protobuf_c_message_pack(&r.base, buf);
-	grpc_send_message(w->st->c, w->st->sid, buf, len);
-	h->dirty(w->st->conn_user);
+	watch_send_packed(h, w->st, buf, len);
 }
 
-/* Brings an unsynced watcher up to the published revision from history. Returns false if
- * the watcher was cancelled (its history was compacted) and removed. */
-static bool watch_catch_up(struct watch_hub *h, struct watch_stream *st, size_t idx)
+enum watch_cu { WATCH_CU_DONE, WATCH_CU_MORE, WATCH_CU_WAIT, WATCH_CU_REMOVED };
+
+/* One step of an unsynced watcher's catch-up: sends at most one bounded response of
+ * history (WATCH_CATCHUP_*) read from the published view. Returns MORE while history up to
+ * the view remains, DONE once the watcher is synced, WAIT if it cannot be yet (see the
+ * hand-off rule at watch_hub_deliver), REMOVED if its history was compacted (it was
+ * cancelled with compact_revision, as etcd does, and removed). */
+static enum watch_cu watch_catch_up(struct watch_hub *h, struct watch_stream *st, size_t idx)
 {
 	struct watcher *w = st->w[idx];
-	struct mvcc_view v;
+	struct mvcc_view v, win;
 	struct watch_collect c = {.h = h, .w = w};
 
 	mvcc_view_published(h->srv->store, &v);
 	if (w->observe) {
+		if (v.rev < h->rev)
+			return WATCH_CU_WAIT;
 		watch_observe_send(h, w, v.rev);
 		w->next_rev = v.rev + 1;
-		if (!w->synced) {
-			w->synced = true;
-			st->unsynced--;
-		}
-		return true;
+		watcher_sync(w);
+		return WATCH_CU_DONE;
 	}
 	if (w->next_rev <= v.rev) {
-		int rc = mvcc_history(&v, w->key, w->klen, w->end, w->elen, w->next_rev, watch_collect_fn, &c);
+		int64_t window = w->window ? w->window : WATCH_CATCHUP_REVS_MAX;
+		win = v; /* the same snapshot read as of an older revision: a window of history */
+		if (v.rev - w->next_rev >= window)
+			win.rev = w->next_rev + window - 1;
+		int rc = mvcc_history(&win, w->key, w->klen, w->end, w->elen, w->next_rev, watch_collect_fn, &c);
 		if (rc == -MVCC_ECOMPACTED) {
 			Etcdserverpb__WatchResponse *r = watch_response(h, 0, w->id);
 			r->compact_revision = v.compact_rev;
 			r->canceled = 1;
 			watch_send(h, st, r);
 			watch_remove(h, st, idx);
-			return false;
+			arena_reset(h->arena);
+			return WATCH_CU_REMOVED;
 		}
 		if (c.n) {
 			Etcdserverpb__WatchResponse *r = watch_response(h, v.rev, w->id);
@@ -713,13 +825,39 @@ static bool watch_catch_up(struct watch_hub *h, struct watch_stream *st, size_t 
 			watch_send_events(h, st, w, r);
 			w->sent_since_progress = true;
 		}
-		w->next_rev = v.rev + 1;
+		arena_reset(h->arena);
+		w->next_rev = c.full ? c.last_rev + 1 : win.rev + 1;
+		if (c.n)
+			w->window = WATCH_CATCHUP_REVS_MAX;
+		else if (window < WATCH_CATCHUP_WINDOW_MAX)
+			w->window = 2 * window;
+		if (w->next_rev <= v.rev)
+			return WATCH_CU_MORE;
 	}
-	if (!w->synced) {
-		w->synced = true;
-		st->unsynced--;
+	if (w->next_rev <= h->rev)
+		return WATCH_CU_WAIT; /* batches up to h->rev went by, and the view has not caught up with them */
+	watcher_sync(w);
+	return WATCH_CU_DONE;
+}
+
+/* Catches up a stream's unsynced watchers as far as its queue allows (WATCH_QUEUE_LOW). */
+static void watch_stream_catch_up(struct watch_hub *h, struct watch_stream *st)
+{
+	for (size_t k = 0; st->unsynced && k < st->n;) {
+		if (watch_stream_queued(h, st) >= WATCH_QUEUE_LOW)
+			break;
+		if (st->w[k]->synced) {
+			k++;
+			continue;
+		}
+		switch (watch_catch_up(h, st, k)) {
+		case WATCH_CU_REMOVED: /* the same index holds the next watcher */
+		case WATCH_CU_MORE:    /* the same watcher again, queue permitting */
+			break;
+		default:
+			k++;
+		}
 	}
-	return true;
 }
 
 static void watch_progress_if_synced(struct watch_hub *h, struct watch_stream *st)
@@ -745,6 +883,18 @@ static void watch_stream_insert(struct watch_stream *st, size_t pos, struct watc
 	st->n++;
 }
 
+/* The hub's side of the capture hand-off (see watch_hub_deliver): w is counted in
+ * watch_total before the published view is read, so every batch the view lacks reaches this
+ * hub either with w's events or as a history batch. Returns the view; the hub's revision
+ * moves up to it if w is the hub's only watcher (nothing here needed the batches before). */
+static void watch_view_after_add(struct watch_hub *h, struct mvcc_view *v)
+{
+	atomic_thread_fence(memory_order_seq_cst); /* pairs with the one in watch_builder_finish */
+	mvcc_view_published(h->srv->store, v);
+	if (h->nwatchers == 1 && v->rev > h->rev)
+		h->rev = v->rev;
+}
+
 static void watch_create(struct watch_hub *h, struct watch_stream *st, const Etcdserverpb__WatchCreateRequest *cr)
 {
 	static const uint8_t zero = 0;
@@ -756,9 +906,6 @@ static void watch_create(struct watch_hub *h, struct watch_stream *st, const Etc
 	size_t pos = 0;
 	bool found;
 
-	mvcc_view_published(h->srv->store, &v);
-	if (h->nwatchers == 0 && v.rev > h->rev)
-		h->rev = v.rev; /* nobody here could have missed a batch */
 	if (cr->range_end.len && !(cr->range_end.len == 1 && cr->range_end.data[0] == 0) &&
 	    watch_bytes_cmp(key, klen, cr->range_end.data, cr->range_end.len) >= 0) {
 		err = "mvcc: watcher range is empty";
@@ -767,6 +914,8 @@ static void watch_create(struct watch_hub *h, struct watch_stream *st, const Etc
 					       st->c ? grpc_call_user(st->c, st->sid) : st->ident, key, klen,
 					       cr->range_end.data, cr->range_end.len))) {
 		/* etcd refuses at create, with the permission error as the cancel reason */
+	} else if (st->n >= WATCH_STREAM_WATCHERS_MAX) {
+		err = WATCH_STREAM_FULL;
 	} else if (id == 0) {
 		do {
 			id = st->next_id++;
@@ -777,9 +926,10 @@ static void watch_create(struct watch_hub *h, struct watch_stream *st, const Etc
 		if (found)
 			err = "mvcc: duplicate watch ID provided on the WatchStream";
 	}
-	Etcdserverpb__WatchResponse *r = watch_response(h, v.rev, err ? -1 : id);
-	r->created = 1;
 	if (err) {
+		mvcc_view_published(h->srv->store, &v);
+		Etcdserverpb__WatchResponse *r = watch_response(h, v.rev, -1);
+		r->created = 1;
 		r->canceled = 1;
 		r->cancel_reason = (char *)err;
 		watch_send(h, st, r);
@@ -807,16 +957,19 @@ static void watch_create(struct watch_hub *h, struct watch_stream *st, const Etc
 	w->prev_kv = cr->prev_kv;
 	w->fragment = cr->fragment;
 	w->progress_notify = cr->progress_notify;
-	w->next_rev = cr->start_revision > 0 ? cr->start_revision : v.rev + 1;
 	w->synced = true;
 	watch_stream_insert(st, pos, w);
 	watch_index_add(h, w); /* explicit ids leave next_id alone, as etcd */
+	watch_view_after_add(h, &v);
+	w->next_rev = cr->start_revision > 0 ? cr->start_revision : v.rev + 1;
+	Etcdserverpb__WatchResponse *r = watch_response(h, v.rev, id);
+	r->created = 1;
 	watch_send(h, st, r);
-	if (w->next_rev <= v.rev) {
-		/* history first: live batches up to v.rev are skipped by next_rev */
+	/* cr lives in the arena, which the catch-up reuses: not read past here */
+	if (w->next_rev <= v.rev || w->next_rev <= h->rev) {
+		/* history first: live batches up to where it ends are skipped by next_rev */
 		watcher_unsync(w, w->next_rev);
-		if (watch_stream_queued(st) < WATCH_QUEUE_LOW)
-			watch_catch_up(h, st, pos);
+		watch_stream_catch_up(h, st);
 	}
 }
 
@@ -948,24 +1101,59 @@ static void watch_check_backlog(struct watch_hub *h)
 		for (struct watch_stream *st = h->sb[i]; st; st = st->hnext) {
 			if (st->n == st->unsynced)
 				continue;
-			if (watch_stream_queued(st) <= WATCH_QUEUE_HIGH)
+			if (watch_stream_queued(h, st) <= WATCH_QUEUE_HIGH)
 				continue;
 			for (size_t k = 0; k < st->n; k++)
 				watcher_unsync(st->w[k], h->rev + 1);
 		}
 }
 
+/* Every stream's unsynced watchers, as far as each stream's queue allows. */
+static void watch_hub_catch_up(struct watch_hub *h)
+{
+	for (size_t i = 0; i < h->scap; i++)
+		for (struct watch_stream *st = h->sb[i]; st; st = st->hnext) {
+			watch_stream_catch_up(h, st);
+			watch_progress_if_synced(h, st);
+		}
+	arena_reset(h->arena);
+}
+
+/* The hand-off between history and live events. Invariant (owner: this function, with
+ * watch_catch_up and watch_create; the sequencer's part is watch_builder_finish):
+ *   h->rev: every batch up to h->rev has been handed to this hub, in revision order.
+ *   A watcher w has been sent every event it wants below w->next_rev, each once, in order.
+ *   A synced watcher also has every event it wants up to h->rev; only synced watchers
+ *   take events from batches, and only those at or after next_rev; a watcher becomes
+ *   synced only once next_rev > h->rev (watch_catch_up), so a batch is read from history
+ *   or from the batch, never both and never neither, whether it was published before or
+ *   after it reached this hub.
+ *   Every revision reaches the hub in a batch: with its events if they were recorded, or
+ *   as a history batch (or a gap between two batches) if not; then every watcher reads it
+ *   from the store, at once, without waiting for another write.
+ * A watcher's first event is at its start revision or later: next_rev starts there and
+ * never goes down (watcher_unsync). */
 void watch_hub_deliver(struct watch_hub *h, struct watch_batch *b)
 {
-	if (h->nwatchers && b->last_rev > h->rev) {
-		if (b->first_rev > h->rev + 1) {
-			/* batches were not captured while nobody watched: catch up from history */
-			for (size_t i = 0; i < h->scap; i++)
-				for (struct watch_stream *st = h->sb[i]; st; st = st->hnext)
-					for (size_t k = 0; k < st->n; k++)
-						watcher_unsync(st->w[k], h->rev + 1);
-		}
+	bool gap = false;
+
+	if (b->last_rev <= h->rev) {
+		/* already read from history by every watcher here */
+	} else if (!h->nwatchers) {
+		h->rev = b->last_rev;
+	} else if (b->history || b->first_rev > h->rev + 1) {
+		/* revisions whose events this hub was not given: every watcher reads them from the
+		 * store (published: the batch was handed over after its publish) */
+		for (size_t i = 0; i < h->scap; i++)
+			for (struct watch_stream *st = h->sb[i]; st; st = st->hnext)
+				for (size_t k = 0; k < st->n; k++)
+					watcher_unsync(st->w[k], h->rev + 1);
+		h->rev = b->last_rev;
+		gap = true;
+	} else {
 		size_t i = 0;
+		while (i < b->n && b->ev[i].kv.mod_revision <= h->rev)
+			i++;
 		while (i < b->n) {
 			int64_t rev = b->ev[i].kv.mod_revision;
 			for (; i < b->n && b->ev[i].kv.mod_revision == rev; i++)
@@ -975,10 +1163,10 @@ void watch_hub_deliver(struct watch_hub *h, struct watch_batch *b)
 		}
 		h->rev = b->last_rev;
 		watch_check_backlog(h);
-	} else if (b->last_rev > h->rev) {
-		h->rev = b->last_rev;
 	}
 	watch_batch_release(b);
+	if (gap)
+		watch_hub_catch_up(h);
 }
 
 void watch_hub_tick(struct watch_hub *h, uint64_t now_ms)
@@ -995,19 +1183,11 @@ void watch_hub_tick(struct watch_hub *h, uint64_t now_ms)
 		h->progress_ms = now_ms;
 	if (!h->nwatchers)
 		return;
+	watch_hub_catch_up(h);
+	if (!notify)
+		return;
 	for (size_t i = 0; i < h->scap; i++)
-		for (struct watch_stream *st = h->sb[i], *next; st; st = next) {
-			next = st->hnext;
-			for (size_t k = 0; st->unsynced && k < st->n;) {
-				if (watch_stream_queued(st) >= WATCH_QUEUE_LOW)
-					break;
-				if (!st->w[k]->synced && !watch_catch_up(h, st, k))
-					continue; /* removed: the same index holds the next watcher */
-				k++;
-			}
-			watch_progress_if_synced(h, st);
-			if (!notify)
-				continue;
+		for (struct watch_stream *st = h->sb[i]; st; st = st->hnext) {
 			for (size_t k = 0; k < st->n; k++) {
 				struct watcher *w = st->w[k];
 				if (w->progress_notify && w->synced && !w->sent_since_progress)
@@ -1017,6 +1197,8 @@ void watch_hub_tick(struct watch_hub *h, uint64_t now_ms)
 			arena_reset(h->arena);
 		}
 }
+
+void watch_hub_set_wire(struct watch_hub *h, const struct watch_wire *wire) { h->wire = *wire; }
 
 void watch_hub_free(struct watch_hub *h)
 {
@@ -1053,8 +1235,8 @@ void watch_observe(struct watch_hub *h, struct grpc_conn *c, uint32_t sid, const
 	struct mvcc_view v;
 	bool found;
 
-	if (!st)
-		return;
+	if (!st || st->n >= WATCH_STREAM_WATCHERS_MAX)
+		return; /* Observe takes one request per call: only a misbehaving client gets here */
 	arena_reset(h->arena);
 	arena_pb_allocator(h->arena, &al);
 	req = v3electionpb__leader_request__unpack(&al, len, msg);
@@ -1077,10 +1259,6 @@ void watch_observe(struct watch_hub *h, struct grpc_conn *c, uint32_t sid, const
 	memcpy(w->end, w->key, w->klen);
 	w->end[w->klen - 1] = '0'; /* '/' + 1 */
 	w->elen = w->klen;
-	mvcc_view_published(h->srv->store, &v);
-	if (h->nwatchers == 0 && v.rev > h->rev)
-		h->rev = v.rev;
-	w->next_rev = v.rev + 1;
 	w->synced = true;
 	do {
 		w->id = st->next_id++;
@@ -1088,7 +1266,12 @@ void watch_observe(struct watch_hub *h, struct grpc_conn *c, uint32_t sid, const
 	size_t pos = watch_stream_index(st, w->id, &found);
 	watch_stream_insert(st, pos, w);
 	watch_index_add(h, w);
-	watch_observe_send(h, w, v.rev);
+	watch_view_after_add(h, &v);
+	w->next_rev = v.rev + 1;
+	if (w->next_rev <= h->rev)
+		watcher_unsync(w, w->next_rev); /* the tick's catch-up sends the leader */
+	else
+		watch_observe_send(h, w, v.rev);
 }
 
 void watch_hub_stop(struct watch_hub *h)

@@ -28,12 +28,18 @@ struct watch_builder *watch_builder_new(void);
 void watch_builder_free(struct watch_builder *b);
 /* A kv_sink that records every change into the builder. */
 void watch_builder_sink(struct watch_builder *b, struct kv_sink *out);
-/* Takes the recorded events as a batch with `refs` references (one per reactor), or NULL
- * when nothing was recorded. The builder is empty afterwards either way. */
-struct watch_batch *watch_builder_finish(struct watch_builder *b, int refs);
+/* Starts a batch whose first revision will be rev + 1: returns whether its changes are to
+ * be recorded (someone watches now). */
+bool watch_builder_begin(struct watch_builder *b, int64_t rev);
+/* After the batch's revisions up to `rev` are PUBLISHED (mvcc_publish), never before: the
+ * batch for every reactor (`refs` references), or NULL when no revision was committed, or
+ * none was recorded and still nobody watches. A batch that was not recorded while someone
+ * started watching meanwhile comes back as a `history` batch without events: the hubs read
+ * its revisions from the store. The builder is empty afterwards either way. */
+struct watch_batch *watch_builder_finish(struct watch_builder *b, int refs, int64_t rev);
 /* Drops whatever was recorded. */
 void watch_builder_reset(struct watch_builder *b);
-/* True while any reactor has a watcher: only then are batches delivered. */
+/* True while any reactor has a watcher (or one is being created). */
 bool watch_any(void);
 
 /* Chaining batches on their way to a reactor (one link per reactor inside the batch). */
@@ -50,6 +56,17 @@ void watch_hub_free(struct watch_hub *h);
 void watch_hub_deliver(struct watch_hub *h, struct watch_batch *b);
 /* Catch-up of unsynced watchers, pending progress requests, periodic progress notices. */
 void watch_hub_tick(struct watch_hub *h, uint64_t now_ms);
+
+/* The seam tests/unit/watch_test.c drives a hub through without a reactor: when set,
+ * responses for gRPC streams go to send() (packed WatchResponses) instead of the
+ * connection, and queued() says how many bytes a stream has waiting. `owner` is the
+ * grpc_conn pointer the stream was opened with (any unique pointer will do). */
+struct watch_wire {
+	void (*send)(void *arg, const void *owner, uint32_t sid, const uint8_t *msg, size_t len);
+	size_t (*queued)(void *arg, const void *owner, uint32_t sid);
+	void *arg;
+};
+void watch_hub_set_wire(struct watch_hub *h, const struct watch_wire *wire);
 
 /* The Watch call's life on one stream. */
 void watch_stream_open(struct watch_hub *h, struct grpc_conn *c, void *conn_user, uint32_t sid);
