@@ -1,11 +1,14 @@
 """Slow consumers: a watcher whose client stops reading (it grants no HTTP/2 window) while
 others write megabytes. Server memory stays bounded, writes and other watchers go on, and the
 slow watcher later receives every event in order, or, if the history it needs was
-compacted meanwhile, a cancel with compact_revision.
+compacted meanwhile, a cancel with compact_revision. Bounds: watchers per stream, and a
+catch-up of 100K events (over 64 MiB) sent in bounded responses.
 """
+import queue
 import threading
 import time
 
+import grpc
 import pytest
 
 import h2raw as h
@@ -110,3 +113,108 @@ def test_slow_watcher_cancelled_when_history_is_compacted(spawn):
     events = [ev.kv.mod_revision for r in got for ev in r.events]
     assert events == revs[:len(events)], 'what arrived before the cancel is in order with no gap'
     slow.close()
+
+
+# ---- bounds (issue 12): watchers per stream, and catch-up in bounded responses ----
+
+STREAM_WATCHERS_MAX = 65536          # WATCH_STREAM_WATCHERS_MAX in core/watch.c
+
+
+def _watch_call(ch, requests, timeout=120):
+    call = ch.stream_stream('/etcdserverpb.Watch/Watch', request_serializer=lambda r: r,
+                            response_deserializer=rpc_pb2.WatchResponse.FromString)
+    return call(requests, timeout=timeout)
+
+
+def test_watchers_per_stream_are_bounded(spawn):
+    """A create past the limit is refused as etcd refuses a create (created and canceled,
+    watch_id -1, a reason); the stream and its other watchers go on."""
+    srv = spawn('uetcd')
+    q = queue.Queue()
+    create = lambda k: rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=k)).SerializeToString()
+    for i in range(STREAM_WATCHERS_MAX + 1):
+        q.put(create(b'lim/%d' % (i % 64)))
+    ch = srv.channel()
+    it = _watch_call(ch, iter(q.get, None))
+    created = []
+    for r in it:
+        assert r.created, r
+        created.append(r)
+        if len(created) == STREAM_WATCHERS_MAX + 1:
+            break
+    ok, last = created[:-1], created[-1]
+    assert all(not r.canceled for r in ok)
+    assert sorted(r.watch_id for r in ok) == list(range(STREAM_WATCHERS_MAX))
+    assert last.canceled and last.watch_id == -1 and 'too many watchers' in last.cancel_reason, last
+    # the others still watch: a put reaches the 1024 watchers of its key
+    kv = rpc_pb2_grpc.KVStub(srv.channel())
+    rev = kv.Put(rpc_pb2.PutRequest(key=b'lim/5', value=b'x'), timeout=10).header.revision
+    got = set()
+    for r in it:
+        assert not r.canceled and len(r.events) == 1 and r.events[0].kv.mod_revision == rev, r
+        got.add(r.watch_id)
+        if len(got) == STREAM_WATCHERS_MAX // 64:
+            break
+    assert got == set(range(5, STREAM_WATCHERS_MAX, 64))
+    # one cancelled: room for one more
+    q.put(rpc_pb2.WatchRequest(cancel_request=rpc_pb2.WatchCancelRequest(watch_id=7)).SerializeToString())
+    q.put(create(b'lim/new'))
+    r = next(it)
+    assert r.canceled and r.watch_id == 7
+    r = next(it)
+    assert r.created and not r.canceled and r.watch_id >= 0, r
+    q.put(None)
+    it.cancel()
+    ch.close()
+
+
+CATCHUP_EVENTS = 100_000
+CATCHUP_VALUE = b'c' * 700          # 100K events of ~0.7 KB: more than 64 MiB of history
+CATCHUP_TXN_OPS = 100
+CATCHUP_RESPONSE_MAX = (1 << 20) + CATCHUP_TXN_OPS * 1024   # 1 MiB, plus one revision
+
+
+def test_catch_up_of_100k_events_in_bounded_responses(spawn):
+    """A watcher resuming 100K events (over 64 MiB) behind gets them all, in order, once,
+    in responses of bounded size (1 MiB plus at most one revision: a client with gRPC's
+    default 4 MiB receive limit takes them), each revision's events in one response."""
+    srv = spawn('uetcd')
+    kv = rpc_pb2_grpc.KVStub(srv.channel())
+    want = []                       # (revision, key) in commit order
+    n_txn = (CATCHUP_EVENTS // 10 * 9) // CATCHUP_TXN_OPS
+    for t in range(n_txn):          # 90K events in revisions of 100 puts
+        keys = [b'cu/t%03d/%03d' % (t, i) for i in range(CATCHUP_TXN_OPS)]
+        r = kv.Txn(rpc_pb2.TxnRequest(success=[rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(
+            key=k, value=CATCHUP_VALUE)) for k in keys]), timeout=30)
+        want += [(r.header.revision, k) for k in keys]
+    singles = CATCHUP_EVENTS - len(want)
+    futs = []
+    for i in range(singles):        # 10K events of one revision each, many in flight
+        k = b'cu/s%05d' % i
+        futs.append((k, kv.Put.future(rpc_pb2.PutRequest(key=k, value=CATCHUP_VALUE), timeout=60)))
+        if len(futs) >= 256 or i == singles - 1:
+            want += [(f.result().header.revision, k) for k, f in futs]
+            futs = []
+    want.sort()
+    assert len(want) == CATCHUP_EVENTS and len({r for r, _ in want}) == n_txn + singles
+    ch = grpc.insecure_channel(srv.endpoint)     # gRPC's default 4 MiB receive limit
+    create = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(
+        key=b'cu/', range_end=b'cu0', start_revision=want[0][0])).SerializeToString()
+    it = _watch_call(ch, iter([create]), timeout=60)
+    got, sizes, rev_resp = [], [], {}
+    for r in it:
+        if r.created:
+            continue
+        assert not r.canceled, r
+        sizes.append(r.ByteSize())
+        for e in r.events:
+            got.append((e.kv.mod_revision, e.kv.key))
+            assert rev_resp.setdefault(e.kv.mod_revision, len(sizes)) == len(sizes), \
+                'the events of revision %d were split across responses' % e.kv.mod_revision
+        if len(got) >= CATCHUP_EVENTS:
+            break
+    it.cancel()
+    ch.close()
+    assert got == want, 'every event once, in order'
+    assert max(sizes) <= CATCHUP_RESPONSE_MAX, 'largest catch-up response %d bytes' % max(sizes)
+    assert len(sizes) >= 64, 'the catch-up came in %d responses' % len(sizes)
