@@ -6,8 +6,8 @@
  *   start_revision 0 means "from the next revision".
  * - events: one response per revision per watcher, header.revision = that revision; a
  *   delete event's kv carries only key and mod_revision; prev_kv is the key's version
- *   before the change. A catch-up from history sends what it found in one response whose
- *   header names the revision it read at.
+ *   before the change. A catch-up from history sends what it found in responses of whole
+ *   revisions (bounded: WATCH_CATCHUP_*) whose header names the revision it read at.
  * - progress: RequestProgress is answered (watch_id -1) once every watcher on the stream is
  *   synced, and not at all on a stream without watchers; progress_notify watchers get a
  *   notice per interval in which they received no event.
@@ -15,7 +15,9 @@
  *   compact_revision set and canceled=true, and is removed.
  *
  * Ownership: a hub, its streams and watchers belong to one reactor thread. A batch is
- * immutable once built; its reference count is the only shared state.
+ * immutable once built; its reference count is the only shared state. The hand-off from
+ * history to live events (exactly once, in order, from the start revision) is written down
+ * at watch_hub_deliver, its sequencer side at watch_builder_finish.
  */
 #include "core/auth_rpc.h"
 #include "core/authsvc.h"
@@ -63,6 +65,10 @@
  * thousand revisions at a time), up to this; back to the minimum after one that found
  * something. It bounds the walk's temporary array to the changes of that many revisions. */
 #define WATCH_CATCHUP_WINDOW_MAX (64 * 1024)
+/* Walks that leave history still to read, per stream and catch-up pass (a create, a batch
+ * with a gap, a tick): the rest of a long catch-up waits for the next pass, so other streams
+ * are not held up. A watcher that a walk brings up to date costs none. */
+#define WATCH_CATCHUP_WALKS_MAX 64
 
 static _Atomic long watch_total;
 
@@ -840,9 +846,12 @@ static enum watch_cu watch_catch_up(struct watch_hub *h, struct watch_stream *st
 	return WATCH_CU_DONE;
 }
 
-/* Catches up a stream's unsynced watchers as far as its queue allows (WATCH_QUEUE_LOW). */
+/* Catches up a stream's unsynced watchers as far as its queue (WATCH_QUEUE_LOW) and the
+ * pass's walks (WATCH_CATCHUP_WALKS_MAX) allow. */
 static void watch_stream_catch_up(struct watch_hub *h, struct watch_stream *st)
 {
+	int walks = WATCH_CATCHUP_WALKS_MAX;
+
 	for (size_t k = 0; st->unsynced && k < st->n;) {
 		if (watch_stream_queued(h, st) >= WATCH_QUEUE_LOW)
 			break;
@@ -852,7 +861,10 @@ static void watch_stream_catch_up(struct watch_hub *h, struct watch_stream *st)
 		}
 		switch (watch_catch_up(h, st, k)) {
 		case WATCH_CU_REMOVED: /* the same index holds the next watcher */
-		case WATCH_CU_MORE:    /* the same watcher again, queue permitting */
+			break;
+		case WATCH_CU_MORE: /* the same watcher again, queue and walks permitting */
+			if (--walks == 0)
+				return;
 			break;
 		default:
 			k++;

@@ -502,3 +502,171 @@ Test(watch, delivered_before_published)
 	}
 	setup();
 }
+
+/* ---- bounds ---- */
+
+/* what the bounds tests see: every response with events, summarized */
+static struct {
+	int responses;
+	int64_t events, last_rev;
+	size_t max_len;
+	int max_revs;
+	bool split; /* a revision's events in two responses */
+	bool disorder;
+} sum;
+
+static void sum_send(void *arg, const void *owner, uint32_t sid, const uint8_t *msg, size_t len)
+{
+	Etcdserverpb__WatchResponse *r = etcdserverpb__watch_response__unpack(NULL, len, msg);
+	int revs = 0;
+	int64_t prev = 0;
+
+	cr_assert_not_null(r);
+	if (r->created && !r->canceled)
+		seen[r->watch_id & 3].created = true;
+	if (r->created && r->canceled)
+		seen[r->watch_id & 3].canceled = true;
+	for (size_t i = 0; i < r->n_events; i++) {
+		int64_t rev = r->events[i]->kv->mod_revision;
+		if (rev != prev) {
+			revs++;
+			if (i == 0 && rev == sum.last_rev)
+				sum.split = true;
+			if (rev < sum.last_rev)
+				sum.disorder = true;
+			prev = rev;
+		}
+		sum.events++;
+		sum.last_rev = rev;
+	}
+	if (r->n_events) {
+		sum.responses++;
+		if (len > sum.max_len)
+			sum.max_len = len;
+		if (revs > sum.max_revs)
+			sum.max_revs = revs;
+	}
+	etcdserverpb__watch_response__free_unpacked(r, NULL);
+}
+
+static void bounds_setup(void)
+{
+	setup();
+	watch_hub_set_wire(hub, &(struct watch_wire){.send = sum_send, .queued = wire_queued_bytes});
+	memset(&sum, 0, sizeof sum);
+}
+
+/* n revisions, each `per` puts of `vlen`-byte values to keys prefix/0..per-1 */
+static void write_many(const char *prefix, int n, int per, size_t vlen)
+{
+	static uint8_t val[256 * 1024];
+	char k[32];
+
+	memset(val, 'v', sizeof val);
+	cr_assert_leq(vlen, sizeof val);
+	for (int i = 0; i < n; i++) {
+		mvcc_txn_begin(store);
+		for (int j = 0; j < per; j++) {
+			int kl = snprintf(k, sizeof k, "%s%d", prefix, j);
+			mvcc_put(store, (const uint8_t *)k, (size_t)kl, val, vlen, 0, NULL);
+		}
+		mvcc_txn_end(store);
+	}
+	mvcc_publish(store);
+}
+
+static void create_range(int id, const char *key, const char *end, int64_t start)
+{
+	Etcdserverpb__WatchCreateRequest cr = ETCDSERVERPB__WATCH_CREATE_REQUEST__INIT;
+	Etcdserverpb__WatchRequest req = ETCDSERVERPB__WATCH_REQUEST__INIT;
+	uint8_t buf[128];
+
+	cr.key = (ProtobufCBinaryData){strlen(key), (uint8_t *)key};
+	if (end)
+		cr.range_end = (ProtobufCBinaryData){strlen(end), (uint8_t *)end};
+	cr.start_revision = start;
+	cr.watch_id = id;
+	req.request_union_case = ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST;
+	req.create_request = &cr;
+	watch_stream_message(hub, (struct grpc_conn *)&conn_a, 1, buf, etcdserverpb__watch_request__pack(&req, buf));
+}
+
+/* ticks until the catch-up is done (bounded) */
+static void catch_up_all(int64_t want_events)
+{
+	for (int i = 0; i < 10000 && sum.events < want_events; i++)
+		watch_hub_tick(hub, now_ms += 100);
+	cr_assert_eq(sum.events, want_events);
+	cr_assert(!sum.split && !sum.disorder);
+}
+
+TestSuite(watch_bounds, .init = bounds_setup, .fini = teardown);
+
+/* 5000 revisions of one small event: responses of at most 1000 revisions (etcd's
+ * watchBatchMaxRevs), every event once and in order. */
+Test(watch_bounds, catch_up_at_most_1000_revisions_per_response)
+{
+	write_many("k", 5000, 1, 10);
+	create_range(0, "k0", NULL, 2);
+	catch_up_all(5000);
+	cr_assert_eq(sum.max_revs, 1000);
+	cr_assert_eq(sum.responses, 5);
+}
+
+/* 200 revisions of 64 KiB: no response takes another revision once it holds 1 MiB. */
+Test(watch_bounds, catch_up_responses_bounded_in_bytes)
+{
+	write_many("big", 200, 1, 64 * 1024);
+	create_range(0, "big0", NULL, 2);
+	catch_up_all(200);
+	cr_assert_leq(sum.max_len, (1u << 20) + 64 * 1024 + 1024);
+	cr_assert_geq(sum.responses, 200 * 64 / 1024);
+}
+
+/* A revision larger than the bound (300 puts of 16 KiB, 4.7 MiB) stays in one response
+ * (no fragment asked for), between revisions that do not. */
+Test(watch_bounds, a_large_revision_stays_whole)
+{
+	write_many("t/", 3, 300, 16 * 1024);
+	create_range(0, "t/", "t0", 2);
+	catch_up_all(900);
+	cr_assert_eq(sum.responses, 3);
+	cr_assert_eq(sum.max_revs, 1);
+}
+
+/* A key that changed at revision 2 and 200 000 revisions later: both events, in two walks'
+ * worth of windows growing past the empty revisions between. */
+Test(watch_bounds, sparse_history_far_behind)
+{
+	write_many("z", 1, 1, 1);
+	write_many("other", 200000, 1, 1);
+	write_many("z", 1, 1, 1);
+	create_range(0, "z0", NULL, 2);
+	catch_up_all(2);
+	cr_assert_eq(sum.last_rev, mvcc_rev(store));
+}
+
+/* 65536 watchers on one stream; the next create is refused (created, canceled); after a
+ * cancel there is room again. */
+Test(watch_bounds, watchers_per_stream)
+{
+	for (int i = 0; i < 65536; i++) {
+		seen[0].created = seen[0].canceled = false;
+		create_range(0, "w", NULL, 0); /* id 0: the next free id */
+		cr_assert(seen[0].created || seen[1].created || seen[2].created || seen[3].created);
+		memset(seen, 0, sizeof seen);
+	}
+	cr_assert(watch_any());
+	create_range(0, "w", NULL, 0);
+	cr_assert(seen[3].canceled, "the create past the limit is refused (watch_id -1)");
+	memset(seen, 0, sizeof seen);
+	Etcdserverpb__WatchCancelRequest cc = ETCDSERVERPB__WATCH_CANCEL_REQUEST__INIT;
+	Etcdserverpb__WatchRequest req = ETCDSERVERPB__WATCH_REQUEST__INIT;
+	uint8_t buf[64];
+	cc.watch_id = 100;
+	req.request_union_case = ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CANCEL_REQUEST;
+	req.cancel_request = &cc;
+	watch_stream_message(hub, (struct grpc_conn *)&conn_a, 1, buf, etcdserverpb__watch_request__pack(&req, buf));
+	create_range(0, "w", NULL, 0);
+	cr_assert(!seen[3].canceled && (seen[0].created || seen[1].created || seen[2].created || seen[3].created));
+}
