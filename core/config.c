@@ -1781,9 +1781,10 @@ static void log_unused(const struct parse *ps)
 		const struct flag_def *d = &flags[i];
 		if (ps->val[i] == NULL)
 			continue;
+		/* etcd 3.5, which kubeadm up to 1.33 writes these names for, takes them silently:
+		 * a note, not a warning, so kubeadm's own manifests start clean. */
 		if (d->alias)
-			log_warn("--%s is deprecated in etcd 3.6 and will be decommissioned in 3.7; use --%s instead",
-				 d->name, d->alias);
+			log_info("--%s: etcd 3.6 names it --%s (the old name goes in etcd 3.7)", d->name, d->alias);
 		char *b = d->use == FU_PEER ? peer : d->use == FU_IGNORED ? ign : NULL;
 		size_t *n = d->use == FU_PEER ? &np : &ni;
 		if (b == NULL)
