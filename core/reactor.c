@@ -427,9 +427,9 @@ static int conn_recv_tls(struct conn *c, const uint8_t *data, size_t len)
 			return -1;
 	}
 	if (n < 0) {
-		if (n != -ESHUTDOWN)
-			log_warn("rejected connection on reactor %d: %s", r->index,
-				 tls_conn_error(c->tls) ? tls_conn_error(c->tls) : strerror((int)-n));
+		if (n != -ESHUTDOWN) /* worded and rate-limited by tls/ */
+			tls_log_rejected(r->index, tls_conn_error(c->tls) ? tls_conn_error(c->tls) : strerror((int)-n),
+					 r->now_ms);
 		return -1;
 	}
 	return 0;
