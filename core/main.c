@@ -183,6 +183,8 @@ int main(int argc, char **argv, char **envp)
 	if ((rc = meta_lock(cfg.data_dir)) < 0)
 		log_fatal("cannot lock data directory %s: %s", cfg.data_dir,
 			  rc == -EWOULDBLOCK ? "another uetcd is using it" : strerror(-rc));
+	if ((rc = meta_start_term(cfg.data_dir, &meta)) < 0) /* each start is a new term, as etcd's */
+		log_fatal("cannot record the new raft term in %s/meta: %s", cfg.data_dir, strerror(-rc));
 
 	memset(&srv, 0, sizeof srv);
 	srv.cfg = &cfg;
@@ -191,7 +193,7 @@ int main(int argc, char **argv, char **envp)
 		srv.nreactors = 1;
 	srv.ids.cluster_id = meta.cluster_id;
 	srv.ids.member_id = meta.member_id;
-	srv.ids.raft_term = 2; /* a single node's term after its first election, as etcd reports */
+	srv.ids.raft_term = meta.raft_term;
 	srv.limits.max_txn_ops = cfg.max_txn_ops;
 	srv.limits.max_request_bytes = cfg.max_request_bytes;
 	grpc_conn_config_default(&srv.grpc);

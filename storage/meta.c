@@ -1,4 +1,5 @@
-/* See meta.h. Ids are random (getrandom), never zero. */
+/* See meta.h. Ids are random (getrandom), never zero. The term is rewritten at every start
+ * with the same write-temporary, fsync, rename, fsync-directory as the ids. */
 #include "storage/meta.h"
 
 #include <errno.h>
@@ -62,8 +63,9 @@ static int meta_write(const char *data_dir, const struct meta *m)
 
 	snprintf(path, sizeof path, "%s/meta", data_dir);
 	snprintf(tmp, sizeof tmp, "%s/meta.tmp", data_dir);
-	len = snprintf(text, sizeof text, "uetcd-meta %u\ncluster_id %016" PRIx64 "\nmember_id %016" PRIx64 "\n",
-		       m->format, m->cluster_id, m->member_id);
+	len = snprintf(text, sizeof text,
+		       "uetcd-meta %u\ncluster_id %016" PRIx64 "\nmember_id %016" PRIx64 "\nraft_term %" PRIu64 "\n",
+		       m->format, m->cluster_id, m->member_id, m->raft_term);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
@@ -93,15 +95,32 @@ int meta_open(const char *data_dir, struct meta *out)
 		out->format = META_FORMAT_VERSION;
 		out->cluster_id = meta_random_id();
 		out->member_id = meta_random_id();
+		out->raft_term = 1; /* what a raft member boots with; its first election makes 2 */
 		return meta_write(data_dir, out);
 	}
 	rc = fscanf(f, "uetcd-meta %" SCNu32 " cluster_id %" SCNx64 " member_id %" SCNx64, &out->format,
 		    &out->cluster_id, &out->member_id) == 3
 		     ? 0
 		     : -EINVAL;
+	/* optional; a file without it is from before terms were kept, whose starts served 2 */
+	if (!rc && fscanf(f, " raft_term %" SCNu64, &out->raft_term) != 1)
+		out->raft_term = 2;
 	fclose(f);
-	if (!rc && (out->format == 0 || out->format > META_FORMAT_VERSION))
+	if (!rc && (out->format == 0 || out->format > META_FORMAT_VERSION || out->raft_term == 0))
 		rc = -EINVAL;
+	return rc;
+}
+
+int meta_start_term(const char *data_dir, struct meta *m)
+{
+	struct meta next = *m;
+
+	if (m->raft_term >= INT64_MAX) /* etcd's clients read it as a signed number in places */
+		return -EOVERFLOW;
+	next.raft_term++;
+	int rc = meta_write(data_dir, &next);
+	if (!rc)
+		*m = next;
 	return rc;
 }
 
