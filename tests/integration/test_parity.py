@@ -1,0 +1,321 @@
+"""Small things operators and tools see, side by side with etcd 3.5.16 (issue 13 §3, 12 §10):
+
+- kubeadm's own static-pod flag sets (1.28-1.33 and 1.34+) start uetcd without a warning,
+  while a flag uetcd really ignores is still warned about;
+- Status.dbSize is the bytes the data occupies (an empty store is small, as etcd's, not a
+  preallocated 64 MiB segment), grows with writes, and Status and /metrics agree;
+- raftTerm (and raftIndex) grow at every start, clean or SIGKILL, exactly as etcd's;
+- a plaintext client on a TLS port is logged in words (as etcd: "first record does not look
+  like a TLS handshake"), rate-limited, and the server keeps serving;
+- with two `token` metadata entries on one call the first one counts, as in etcd.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import grpc
+import pytest
+
+from conftest import etcd_ref_bin, free_port, uetcd_bin
+from etcd3.etcdrpc import rpc_pb2, rpc_pb2_grpc
+from test_crash import Node
+from test_http import curl, kubeadm_flags
+from test_tls import PKI, creds, tls_probe
+
+ETCDCTL35 = os.path.join(os.path.dirname(etcd_ref_bin()), 'etcdctl')
+
+
+def log_lines(path):
+    out = []
+    with open(path, 'rb') as f:
+        for raw in f.read().decode('utf-8', 'replace').splitlines():
+            try:
+                out.append(json.loads(raw))
+            except ValueError:
+                out.append({'level': '?', 'msg': raw})
+    return out
+
+
+def wait_for(pred, what, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError('timed out waiting for ' + what)
+
+
+@pytest.fixture(scope='module')
+def kube_pki():
+    tmp = tempfile.mkdtemp(prefix='uetcd-parity-pki-')
+    pk = PKI(os.path.join(tmp, 'pki'))
+    pk.issue('server', '127.0.0.1', server=True)
+    pk.issue('peer', '127.0.0.1', server=True)
+    pk.issue('client', 'kube-apiserver-etcd-client')
+    yield pk
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---- kubeadm's flags: no warning -----------------------------------------------------------
+
+@pytest.mark.parametrize('version,extra', [('1.33', []), ('1.34', []), ('1.34', ['--max-wals=3'])],
+                         ids=['kubeadm-1.33', 'kubeadm-1.34', 'kubeadm-1.34+ignored-flag'])
+def test_kubeadm_flag_sets_start_without_warnings(kube_pki, version, extra):
+    tmp = tempfile.mkdtemp(prefix='uetcd-parity-kubeadm-')
+    port, mport, peer = free_port(), free_port(), free_port()
+    log = os.path.join(tmp, 'log')
+    env = {k: v for k, v in os.environ.items() if not k.startswith('ETCD')}
+    with open(log, 'wb') as f:
+        proc = subprocess.Popen([uetcd_bin()] + kubeadm_flags(kube_pki, os.path.join(tmp, 'data'), port, mport,
+                                                              peer, version) + extra,
+                                stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_for(lambda: proc.poll() is not None or any(
+            l.get('msg') == 'ready to serve client requests' for l in log_lines(log)), 'uetcd to start')
+        assert proc.poll() is None, open(log).read()
+        warns = [l['msg'] for l in log_lines(log) if l.get('level') not in ('info', 'debug')]
+        if extra:
+            # a flag uetcd does not act on is still worth a warning, and only that one
+            assert warns == ['flags not supported by uetcd, ignored: --max-wals'], warns
+        else:
+            assert warns == [], warns
+        notes = [l['msg'] for l in log_lines(log) if 'experimental-watch-progress' in l.get('msg', '')]
+        assert len(notes) == (1 if version == '1.33' else 0)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---- dbSize ----------------------------------------------------------------------------------
+
+def endpoint_status(endpoint):
+    r = subprocess.run([ETCDCTL35, '--endpoints', endpoint, 'endpoint', 'status', '-w', 'json'],
+                       capture_output=True, text=True, timeout=30,
+                       env={k: v for k, v in os.environ.items() if not k.startswith('ETCD')})
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)[0]['Status']
+
+
+def metrics(url):
+    s, _, body = curl(url + '/metrics')
+    assert s == 200
+    return dict(l.rsplit(' ', 1) for l in body.splitlines() if l and not l.startswith('#'))
+
+
+def test_db_size_is_the_bytes_the_data_occupies(spawn):
+    ref = spawn('etcd')
+    ref_empty = endpoint_status(ref.endpoint)['dbSize']
+    mport = free_port()
+    n = Node(extra=['--listen-metrics-urls', 'http://127.0.0.1:%d' % mport])
+    try:
+        n.start()
+
+        def sizes():
+            st = endpoint_status(n.endpoint)
+            m = metrics('http://127.0.0.1:%d' % mport)
+            # a quiet store: Status and /metrics read the same numbers
+            assert int(m['etcd_mvcc_db_total_size_in_bytes']) == st['dbSize']
+            assert int(m['etcd_mvcc_db_total_size_in_use_in_bytes']) == st.get('dbSizeInUse', 0)
+            return st['dbSize'], st.get('dbSizeInUse', 0)
+
+        empty, _ = sizes()
+        # etcd 3.5.16 reports 20480 for an empty store; the 64 MiB preallocated segment is not data
+        assert 0 < empty <= ref_empty, (empty, ref_empty)
+        with grpc.insecure_channel(n.endpoint) as ch:
+            kv = rpc_pb2_grpc.KVStub(ch)
+            for i in range(200):
+                kv.Put(rpc_pb2.PutRequest(key=b'/db/%03d' % i, value=b'v' * 1000), timeout=5)
+        full, in_use = sizes()
+        assert full >= empty + 200 * 1000, (empty, full)
+        assert full < empty + 200 * 1000 * 2, (empty, full)   # bytes written, not segments
+        # every value, with at most 100 bytes of bookkeeping for each key and version
+        assert 200 * 1000 <= in_use <= 200 * 1100
+        # what is on disk does not change across a restart
+        n.kill(signal.SIGTERM)
+        n.start()
+        assert sizes()[0] == full
+    finally:
+        n.cleanup()
+
+
+# ---- raftTerm ---------------------------------------------------------------------------------
+
+def term_and_index(endpoint):
+    with grpc.insecure_channel(endpoint) as ch:
+        st = rpc_pb2_grpc.MaintenanceStub(ch).Status(rpc_pb2.StatusRequest(), timeout=5)
+        h = rpc_pb2_grpc.KVStub(ch).Range(rpc_pb2.RangeRequest(key=b'x'), timeout=5).header
+    assert st.header.raft_term == st.raftTerm == h.raft_term
+    return st.raftTerm, st.raftIndex
+
+
+def test_raft_term_grows_at_each_restart_as_etcd(spawn):
+    seen = {}
+    for role in ('uetcd', 'etcd'):
+        srv = spawn(role)
+        got = [term_and_index(srv.endpoint)]
+        srv.restart()                       # SIGTERM
+        got.append(term_and_index(srv.endpoint))
+        srv._signal_group(signal.SIGKILL)   # a crash: the new term was durable before serving
+        srv.proc.wait(10)
+        srv.start(wipe=False)
+        got.append(term_and_index(srv.endpoint))
+        seen[role] = got
+    assert seen['uetcd'] == seen['etcd'], seen
+    assert [t for t, _ in seen['uetcd']] == [2, 3, 4]
+
+
+def test_raft_term_from_a_meta_file_without_one():
+    """A data dir written before terms were kept served term 2: its next start is term 3."""
+    n = Node()
+    try:
+        n.start()
+        assert term_and_index(n.endpoint)[0] == 2
+        n.kill(signal.SIGTERM)
+        path = os.path.join(n.data, 'meta')
+        lines = open(path).read().splitlines()
+        assert lines[-1] == 'raft_term 2', lines
+        with open(path, 'w') as f:
+            f.write('\n'.join(lines[:-1]) + '\n')
+        n.start()
+        assert term_and_index(n.endpoint)[0] == 3
+        assert open(path).read().splitlines()[-1] == 'raft_term 3'
+    finally:
+        n.cleanup()
+
+
+# ---- plaintext on the TLS port -------------------------------------------------------------------
+
+HTTP1 = b'GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'
+H2C = b'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n' + b'\x00\x00\x00\x04\x00\x00\x00\x00\x00'
+
+
+def send_plaintext(port, data):
+    """Sends data and reads until the server closes (it must: nothing here speaks TLS)."""
+    with socket.create_connection(('127.0.0.1', port), timeout=10) as s:
+        s.sendall(data)
+        got = b''
+        for _ in range(100):
+            d = s.recv(4096)
+            if not d:
+                return got
+            got += d
+    raise AssertionError('the server kept a plaintext connection open on its TLS port')
+
+
+def rejections(path):
+    return [l['msg'] for l in log_lines(path) if 'rejected connection' in l.get('msg', '')]
+
+
+def test_plaintext_client_on_tls_port_is_logged_in_words(kube_pki):
+    # the reference: etcd 3.5.16 with TLS on its client URL
+    tmp = tempfile.mkdtemp(prefix='uetcd-parity-etcd-tls-')
+    port, peer = free_port(), free_port()
+    elog = os.path.join(tmp, 'log')
+    env = {k: v for k, v in os.environ.items() if not k.startswith('ETCD')}
+    with open(elog, 'wb') as f:
+        ep = subprocess.Popen([etcd_ref_bin(), '--data-dir', os.path.join(tmp, 'data'),
+                               '--listen-client-urls', 'https://127.0.0.1:%d' % port,
+                               '--advertise-client-urls', 'https://127.0.0.1:%d' % port,
+                               '--listen-peer-urls', 'http://127.0.0.1:%d' % peer,
+                               '--initial-advertise-peer-urls', 'http://127.0.0.1:%d' % peer,
+                               '--initial-cluster', 'default=http://127.0.0.1:%d' % peer,
+                               '--cert-file', kube_pki.p('server.crt'), '--key-file', kube_pki.p('server.key'),
+                               '--trusted-ca-file', kube_pki.p('ca.crt'), '--client-cert-auth'],
+                              stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_for(lambda: ep.poll() is not None or tls_ready(kube_pki, port), 'etcd to start')
+        assert ep.poll() is None, open(elog).read()
+        for data in (HTTP1, H2C):
+            send_plaintext(port, data)
+        etcd_said = wait_for(lambda: len(rejections(elog)) >= 2 and rejections(elog), 'etcd to log')
+        etcd_errors = [l.get('error', '') for l in log_lines(elog) if 'rejected connection' in l.get('msg', '')]
+        assert etcd_errors == ['tls: first record does not look like a TLS handshake'] * 2, etcd_said
+    finally:
+        ep.terminate()
+        ep.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    n = Node(extra=['--cert-file', kube_pki.p('server.crt'), '--key-file', kube_pki.p('server.key'),
+                    '--trusted-ca-file', kube_pki.p('ca.crt'), '--client-cert-auth'],
+             scheme='https', probe=tls_probe(kube_pki))
+    try:
+        n.start()
+        assert send_plaintext(n.port, HTTP1) == b''
+        assert send_plaintext(n.port, H2C) == b''
+        said = wait_for(lambda: len(rejections(n.log)) >= 2 and rejections(n.log), 'uetcd to log')
+        assert sorted(m.split(': ', 1)[1] for m in said) == [
+            'client sent a plaintext HTTP/1.x request to a TLS listener '
+            '(first record does not look like a TLS handshake)',
+            'client sent a plaintext HTTP/2 connection preface (h2c) to a TLS listener '
+            '(first record does not look like a TLS handshake)'], said
+        assert not any('record hdr' in m or 'parse error' in m for m in said)
+
+        # a client retrying in a loop: at most 10 lines per 10 s window
+        start = time.monotonic()
+        for i in range(60):
+            send_plaintext(n.port, HTTP1 if i % 2 else H2C)
+        windows = int((time.monotonic() - start) // 10) + 2
+        time.sleep(0.2)  # the last lines reach the log file (a bound, not a pass condition)
+        assert 2 < len(rejections(n.log)) <= 10 * windows, len(rejections(n.log))
+
+        # and TLS clients are served all along
+        with grpc.secure_channel(n.endpoint, creds(kube_pki, 'client')) as ch:
+            rpc_pb2_grpc.KVStub(ch).Put(rpc_pb2.PutRequest(key=b'after', value=b'plaintext'), timeout=5)
+            st = rpc_pb2_grpc.MaintenanceStub(ch).Status(rpc_pb2.StatusRequest(), timeout=5)
+            assert st.header.revision == 2
+        assert n.proc.poll() is None
+    finally:
+        n.cleanup()
+
+
+def tls_ready(pk, port):
+    try:
+        with grpc.secure_channel('127.0.0.1:%d' % port, creds(pk, 'client')) as ch:
+            rpc_pb2_grpc.KVStub(ch).Range(rpc_pb2.RangeRequest(key=b'probe'), timeout=1)
+        return True
+    except grpc.RpcError:
+        return False
+
+
+# ---- two tokens on one call ------------------------------------------------------------------------
+
+def enable_auth(endpoint):
+    with grpc.insecure_channel(endpoint) as ch:
+        a = rpc_pb2_grpc.AuthStub(ch)
+        a.UserAdd(rpc_pb2.AuthUserAddRequest(name='root', password='rootpw'), timeout=5)
+        a.UserGrantRole(rpc_pb2.AuthUserGrantRoleRequest(user='root', role='root'), timeout=5)
+        a.AuthEnable(rpc_pb2.AuthEnableRequest(), timeout=5)
+        return a.Authenticate(rpc_pb2.AuthenticateRequest(name='root', password='rootpw'), timeout=10).token
+
+
+def range_with(endpoint, md):
+    with grpc.insecure_channel(endpoint) as ch:
+        try:
+            rpc_pb2_grpc.KVStub(ch).Range(rpc_pb2.RangeRequest(key=b'k'), metadata=md, timeout=5)
+            return 'OK'
+        except grpc.RpcError as e:
+            return '%s: %s' % (e.code(), e.details())
+
+
+def test_two_token_metadata_entries_the_first_counts(spawn):
+    got = {}
+    for role in ('uetcd', 'etcd'):
+        srv = spawn(role)
+        tok = enable_auth(srv.endpoint)
+        bad = tok[:-4] + ('AAAA' if not tok.endswith('AAAA') else 'BBBB')
+        got[role] = [range_with(srv.endpoint, md) for md in (
+            [('token', tok), ('token', bad)],
+            [('token', bad), ('token', tok)],
+            [('authorization', bad), ('token', tok)],
+            [('token', bad), ('authorization', tok)],
+            [('authorization', tok), ('authorization', bad)],
+        )]
+    assert got['uetcd'] == got['etcd'], got
+    assert got['uetcd'][:2] == ['OK', 'StatusCode.UNAUTHENTICATED: etcdserver: invalid auth token']
