@@ -61,7 +61,7 @@ enum flag_id {
 	FID_KA_MIN, FID_KA_INTERVAL, FID_KA_TIMEOUT, FID_AC_MODE, FID_AC_RETENTION, FID_CERT,
 	FID_KEY, FID_CA, FID_CRL, FID_CLIENT_CERT_AUTH, FID_AUTO_TLS, FID_TLS_MIN, FID_TLS_MAX,
 	FID_CIPHERS, FID_AUTH_TOKEN, FID_AUTH_TTL, FID_BCRYPT, FID_LOG_LEVEL, FID_LOG_OUTPUTS,
-	FID_LOGGER, FID_STRICT_RECONFIG, FID_PPROF, FID_GATEWAY, FID_FEATURE_GATES,
+	FID_LOGGER, FID_STRICT_RECONFIG, FID_PPROF, FID_GATEWAY, FID_FEATURE_GATES, FID_SELF_CERT_VALIDITY,
 	FID_CONFIG_FILE, FID_VERSION, FID_HELP,
 	/* not stored, but read by the cross-flag checks */
 	FID_LISTEN_PEER, FID_HEARTBEAT, FID_ELECTION, FID_WARN_UNARY, FID_WARN_UNARY_EXP,
@@ -181,7 +181,7 @@ static const struct flag_def flags[] = {
 	P("peer-crl-file", FT_STRING, "", "Revocation list for peer certificates."),
 	XP("experimental-peer-skip-client-san-verification", FT_BOOL, "peer-skip-client-san-verification", "false", "Skip SAN checks of peer client certificates."),
 	P("peer-skip-client-san-verification", FT_BOOL, "false", "Skip SAN checks of peer client certificates."),
-	I("self-signed-cert-validity", FT_UINT, "1", "Validity in years of generated certificates."),
+	H("self-signed-cert-validity", FT_UINT, FID_SELF_CERT_VALIDITY, "1", "Validity in years of the certificate --auto-tls generates."),
 	H("cipher-suites", FT_STRINGS, FID_CIPHERS, "", "Comma-separated TLS 1.2 cipher suites, by Go name (empty: library defaults)."),
 	I("cors", FT_STRINGS, "*", "Origins allowed by CORS."),
 	I("host-whitelist", FT_STRINGS, "*", "Host headers accepted on plain-HTTP requests."),
@@ -947,6 +947,10 @@ static int flag_set(struct config *c, struct parse *ps, const struct flag_def *d
 	case FID_AUTO_TLS:
 		c->auto_tls = b;
 		return 0;
+	case FID_SELF_CERT_VALIDITY:
+		/* etcd refuses 0 when it makes a certificate; beyond a century is taken as a century */
+		c->self_signed_cert_validity_years = u > 100 ? 100 : (unsigned)u;
+		return 0;
 	case FID_TLS_MIN:
 		return copy_str(c->tls_min_version, sizeof c->tls_min_version, v, err, errlen);
 	case FID_TLS_MAX:
@@ -1415,6 +1419,7 @@ void config_defaults(struct config *c)
 	strcpy(c->tls_min_version, "TLS1.2");
 	strcpy(c->auth_token, "simple");
 	c->auth_token_ttl_s = 300;
+	c->self_signed_cert_validity_years = 1;
 	c->bcrypt_cost = 10;
 	strcpy(c->log_level, "info");
 	strcpy(c->log_outputs, "default");

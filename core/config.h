@@ -101,7 +101,8 @@ struct config {
 	/* TLS for client listeners */
 	char cert_file[1024], key_file[1024], trusted_ca_file[1024], client_crl_file[1024];
 	bool client_cert_auth;
-	bool auto_tls;
+	bool auto_tls;                                 /* --auto-tls: a self-signed certificate */
+	unsigned self_signed_cert_validity_years;      /* --self-signed-cert-validity (1) */
 	char tls_min_version[16], tls_max_version[16]; /* "TLS1.2", "TLS1.3" or "" */
 	char cipher_suites[2048];                      /* comma-separated etcd (Go) names */
 	/* auth */

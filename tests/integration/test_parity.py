@@ -7,8 +7,11 @@
 - raftTerm (and raftIndex) grow at every start, clean or SIGKILL, exactly as etcd's;
 - a plaintext client on a TLS port is logged in words (as etcd: "first record does not look
   like a TLS handshake"), rate-limited, and the server keeps serving;
-- with two `token` metadata entries on one call the first one counts, as in etcd.
+- with two `token` metadata entries on one call the first one counts, as in etcd;
+- --auto-tls makes a self-signed certificate in data-dir/fixtures/client with what etcd's
+  has (P-521, SHA-512, O=etcd, the listeners' hosts), serves TLS with it and keeps it.
 """
+import datetime
 import json
 import os
 import shutil
@@ -213,10 +216,9 @@ def rejections(path):
     return [l['msg'] for l in log_lines(path) if 'rejected connection' in l.get('msg', '')]
 
 
-def test_plaintext_client_on_tls_port_is_logged_in_words(kube_pki):
-    # the reference: etcd 3.5.16 with TLS on its client URL
-    tmp = tempfile.mkdtemp(prefix='uetcd-parity-etcd-tls-')
-    port, peer = free_port(), free_port()
+def launch_etcd_tls(tmp, port, tls_flags):
+    """The reference etcd 3.5.16 with TLS on its client URL; returns (process, log path)."""
+    peer = free_port()
     elog = os.path.join(tmp, 'log')
     env = {k: v for k, v in os.environ.items() if not k.startswith('ETCD')}
     with open(elog, 'wb') as f:
@@ -225,10 +227,17 @@ def test_plaintext_client_on_tls_port_is_logged_in_words(kube_pki):
                                '--advertise-client-urls', 'https://127.0.0.1:%d' % port,
                                '--listen-peer-urls', 'http://127.0.0.1:%d' % peer,
                                '--initial-advertise-peer-urls', 'http://127.0.0.1:%d' % peer,
-                               '--initial-cluster', 'default=http://127.0.0.1:%d' % peer,
-                               '--cert-file', kube_pki.p('server.crt'), '--key-file', kube_pki.p('server.key'),
-                               '--trusted-ca-file', kube_pki.p('ca.crt'), '--client-cert-auth'],
+                               '--initial-cluster', 'default=http://127.0.0.1:%d' % peer] + tls_flags,
                               stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT, env=env)
+    return ep, elog
+
+
+def test_plaintext_client_on_tls_port_is_logged_in_words(kube_pki):
+    tmp = tempfile.mkdtemp(prefix='uetcd-parity-etcd-tls-')
+    port = free_port()
+    ep, elog = launch_etcd_tls(tmp, port, ['--cert-file', kube_pki.p('server.crt'), '--key-file',
+                                           kube_pki.p('server.key'), '--trusted-ca-file', kube_pki.p('ca.crt'),
+                                           '--client-cert-auth'])
     try:
         wait_for(lambda: ep.poll() is not None or tls_ready(kube_pki, port), 'etcd to start')
         assert ep.poll() is None, open(elog).read()
@@ -275,13 +284,96 @@ def test_plaintext_client_on_tls_port_is_logged_in_words(kube_pki):
         n.cleanup()
 
 
-def tls_ready(pk, port):
+def tls_ready(pk, port, cred=None):
     try:
-        with grpc.secure_channel('127.0.0.1:%d' % port, creds(pk, 'client')) as ch:
+        with grpc.secure_channel('127.0.0.1:%d' % port, cred or creds(pk, 'client')) as ch:
             rpc_pb2_grpc.KVStub(ch).Range(rpc_pb2.RangeRequest(key=b'probe'), timeout=1)
         return True
     except grpc.RpcError:
         return False
+
+
+# ---- --auto-tls -----------------------------------------------------------------------------------
+
+def self_cert_creds(data_dir):
+    """Trust the server's own self-signed certificate (OSError until it exists)."""
+    return grpc.ssl_channel_credentials(
+        root_certificates=open(os.path.join(data_dir, 'fixtures', 'client', 'cert.pem'), 'rb').read())
+
+
+def self_cert_ready(data_dir, port):
+    try:
+        return tls_ready(None, port, self_cert_creds(data_dir))
+    except OSError:
+        return False
+
+
+def cert_facts(path):
+    """What a certificate says, without its serial, dates, key and signature bytes."""
+    out = subprocess.run(['openssl', 'x509', '-in', path, '-noout', '-subject', '-issuer', '-ext',
+                          'keyUsage,extendedKeyUsage,subjectAltName,basicConstraints'],
+                         capture_output=True, text=True, check=True, timeout=30).stdout.splitlines()
+    facts, head = {}, None
+    for line in out:
+        if '=' in line and not line.startswith(' '):
+            k, v = line.split('=', 1)
+            facts[k.strip()] = v.strip()
+        elif not line.startswith(' '):
+            head = line.strip()
+        else:
+            facts[head] = line.strip()
+    text = subprocess.run(['openssl', 'x509', '-in', path, '-noout', '-text'], capture_output=True, text=True,
+                          check=True, timeout=30).stdout
+    facts['lines'] = sorted({l.strip() for l in text.splitlines()
+                             if l.strip().startswith(('NIST CURVE', 'Signature Algorithm', 'Version'))})
+    dates = subprocess.run(['openssl', 'x509', '-in', path, '-noout', '-startdate', '-enddate', '-dateopt',
+                            'iso_8601'], capture_output=True, text=True, check=True, timeout=30).stdout
+    return facts, dates
+
+
+def test_auto_tls_serves_a_self_signed_certificate_as_etcd(tmp_path):
+    port = free_port()
+    ep, elog = launch_etcd_tls(str(tmp_path), port, ['--auto-tls'])
+    edir = str(tmp_path / 'data')
+    try:
+        wait_for(lambda: ep.poll() is not None or self_cert_ready(edir, port), 'etcd to start')
+        assert ep.poll() is None, open(elog).read()
+    finally:
+        ep.terminate()
+        ep.wait(10)
+    ref, _ = cert_facts(os.path.join(edir, 'fixtures', 'client', 'cert.pem'))
+
+    def probe(endpoint):
+        if not self_cert_ready(n.data, n.port):
+            raise OSError('not serving yet')
+
+    n = Node(extra=['--auto-tls'], scheme='https', probe=probe)
+    try:
+        n.start()
+        cdir = os.path.join(n.data, 'fixtures', 'client')
+        cert = os.path.join(cdir, 'cert.pem')
+        facts, dates = cert_facts(cert)
+        # etcd marks basicConstraints critical; wolfCrypt cannot (CA:FALSE either way)
+        ref['X509v3 Basic Constraints:'] = ref.pop('X509v3 Basic Constraints: critical')
+        assert facts == ref, (facts, ref)
+        assert facts['X509v3 Subject Alternative Name:'] == 'IP Address:127.0.0.1'
+        end = [l.split('=', 1)[1] for l in dates.splitlines() if l.startswith('notAfter=')][0]
+        left = datetime.datetime.strptime(end, '%Y-%m-%d %H:%M:%SZ') - datetime.datetime.utcnow()
+        assert 364 <= left.days <= 365, dates  # --self-signed-cert-validity: 1 year
+        assert (os.stat(cert).st_mode & 0o777, os.stat(os.path.join(cdir, 'key.pem')).st_mode & 0o777) == (0o644, 0o600)
+        # clients that trust the certificate talk gRPC and HTTP/1.1 to it, by IP
+        with grpc.secure_channel(n.endpoint, self_cert_creds(n.data)) as ch:
+            rpc_pb2_grpc.KVStub(ch).Put(rpc_pb2.PutRequest(key=b'auto', value=b'tls'), timeout=5)
+        assert curl('https://%s/health' % n.endpoint, '--http1.1', '--cacert', cert)[0::2] == (
+            200, '{"health":"true","reason":""}')
+        # a restart keeps the certificate (clients may have pinned it), as etcd's does
+        before = open(cert, 'rb').read()
+        n.kill(signal.SIGTERM)
+        n.start()
+        assert open(cert, 'rb').read() == before
+        assert sum('made the self-signed certificate' in l.get('msg', '') for l in log_lines(n.log)) == 1
+    finally:
+        n.cleanup()
 
 
 # ---- two tokens on one call ------------------------------------------------------------------------
