@@ -548,6 +548,19 @@ Test(config_kubeadm, v1_33, .init = quiet)
 	check_kubeadm(&c);
 }
 
+Test(config, self_signed_cert_validity, .init = quiet)
+{
+	struct config c;
+	cr_assert_eq(parse0(&c), 0);
+	cr_assert_eq(c.self_signed_cert_validity_years, 1);
+	cr_assert_eq(parse(&c, "--auto-tls", "--self-signed-cert-validity=3"), 0);
+	cr_assert(c.auto_tls);
+	cr_assert_eq(c.self_signed_cert_validity_years, 3);
+	cr_assert_eq(parse(&c, "--self-signed-cert-validity=5000"), 0);
+	cr_assert_eq(c.self_signed_cert_validity_years, 100);
+	cr_assert_eq(parse(&c, "--self-signed-cert-validity=-1"), -1);
+}
+
 /* kubeadm's own manifests start without a warning: etcd 3.5, which kubeadm up to 1.33
  * writes the experimental names for, takes them silently (issue 13). */
 Test(config_kubeadm, no_warning_for_kubeadm_flags, .init = cr_redirect_stderr)
