@@ -65,6 +65,7 @@ enum flag_id {
 	FID_CONFIG_FILE, FID_VERSION, FID_HELP,
 	/* not stored, but read by the cross-flag checks */
 	FID_LISTEN_PEER, FID_HEARTBEAT, FID_ELECTION, FID_WARN_UNARY, FID_WARN_UNARY_EXP,
+	FID_INITIAL_CLUSTER, /* peer, but stored: the ids are derived from it */
 };
 
 struct flag_def {
@@ -129,7 +130,7 @@ static const struct flag_def flags[] = {
 
 	SECTION("Clustering"),
 	H("initial-advertise-peer-urls", FT_URLS, FID_ADVERTISE_PEER, "http://localhost:2380", "Peer URLs MemberList reports for this member."),
-	P("initial-cluster", FT_STRING, "default=http://localhost:2380", "Initial cluster for bootstrapping (one member here)."),
+	PID("initial-cluster", FT_STRING, FID_INITIAL_CLUSTER, "default=http://localhost:2380", "Initial cluster for bootstrapping (one member here; the cluster and member ids are derived from it, as etcd's)."),
 	SEL("initial-cluster-state", FU_PEER, "new", "new|existing", "'new' to bootstrap, 'existing' to join (a single node always bootstraps)."),
 	H("initial-cluster-token", FT_STRING, FID_CLUSTER_TOKEN, "etcd-cluster", "Cluster token used at bootstrap."),
 	H("advertise-client-urls", FT_URLS, FID_ADVERTISE_CLIENT, "http://localhost:2379", "Client URLs MemberList reports; clients use them to reach this member."),
@@ -888,6 +889,8 @@ static int flag_set(struct config *c, struct parse *ps, const struct flag_def *d
 		return copy_str(c->initial_advertise_peer_urls, sizeof c->initial_advertise_peer_urls, v, err, errlen);
 	case FID_CLUSTER_TOKEN:
 		return copy_str(c->initial_cluster_token, sizeof c->initial_cluster_token, v, err, errlen);
+	case FID_INITIAL_CLUSTER:
+		return copy_str(c->initial_cluster, sizeof c->initial_cluster, v, err, errlen);
 	case FID_THREADS:
 		if (i < 1 || i > CONFIG_THREADS_MAX) {
 			snprintf(err, errlen, "must be between 1 and %d", CONFIG_THREADS_MAX);

@@ -84,6 +84,7 @@ struct config {
 	char advertise_client_urls[4096];         /* --advertise-client-urls, comma-separated as given */
 	char initial_advertise_peer_urls[4096];   /* --initial-advertise-peer-urls */
 	char initial_cluster_token[256];          /* --initial-cluster-token (default "etcd-cluster") */
+	char initial_cluster[4096];               /* --initial-cluster ("": name=each advertised peer URL) */
 	int threads;                     /* --threads (uetcd's own; default: number of cores) */
 	uint64_t max_request_bytes;      /* --max-request-bytes (default 1.5 MiB) */
 	uint32_t max_txn_ops;            /* --max-txn-ops (default 128) */

@@ -201,7 +201,11 @@ int main(int argc, char **argv, char **envp)
 	signal(SIGPIPE, SIG_IGN);
 	main_raise_nofile();
 
-	rc = meta_open(cfg.data_dir, &meta);
+	struct meta want = {0};
+	if (meta_derive_ids(cfg.initial_cluster, cfg.name, cfg.initial_advertise_peer_urls, cfg.initial_cluster_token,
+			    &want) < 0)
+		log_warn("--name %s is not in --initial-cluster: a new data dir gets random ids, not etcd's", cfg.name);
+	rc = meta_open_with(cfg.data_dir, &want, &meta); /* a new data dir: etcd's ids for these flags */
 	if (rc < 0)
 		log_fatal("cannot open data directory %s: %s", cfg.data_dir, strerror(-rc));
 	if ((rc = meta_lock(cfg.data_dir)) < 0)

@@ -30,6 +30,20 @@ struct meta {
  * Returns 0 or -errno; -EINVAL for a meta file that is not ours or of a newer format. */
 int meta_open(const char *data_dir, struct meta *out);
 
+/* The ids etcd gives a new member of a new cluster (so a script that checks cluster_id sees
+ * the same value as etcd's): member id = the first 8 bytes (big-endian) of SHA-1 over the
+ * member's peer URLs, sorted and joined, then the cluster token; cluster id = the same over
+ * every member id of the initial cluster, sorted, as 8 big-endian bytes each.
+ * initial_cluster is "name=url,name=url,..."; "" means name=each of advertise_peer_urls
+ * (comma-separated), as etcd defaults it. 0, or -EINVAL when `name` is not in it or it is
+ * malformed (then *out is untouched). */
+int meta_derive_ids(const char *initial_cluster, const char *name, const char *advertise_peer_urls,
+		    const char *token, struct meta *out);
+
+/* meta_open for a directory that may be new: a new one gets want's cluster and member ids
+ * (when both are non-zero) instead of random ones. */
+int meta_open_with(const char *data_dir, const struct meta *want, struct meta *out);
+
 /* A new start: raises m->raft_term by one and makes it durable in the meta file (a crash
  * after this returns can never serve the same term again). Call with the directory
  * locked, before serving. 0 or -errno (-EOVERFLOW at the term's limit). */
