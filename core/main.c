@@ -52,7 +52,7 @@ static struct tls_ctx *main_tls_ctx(const struct config *cfg)
 	/* --auto-tls, as etcd: a certificate in data-dir/fixtures/client for the client URLs'
 	 * hosts, made whether or not a listener is https, unless certificates are given */
 	char auto_cert[1200], auto_key[1200];
-	if (cfg->auto_tls && cfg->cert_file[0] && cfg->key_file[0]) {
+	if (cfg->auto_tls && (cfg->cert_file[0] || cfg->key_file[0])) {
 		log_warn("ignoring client auto TLS since certs given");
 	} else if (cfg->auto_tls) {
 		const char *hosts[CONFIG_URLS_MAX];

@@ -118,7 +118,7 @@ int wal_commit_wait(struct wal *w);
 /* Waits for a commit in flight, commits what is pending, closes. Returns the first error. */
 int wal_close(struct wal *w);
 
-/* Bytes of the segment files (allocated size), for Status.db_size. Any thread. */
+/* Bytes of the segment files (allocated size: what they take on disk). Any thread. */
 uint64_t wal_size_bytes(const struct wal *w);
 /* Bytes the segments' headers and durable records occupy (not their preallocated tails),
  * for Status.db_size. Any thread. */
