@@ -61,10 +61,11 @@ enum flag_id {
 	FID_KA_MIN, FID_KA_INTERVAL, FID_KA_TIMEOUT, FID_AC_MODE, FID_AC_RETENTION, FID_CERT,
 	FID_KEY, FID_CA, FID_CRL, FID_CLIENT_CERT_AUTH, FID_AUTO_TLS, FID_TLS_MIN, FID_TLS_MAX,
 	FID_CIPHERS, FID_AUTH_TOKEN, FID_AUTH_TTL, FID_BCRYPT, FID_LOG_LEVEL, FID_LOG_OUTPUTS,
-	FID_LOGGER, FID_STRICT_RECONFIG, FID_PPROF, FID_GATEWAY, FID_FEATURE_GATES,
+	FID_LOGGER, FID_STRICT_RECONFIG, FID_PPROF, FID_GATEWAY, FID_FEATURE_GATES, FID_SELF_CERT_VALIDITY,
 	FID_CONFIG_FILE, FID_VERSION, FID_HELP,
 	/* not stored, but read by the cross-flag checks */
 	FID_LISTEN_PEER, FID_HEARTBEAT, FID_ELECTION, FID_WARN_UNARY, FID_WARN_UNARY_EXP,
+	FID_INITIAL_CLUSTER, /* peer, but stored: the ids are derived from it */
 };
 
 struct flag_def {
@@ -129,7 +130,7 @@ static const struct flag_def flags[] = {
 
 	SECTION("Clustering"),
 	H("initial-advertise-peer-urls", FT_URLS, FID_ADVERTISE_PEER, "http://localhost:2380", "Peer URLs MemberList reports for this member."),
-	P("initial-cluster", FT_STRING, "default=http://localhost:2380", "Initial cluster for bootstrapping (one member here)."),
+	PID("initial-cluster", FT_STRING, FID_INITIAL_CLUSTER, "default=http://localhost:2380", "Initial cluster for bootstrapping (one member here; the cluster and member ids are derived from it, as etcd's)."),
 	SEL("initial-cluster-state", FU_PEER, "new", "new|existing", "'new' to bootstrap, 'existing' to join (a single node always bootstraps)."),
 	H("initial-cluster-token", FT_STRING, FID_CLUSTER_TOKEN, "etcd-cluster", "Cluster token used at bootstrap."),
 	H("advertise-client-urls", FT_URLS, FID_ADVERTISE_CLIENT, "http://localhost:2379", "Client URLs MemberList reports; clients use them to reach this member."),
@@ -181,7 +182,7 @@ static const struct flag_def flags[] = {
 	P("peer-crl-file", FT_STRING, "", "Revocation list for peer certificates."),
 	XP("experimental-peer-skip-client-san-verification", FT_BOOL, "peer-skip-client-san-verification", "false", "Skip SAN checks of peer client certificates."),
 	P("peer-skip-client-san-verification", FT_BOOL, "false", "Skip SAN checks of peer client certificates."),
-	I("self-signed-cert-validity", FT_UINT, "1", "Validity in years of generated certificates."),
+	H("self-signed-cert-validity", FT_UINT, FID_SELF_CERT_VALIDITY, "1", "Validity in years of the certificate --auto-tls generates."),
 	H("cipher-suites", FT_STRINGS, FID_CIPHERS, "", "Comma-separated TLS 1.2 cipher suites, by Go name (empty: library defaults)."),
 	I("cors", FT_STRINGS, "*", "Origins allowed by CORS."),
 	I("host-whitelist", FT_STRINGS, "*", "Host headers accepted on plain-HTTP requests."),
@@ -888,6 +889,8 @@ static int flag_set(struct config *c, struct parse *ps, const struct flag_def *d
 		return copy_str(c->initial_advertise_peer_urls, sizeof c->initial_advertise_peer_urls, v, err, errlen);
 	case FID_CLUSTER_TOKEN:
 		return copy_str(c->initial_cluster_token, sizeof c->initial_cluster_token, v, err, errlen);
+	case FID_INITIAL_CLUSTER:
+		return copy_str(c->initial_cluster, sizeof c->initial_cluster, v, err, errlen);
 	case FID_THREADS:
 		if (i < 1 || i > CONFIG_THREADS_MAX) {
 			snprintf(err, errlen, "must be between 1 and %d", CONFIG_THREADS_MAX);
@@ -946,6 +949,10 @@ static int flag_set(struct config *c, struct parse *ps, const struct flag_def *d
 		return 0;
 	case FID_AUTO_TLS:
 		c->auto_tls = b;
+		return 0;
+	case FID_SELF_CERT_VALIDITY:
+		/* etcd refuses 0 when it makes a certificate; beyond a century is taken as a century */
+		c->self_signed_cert_validity_years = u > 100 ? 100 : (unsigned)u;
 		return 0;
 	case FID_TLS_MIN:
 		return copy_str(c->tls_min_version, sizeof c->tls_min_version, v, err, errlen);
@@ -1415,6 +1422,7 @@ void config_defaults(struct config *c)
 	strcpy(c->tls_min_version, "TLS1.2");
 	strcpy(c->auth_token, "simple");
 	c->auth_token_ttl_s = 300;
+	c->self_signed_cert_validity_years = 1;
 	c->bcrypt_cost = 10;
 	strcpy(c->log_level, "info");
 	strcpy(c->log_outputs, "default");
@@ -1781,9 +1789,10 @@ static void log_unused(const struct parse *ps)
 		const struct flag_def *d = &flags[i];
 		if (ps->val[i] == NULL)
 			continue;
+		/* etcd 3.5, which kubeadm up to 1.33 writes these names for, takes them silently:
+		 * a note, not a warning, so kubeadm's own manifests start clean. */
 		if (d->alias)
-			log_warn("--%s is deprecated in etcd 3.6 and will be decommissioned in 3.7; use --%s instead",
-				 d->name, d->alias);
+			log_info("--%s: etcd 3.6 names it --%s (the old name goes in etcd 3.7)", d->name, d->alias);
 		char *b = d->use == FU_PEER ? peer : d->use == FU_IGNORED ? ign : NULL;
 		size_t *n = d->use == FU_PEER ? &np : &ni;
 		if (b == NULL)

@@ -84,6 +84,7 @@ struct config {
 	char advertise_client_urls[4096];         /* --advertise-client-urls, comma-separated as given */
 	char initial_advertise_peer_urls[4096];   /* --initial-advertise-peer-urls */
 	char initial_cluster_token[256];          /* --initial-cluster-token (default "etcd-cluster") */
+	char initial_cluster[4096];               /* --initial-cluster ("": name=each advertised peer URL) */
 	int threads;                     /* --threads (uetcd's own; default: number of cores) */
 	uint64_t max_request_bytes;      /* --max-request-bytes (default 1.5 MiB) */
 	uint32_t max_txn_ops;            /* --max-txn-ops (default 128) */
@@ -101,7 +102,8 @@ struct config {
 	/* TLS for client listeners */
 	char cert_file[1024], key_file[1024], trusted_ca_file[1024], client_crl_file[1024];
 	bool client_cert_auth;
-	bool auto_tls;
+	bool auto_tls;                                 /* --auto-tls: a self-signed certificate */
+	unsigned self_signed_cert_validity_years;      /* --self-signed-cert-validity (1) */
 	char tls_min_version[16], tls_max_version[16]; /* "TLS1.2", "TLS1.3" or "" */
 	char cipher_suites[2048];                      /* comma-separated etcd (Go) names */
 	/* auth */

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/config.h"
+#include "core/maint.h"
 #include "core/metrics.h"
 #include "core/reactor.h"
 #include "core/seq.h"
@@ -204,10 +205,11 @@ static void http_metrics(struct server *srv, struct http1_conn *h)
 {
 	struct mvcc_view v;
 	char body[32768];
-	uint64_t db = seq_db_size(srv->seq);
+	uint64_t db, in_use;
 	unsigned alarms = atomic_load(&srv->alarms);
 	int n;
 
+	maint_db_sizes(srv, &db, &in_use);
 	mvcc_view_published(srv->store, &v);
 	n = snprintf(body, sizeof body,
 		     "# HELP etcd_server_has_leader Whether or not a leader exists. 1 is existence, 0 is not.\n"
@@ -245,7 +247,7 @@ static void http_metrics(struct server *srv, struct http1_conn *h)
 		     "# HELP uetcd_sequencer_batches_total Write batches applied, each with one log commit.\n"
 		     "# TYPE uetcd_sequencer_batches_total counter\nuetcd_sequencer_batches_total %llu\n",
 		     (unsigned long long)seq_applied(srv->seq), (unsigned long long)seq_applied(srv->seq),
-		     (unsigned long long)db, (unsigned long long)mvcc_bytes_in_use(srv->store),
+		     (unsigned long long)db, (unsigned long long)in_use,
 		     (unsigned long long)mvcc_keys_live(srv->store),
 		     (long long)v.rev, (long long)v.compact_rev,
 		     (long long)config_quota_bytes(srv->cfg),

@@ -25,6 +25,7 @@
 #include "storage/mvcc.h"
 #include "storage/recover.h"
 #include "storage/wal.h"
+#include "tls/selfcert.h"
 #include "tls/tls.h"
 
 #define GRPC_OVERHEAD_BYTES (512 * 1024) /* etcd's slack above --max-request-bytes */
@@ -48,16 +49,39 @@ static struct tls_ctx *main_tls_ctx(const struct config *cfg)
 	bool any = false;
 	int v;
 
+	/* --auto-tls, as etcd: a certificate in data-dir/fixtures/client for the client URLs'
+	 * hosts, made whether or not a listener is https, unless certificates are given */
+	char auto_cert[1200], auto_key[1200];
+	if (cfg->auto_tls && (cfg->cert_file[0] || cfg->key_file[0])) {
+		log_warn("ignoring client auto TLS since certs given");
+	} else if (cfg->auto_tls) {
+		const char *hosts[CONFIG_URLS_MAX];
+		char dir[1100];
+		for (int u = 0; u < cfg->n_listen_client; u++)
+			hosts[u] = cfg->listen_client[u].host;
+		snprintf(dir, sizeof dir, "%s/fixtures/client", cfg->data_dir);
+		if ((v = tls_selfcert_ensure(dir, hosts, (size_t)cfg->n_listen_client, cfg->self_signed_cert_validity_years,
+					     err, sizeof err)) < 0)
+			log_fatal("--auto-tls: %s", err);
+		snprintf(auto_cert, sizeof auto_cert, "%s/cert.pem", dir);
+		snprintf(auto_key, sizeof auto_key, "%s/key.pem", dir);
+		log_info("--auto-tls: %s self-signed certificate %s (key %s)", v ? "made the" : "using the", auto_cert,
+			 auto_key);
+		tc.cert_file = auto_cert;
+		tc.key_file = auto_key;
+	}
 	for (int u = 0; u < cfg->n_listen_client; u++)
 		any |= strcmp(cfg->listen_client[u].scheme, "https") == 0;
 	for (int u = 0; u < cfg->n_listen_metrics; u++)
 		any |= strcmp(cfg->listen_metrics[u].scheme, "https") == 0;
 	if (!any)
 		return NULL;
-	if (!cfg->cert_file[0] || !cfg->key_file[0])
-		log_fatal("TLS listener requires --cert-file and --key-file (--auto-tls is not supported)");
-	tc.cert_file = cfg->cert_file;
-	tc.key_file = cfg->key_file;
+	if (!tc.cert_file && (!cfg->cert_file[0] || !cfg->key_file[0]))
+		log_fatal("TLS listener requires --cert-file and --key-file, or --auto-tls");
+	if (!tc.cert_file) {
+		tc.cert_file = cfg->cert_file;
+		tc.key_file = cfg->key_file;
+	}
 	tc.trusted_ca_file = cfg->trusted_ca_file[0] ? cfg->trusted_ca_file : NULL;
 	tc.crl_file = cfg->client_crl_file[0] ? cfg->client_crl_file : NULL;
 	tc.client_cert_auth = cfg->client_cert_auth;
@@ -177,12 +201,18 @@ int main(int argc, char **argv, char **envp)
 	signal(SIGPIPE, SIG_IGN);
 	main_raise_nofile();
 
-	rc = meta_open(cfg.data_dir, &meta);
+	struct meta want = {0};
+	if (meta_derive_ids(cfg.initial_cluster, cfg.name, cfg.initial_advertise_peer_urls, cfg.initial_cluster_token,
+			    &want) < 0)
+		log_warn("--name %s is not in --initial-cluster: a new data dir gets random ids, not etcd's", cfg.name);
+	rc = meta_open_with(cfg.data_dir, &want, &meta); /* a new data dir: etcd's ids for these flags */
 	if (rc < 0)
 		log_fatal("cannot open data directory %s: %s", cfg.data_dir, strerror(-rc));
 	if ((rc = meta_lock(cfg.data_dir)) < 0)
 		log_fatal("cannot lock data directory %s: %s", cfg.data_dir,
 			  rc == -EWOULDBLOCK ? "another uetcd is using it" : strerror(-rc));
+	if ((rc = meta_start_term(cfg.data_dir, &meta)) < 0) /* each start is a new term, as etcd's */
+		log_fatal("cannot record the new raft term in %s/meta: %s", cfg.data_dir, strerror(-rc));
 
 	memset(&srv, 0, sizeof srv);
 	srv.cfg = &cfg;
@@ -191,7 +221,7 @@ int main(int argc, char **argv, char **envp)
 		srv.nreactors = 1;
 	srv.ids.cluster_id = meta.cluster_id;
 	srv.ids.member_id = meta.member_id;
-	srv.ids.raft_term = 2; /* a single node's term after its first election, as etcd reports */
+	srv.ids.raft_term = meta.raft_term;
 	srv.limits.max_txn_ops = cfg.max_txn_ops;
 	srv.limits.max_request_bytes = cfg.max_request_bytes;
 	grpc_conn_config_default(&srv.grpc);

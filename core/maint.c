@@ -26,6 +26,12 @@ static Etcdserverpb__ResponseHeader *maint_header(const struct server *srv, cons
 	return kv_header(a, &srv->ids, v->rev);
 }
 
+void maint_db_sizes(const struct server *srv, uint64_t *size, uint64_t *in_use)
+{
+	*size = seq_db_size(srv->seq);
+	*in_use = mvcc_bytes_in_use(srv->store);
+}
+
 struct ProtobufCMessage *maint_status(const struct server *srv, const struct mvcc_view *v, struct arena *a)
 {
 	Etcdserverpb__StatusResponse *r = arena_alloc(a, sizeof *r);
@@ -38,10 +44,15 @@ struct ProtobufCMessage *maint_status(const struct server *srv, const struct mvc
 	r->storageversion = (char *)UETCD_ETCD_API_VERSION;
 	r->leader = srv->ids.member_id;
 	r->raftterm = srv->ids.raft_term;
-	/* grows with every change and survives restarts (a fresh etcd reports 4 at revision 1) */
-	r->raftindex = r->raftappliedindex = (uint64_t)v->rev + 3;
-	r->dbsize = (int64_t)seq_db_size(srv->seq);
-	r->dbsizeinuse = (int64_t)mvcc_bytes_in_use(srv->store); /* what compaction gives back */
+	/* grows with every change and survives restarts (a fresh etcd reports 4 at revision 1);
+	 * etcd's also grows by two at each start (the new leader's empty entry and the member's
+	 * published attributes), and so does this with the term (2 at the first start) */
+	uint64_t starts = srv->ids.raft_term > 2 ? srv->ids.raft_term - 2 : 0;
+	r->raftindex = r->raftappliedindex = (uint64_t)v->rev + 3 + 2 * starts;
+	uint64_t size, in_use;
+	maint_db_sizes(srv, &size, &in_use);
+	r->dbsize = (int64_t)size;
+	r->dbsizeinuse = (int64_t)in_use;
 	r->dbsizequota = (int64_t)config_quota_bytes(srv->cfg);
 	r->downgradeinfo = d;
 	r->n_errors = maint_alarm_strings(srv, a, &r->errors);

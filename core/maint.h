@@ -28,5 +28,12 @@ struct ProtobufCMessage *maint_alarm(const struct kv_header_ids *ids, int64_t re
 				     const struct ProtobufCMessage *msg, struct arena *a, struct kv_result *res);
 /* "memberID:<id> alarm:<NAME> " strings for Status.errors, as etcd formats them. */
 size_t maint_alarm_strings(const struct server *srv, struct arena *a, char ***out);
+/* Status.db_size and db_size_in_use (and their /metrics series), as uetcd defines them:
+ * size: the bytes the data occupies on disk (log records written, not the segments'
+ * preallocated tails, plus the checkpoint); in_use: the bytes every retained version holds
+ * in memory (what the quota counts and compaction gives back). Unlike etcd's, in_use may
+ * pass size by a few tens of bytes per version (in-memory bookkeeping that the log's
+ * encoding does not need) until writes or history make the log the larger. Any thread. */
+void maint_db_sizes(const struct server *srv, uint64_t *size, uint64_t *in_use);
 
 #endif

@@ -427,9 +427,9 @@ static int conn_recv_tls(struct conn *c, const uint8_t *data, size_t len)
 			return -1;
 	}
 	if (n < 0) {
-		if (n != -ESHUTDOWN)
-			log_warn("rejected connection on reactor %d: %s", r->index,
-				 tls_conn_error(c->tls) ? tls_conn_error(c->tls) : strerror((int)-n));
+		if (n != -ESHUTDOWN) /* worded and rate-limited by tls/ */
+			tls_log_rejected(r->index, tls_conn_error(c->tls) ? tls_conn_error(c->tls) : strerror((int)-n),
+					 r->now_ms);
 		return -1;
 	}
 	return 0;
@@ -737,12 +737,15 @@ static void reactor_cb_call_start(void *user, uint32_t sid, int method, const st
 	size_t tlen = 0;
 
 	/* etcd's clients send their auth token as "token" metadata; "authorization" is what
-	 * etcd also reads (its gateway forwards that header). Only looked for with auth on. */
+	 * etcd also reads (its gateway forwards that header). As etcd: the first "token",
+	 * else the first "authorization". Only looked for with auth on. */
 	for (size_t i = 0; c->r->srv->auth && authsvc_enabled(c->r->srv->auth) && i < n; i++)
 		if ((h[i].name_len == 5 && !memcmp(h[i].name, "token", 5)) ||
 		    (!token && h[i].name_len == 13 && !memcmp(h[i].name, "authorization", 13))) {
 			token = (const char *)h[i].value;
 			tlen = h[i].value_len;
+			if (h[i].name_len == 5)
+				break;
 		}
 	svc_on_call_start(c->r->svc, c->g, c, sid, method, token, tlen);
 }

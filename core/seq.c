@@ -699,7 +699,7 @@ void seq_ckpt_done(void *arg) { seq_wake(arg); }
 
 uint64_t seq_db_size(const struct seq *s)
 {
-	return (s->wal ? wal_size_bytes(s->wal) : 0) + atomic_load_explicit(&s->ckpt_bytes, memory_order_relaxed);
+	return (s->wal ? wal_used_bytes(s->wal) : 0) + atomic_load_explicit(&s->ckpt_bytes, memory_order_relaxed);
 }
 
 static bool seq_ckpt_due(const struct seq *s)

@@ -105,8 +105,8 @@ void seq_set_checkpoints(struct seq *s, struct ckpt_worker *w, uint64_t min_log_
 			 uint64_t ckpt_bytes);
 /* The worker's hook: a job finished (any thread). */
 void seq_ckpt_done(void *seq);
-/* What the data lives in on disk: log segments plus the checkpoint (Status.db_size). Any
- * thread. */
+/* What the data occupies on disk: the log segments' written bytes (not their preallocated
+ * tails) plus the checkpoint (Status.db_size). Any thread. */
 uint64_t seq_db_size(const struct seq *s);
 
 /* Queues a chain of requests linked by ->next (first to last in arrival order). */

@@ -581,6 +581,7 @@ struct wal {
 	int64_t durable_rev;   /* highest durable */
 	int err;               /* sticky: the first failed write, sync or rollover */
 	_Atomic uint64_t size_bytes;
+	_Atomic uint64_t used_bytes; /* sum of the segments' `end`: what the records occupy */
 };
 
 static int wal_fail(struct wal *w, int rc, const char *what)
@@ -605,6 +606,7 @@ static int segs_push(struct wal *w, const struct wal_seg *s)
 	}
 	w->segs[w->nsegs++] = *s;
 	atomic_fetch_add_explicit(&w->size_bytes, s->bytes, memory_order_relaxed);
+	atomic_fetch_add_explicit(&w->used_bytes, s->end, memory_order_relaxed);
 	return 0;
 }
 
@@ -766,6 +768,7 @@ int wal_commit_wait(struct wal *w)
 		s->first_rev = b->first_rev;
 	s->last_rev = b->last_rev;
 	s->records += b->records;
+	atomic_fetch_add_explicit(&w->used_bytes, w->io_off + b->len - s->end, memory_order_relaxed);
 	s->end = w->io_off + b->len;
 	w->durable_rev = b->last_rev;
 	b->len = 0;
@@ -1129,6 +1132,11 @@ uint64_t wal_size_bytes(const struct wal *w)
 	return atomic_load_explicit(&w->size_bytes, memory_order_relaxed);
 }
 
+uint64_t wal_used_bytes(const struct wal *w)
+{
+	return atomic_load_explicit(&w->used_bytes, memory_order_relaxed);
+}
+
 int64_t wal_last_rev(const struct wal *w)
 {
 	return w->durable_rev;
@@ -1177,6 +1185,7 @@ int wal_remove_segments_below(struct wal *w, uint64_t seq)
 		if ((rc = w->ops->unlink(w->ops->ctx, path)))
 			break;
 		atomic_fetch_sub_explicit(&w->size_bytes, w->segs[n].bytes, memory_order_relaxed);
+		atomic_fetch_sub_explicit(&w->used_bytes, w->segs[n].end, memory_order_relaxed);
 		n++;
 	}
 	if (n) {

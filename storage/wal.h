@@ -8,9 +8,9 @@
  * length, revision, type, offset within its commit) and the payload. The preallocated rest
  * of a segment is zeros, and an all-zero record header marks the end of written data.
  *
- * Threading: one owner (the sequencer) calls everything except wal_size_bytes(), which any
- * thread may call. Errors are 0 or -errno; corruption found at open is -EBADMSG with a
- * message naming the segment file and byte offset in `err`.
+ * Threading: one owner (the sequencer) calls everything except wal_size_bytes() and
+ * wal_used_bytes(), which any thread may call. Errors are 0 or -errno; corruption found at
+ * open is -EBADMSG with a message naming the segment file and byte offset in `err`.
  *
  * Durability contract: a record is durable once the wal_commit() (or wal_commit_wait())
  * that wrote it returned 0. A failed write or fdatasync is returned and the wal then refuses
@@ -118,8 +118,11 @@ int wal_commit_wait(struct wal *w);
 /* Waits for a commit in flight, commits what is pending, closes. Returns the first error. */
 int wal_close(struct wal *w);
 
-/* Bytes of the segment files (allocated size), for Status.db_size. Any thread. */
+/* Bytes of the segment files (allocated size: what they take on disk). Any thread. */
 uint64_t wal_size_bytes(const struct wal *w);
+/* Bytes the segments' headers and durable records occupy (not their preallocated tails),
+ * for Status.db_size. Any thread. */
+uint64_t wal_used_bytes(const struct wal *w);
 
 /* Highest revision durable in the log (0 if none). */
 int64_t wal_last_rev(const struct wal *w);

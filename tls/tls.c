@@ -32,6 +32,7 @@
 #include "tls/tls.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -778,8 +779,10 @@ struct tls_conn {
 	struct tls_ctx *ctx;
 	WOLFSSL *ssl;
 	int err;          /* sticky negative code, 0 while healthy */
-	char errmsg[80];  /* wolfSSL's reason behind err, for tls_conn_error() */
+	char errmsg[128]; /* the reason behind err, for tls_conn_error() */
 	bool hs_done, shut, oom;
+	uint8_t first[16]; /* the peer's first bytes, to say what it sent if it was not TLS */
+	uint8_t nfirst;
 	bool has_cn;
 	char alpn[16];
 	char cn[256];
@@ -800,6 +803,8 @@ static int tls_io_recv(WOLFSSL *ssl, char *buf, int sz, void *arg)
 	size_t n = sz < 0 ? 0 : (size_t)sz;
 	if (n > avail)
 		n = avail;
+	for (size_t i = 0; i < n && c->nfirst < sizeof c->first; i++)
+		c->first[c->nfirst++] = c->in[c->in_start + i];
 	memcpy(buf, c->in + c->in_start, n);
 	c->in_start += n;
 	if (c->in_start == c->in_end)
@@ -990,6 +995,35 @@ static bool tls_is_cert_error(int e)
 	}
 }
 
+/* A handshake that failed on the peer's first record: if that record is not a TLS handshake
+ * record (type 22), the peer does not speak TLS. Say so in an operator's words, as etcd
+ * (Go's crypto/tls) does, instead of wolfSSL's "unknown type in record hdr" or "parse error
+ * on header". False if the first record looked like TLS. */
+static bool tls_conn_explain_not_tls(struct tls_conn *c)
+{
+	static const char *const methods[] = {"GET ", "POST ", "PUT ", "HEAD ", "DELETE ", "OPTIONS ",
+					      "PATCH ", "CONNECT ", "TRACE "};
+	static const char h2c[] = "PRI * HTTP/2.0";
+	const char *what = "something that is not TLS";
+	uint8_t head[sizeof c->first];
+	size_t n = c->nfirst;
+
+	/* what wolfSSL read, then what it left unread: the stream's first bytes, in order */
+	memcpy(head, c->first, n);
+	for (size_t i = c->in_start; i < c->in_end && n < sizeof head; i++)
+		head[n++] = c->in[i];
+	if (n == 0 || head[0] == 22)
+		return false;
+	if (n >= sizeof h2c - 1 && !memcmp(head, h2c, sizeof h2c - 1))
+		what = "a plaintext HTTP/2 connection preface (h2c)";
+	for (size_t i = 0; i < sizeof methods / sizeof *methods; i++)
+		if (n >= strlen(methods[i]) && !memcmp(head, methods[i], strlen(methods[i])))
+			what = "a plaintext HTTP/1.x request";
+	snprintf(c->errmsg, sizeof c->errmsg,
+		 "client sent %s to a TLS listener (first record does not look like a TLS handshake)", what);
+	return true;
+}
+
 /* After a wolfSSL call returned `ret` <= 0: 0 if it only wants more input, else the sticky
  * error (an alert, if wolfSSL made one, is already in the output). */
 static int tls_conn_fail(struct tls_conn *c, int ret)
@@ -1011,8 +1045,11 @@ static int tls_conn_fail(struct tls_conn *c, int ret)
 		}
 	} else if (tls_is_cert_error(e))
 		c->err = -EACCES;
-	else
+	else {
 		c->err = -EPROTO;
+		if (!c->hs_done)
+			tls_conn_explain_not_tls(c);
+	}
 	if (!c->hs_done && c->err != -ENOMEM)
 		log_debug("tls: handshake failed: %s (%d)", c->errmsg, e);
 	return c->err;
@@ -1248,6 +1285,43 @@ const char *tls_conn_cipher(const struct tls_conn *c)
 bool tls_conn_resumed(const struct tls_conn *c)
 {
 	return c->hs_done && wolfSSL_session_reused(c->ssl);
+}
+
+/* Rejected connections are logged at most TLS_REJECT_LOG_BURST times per
+ * TLS_REJECT_LOG_WINDOW_MS for the whole process: a peer that reconnects in a loop (a
+ * plaintext client retrying, a scanner) must not fill the disk. The first line logged after
+ * some were left out says how many. */
+#define TLS_REJECT_LOG_WINDOW_MS 10000
+#define TLS_REJECT_LOG_BURST 10
+static pthread_mutex_t tls_reject_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t tls_reject_window_ms; /* start of the current window; 0 before the first */
+static unsigned tls_reject_logged;    /* lines in it */
+static uint64_t tls_reject_left_out;  /* lines not logged since the last one that was */
+
+void tls_log_rejected(int reactor, const char *why, uint64_t now_ms)
+{
+	uint64_t left_out = 0;
+	bool log = false;
+
+	pthread_mutex_lock(&tls_reject_lock);
+	if (tls_reject_window_ms == 0 || now_ms - tls_reject_window_ms >= TLS_REJECT_LOG_WINDOW_MS) {
+		tls_reject_window_ms = now_ms ? now_ms : 1;
+		tls_reject_logged = 0;
+	}
+	if (tls_reject_logged < TLS_REJECT_LOG_BURST) {
+		tls_reject_logged++;
+		left_out = tls_reject_left_out;
+		tls_reject_left_out = 0;
+		log = true;
+	} else {
+		tls_reject_left_out++;
+	}
+	pthread_mutex_unlock(&tls_reject_lock);
+	if (log && left_out)
+		log_warn("rejected connection on reactor %d: %s (%" PRIu64 " more rejected connections were not logged)",
+			 reactor, why, left_out);
+	else if (log)
+		log_warn("rejected connection on reactor %d: %s", reactor, why);
 }
 
 const char *tls_conn_error(const struct tls_conn *c)

@@ -157,5 +157,9 @@ const char *tls_conn_cipher(const struct tls_conn *c);
 bool tls_conn_resumed(const struct tls_conn *c);
 /* What went wrong, for the log, once tls_conn_read() or tls_conn_write() failed; else NULL. */
 const char *tls_conn_error(const struct tls_conn *c);
+/* Logs that a connection was refused and why (tls_conn_error()), rate-limited across the
+ * process (see TLS_REJECT_LOG_BURST in tls.c); now_ms is the caller's monotonic clock, this
+ * module reads none. Any thread. */
+void tls_log_rejected(int reactor, const char *why, uint64_t now_ms);
 
 #endif

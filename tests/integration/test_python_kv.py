@@ -706,8 +706,8 @@ def test_many_keys_paged_list(kv):
 
 @pytest.mark.parametrize('role', ['uetcd', 'etcd'])
 def test_header_ids(spawn, role):
-    """Every response carries the same non-zero cluster_id and member_id, generated once per
-    data dir: kept across a restart on the same data dir, different on another one."""
+    """Every response carries the same non-zero cluster_id and member_id, set once per data
+    dir: kept across a restart on the same data dir."""
     srv = spawn(role)
     kv = KV(srv)
     try:
@@ -731,9 +731,4 @@ def test_header_ids(spawn, role):
         assert (h.cluster_id, h.member_id) == (cluster_id, member_id), 'ids changed on restart'
     finally:
         kv.close()
-    other = KV(spawn(role))
-    try:
-        h = other.range(b'k').header
-        assert h.cluster_id != cluster_id and h.member_id != member_id
-    finally:
-        other.close()
+    # another data dir gets ids from its own flags, as etcd derives them: test_parity.py

@@ -301,15 +301,15 @@ def test_space_reclaimed_online_and_by_defrag(tmp_path):
         n.start()
         overwrite(150)
         before = status(n.endpoint)['dbSize']
-        assert before >= 3 * (64 << 20), before
+        assert before >= 150 << 20, before  # what was written since the restart, at least
         r = ok(ctl(n.endpoint, 'defrag'))
         assert 'Finished defragmenting etcd member[%s]' % n.endpoint in r.stdout
         after = status(n.endpoint)
         ckpt = os.path.getsize(os.path.join(n.data, 'snap', snap_files(n)[0]))
         assert ckpt < 10 << 20  # 8 live values and keys after the compaction
-        assert after['dbSize'] == ckpt + (64 << 20), (after, ckpt)
+        assert ckpt < after['dbSize'] <= ckpt + 4096, (after, ckpt)  # and a fresh segment's header
         assert len(log_files(n)) == 1
-        assert after['dbSizeInUse'] <= after['dbSize']
+        assert after['dbSizeInUse'] < 9 << 20  # the 8 live values
         n.kill()
         n.start()
         got = get_json(n.endpoint, '--keys-only')

@@ -548,6 +548,47 @@ Test(config_kubeadm, v1_33, .init = quiet)
 	check_kubeadm(&c);
 }
 
+Test(config, self_signed_cert_validity, .init = quiet)
+{
+	struct config c;
+	cr_assert_eq(parse0(&c), 0);
+	cr_assert_eq(c.self_signed_cert_validity_years, 1);
+	cr_assert_eq(parse(&c, "--auto-tls", "--self-signed-cert-validity=3"), 0);
+	cr_assert(c.auto_tls);
+	cr_assert_eq(c.self_signed_cert_validity_years, 3);
+	cr_assert_eq(parse(&c, "--self-signed-cert-validity=5000"), 0);
+	cr_assert_eq(c.self_signed_cert_validity_years, 100);
+	cr_assert_eq(parse(&c, "--self-signed-cert-validity=-1"), -1);
+}
+
+/* kubeadm's own manifests start without a warning: etcd 3.5, which kubeadm up to 1.33
+ * writes the experimental names for, takes them silently (issue 13). */
+Test(config_kubeadm, no_warning_for_kubeadm_flags, .init = cr_redirect_stderr)
+{
+	struct config c;
+	log_set_level(LOG_WARN);
+	cr_assert_eq(parse(&c, KUBEADM_COMMON, "--experimental-initial-corrupt-check=true",
+			   "--experimental-watch-progress-notify-interval=5s"), 0);
+	cr_assert_eq(parse(&c, KUBEADM_COMMON, "--feature-gates=InitialCorruptCheck=true",
+			   "--watch-progress-notify-interval=5s"), 0);
+	fflush(stderr);
+	cr_assert_stderr_eq_str("");
+}
+
+Test(config_kubeadm, ignored_flag_still_warns, .init = cr_redirect_stderr)
+{
+	struct config c;
+	char line[512] = "";
+	log_set_level(LOG_WARN);
+	cr_assert_eq(parse(&c, KUBEADM_COMMON, "--watch-progress-notify-interval=5s", "--max-wals=3"), 0);
+	fflush(stderr);
+	FILE *f = cr_get_redirected_stderr();
+	cr_assert(fgets(line, sizeof line, f) != NULL);
+	cr_assert(strstr(line, "\"level\":\"warn\"") && strstr(line, "flags not supported by uetcd, ignored: --max-wals"),
+		  "%s", line);
+	cr_assert(fgets(line, sizeof line, f) == NULL, "one line only: %s", line);
+}
+
 Test(config_kubeadm, v1_34, .init = quiet)
 {
 	struct config c;
