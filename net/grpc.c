@@ -30,6 +30,7 @@
 #include "net/grpc.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,12 @@ enum {
 	GRPC_MESSAGE_TEXT_MAX = 8192, /* percent-encoded grpc-message bytes we send */
 };
 #define GRPC_RECV_BUFFERED_MAX ((size_t)64 << 20) /* message reassembly bytes per connection */
+/* The largest response message: grpc-go's server default, which etcd sets explicitly
+ * (grpc.MaxSendMsgSize(math.MaxInt32)). */
+#define GRPC_MAX_SEND_MSG_BYTES ((uint64_t)0x7fffffff)
+/* Connection frees per thread at least between two malloc_trim calls (a trim walks the
+ * free chunks of every arena: far too slow for every close). */
+#define GRPC_TRIM_MIN 64
 
 struct grpc_call {
 	uint32_t stream_id; /* 0: slot has no stream */
@@ -63,13 +70,29 @@ struct grpc_conn {
 	struct grpc_conn_config cfg;
 	struct grpc_server_callbacks cb;
 	void *user;
-	struct grpc_call *calls;
+	struct grpc_call *calls; /* parallel to h2's stream table, grown with it */
+	uint32_t calls_cap;
 	uint32_t calls_hw; /* slots ever used */
 	uint32_t n_deadlines;
 	size_t recv_buffered;
 	uint64_t now_ms;
-	struct grpc_header *hdrs;
 	size_t hdrs_max;
+};
+
+/* The request headers handed to on_call_start: one array per thread (calls start
+ * synchronously inside grpc_conn_recv), so an idle connection holds none. */
+/* Connections live on this thread, and freed since its heap was last trimmed. */
+static __thread uint32_t grpc_live, grpc_frees_since_trim;
+static __thread struct grpc_header *grpc_hdrs;
+static __thread size_t grpc_hdrs_max;
+
+/* A response message pulled under flow control: the 5-byte prefix, then `len` bytes from
+ * the caller's source. Allocated per pulled message (large answers only). */
+struct grpc_pull {
+	uint8_t prefix[GRPC_PREFIX];
+	uint8_t prefix_sent;
+	uint64_t len, sent;
+	struct grpc_msg_source src;
 };
 
 void grpc_conn_config_default(struct grpc_conn_config *c)
@@ -251,6 +274,15 @@ static void early_abort(struct grpc_conn *c, uint32_t sid, const char *http_stat
 static void on_request(void *user, uint32_t sid, uint32_t slot, const struct h2_request *rq)
 {
 	struct grpc_conn *c = user;
+	if (slot >= c->calls_cap) {
+		uint32_t cap = h2_conn_slots_cap(c->h2);
+		struct grpc_call *n = realloc(c->calls, (size_t)cap * sizeof(*n));
+		if (!n)
+			log_fatal("grpc: out of memory");
+		memset(n + c->calls_cap, 0, (size_t)(cap - c->calls_cap) * sizeof(*n));
+		c->calls = n;
+		c->calls_cap = cap;
+	}
 	struct grpc_call *call = &c->calls[slot];
 	memset(call, 0, sizeof(*call));
 	call->stream_id = sid;
@@ -349,15 +381,21 @@ static void on_request(void *user, uint32_t sid, uint32_t slot, const struct h2_
 		call->deadline_ms = c->now_ms + timeout_ms;
 		c->n_deadlines++;
 	}
+	if (grpc_hdrs_max < c->hdrs_max) {
+		free(grpc_hdrs);
+		if (!(grpc_hdrs = malloc(c->hdrs_max * sizeof(*grpc_hdrs))))
+			log_fatal("grpc: out of memory");
+		grpc_hdrs_max = c->hdrs_max;
+	}
 	size_t n = rq->n_fields < c->hdrs_max ? rq->n_fields : c->hdrs_max;
 	for (size_t i = 0; i < n; i++) {
-		c->hdrs[i].name = rq->fields[i].name;
-		c->hdrs[i].name_len = rq->fields[i].name_len;
-		c->hdrs[i].value = rq->fields[i].value;
-		c->hdrs[i].value_len = rq->fields[i].value_len;
+		grpc_hdrs[i].name = rq->fields[i].name;
+		grpc_hdrs[i].name_len = rq->fields[i].name_len;
+		grpc_hdrs[i].value = rq->fields[i].value;
+		grpc_hdrs[i].value_len = rq->fields[i].value_len;
 	}
 	if (c->cb.on_call_start)
-		c->cb.on_call_start(c->user, sid, method, c->hdrs, n);
+		c->cb.on_call_start(c->user, sid, method, grpc_hdrs, n);
 	if (rq->end_stream && call_live(call, sid) && c->cb.on_half_close)
 		c->cb.on_half_close(c->user, sid, method);
 }
@@ -500,8 +538,6 @@ struct grpc_conn *grpc_conn_new(const struct grpc_conn_config *cfg, const struct
 		c->cb = *cb;
 	c->user = user;
 	c->hdrs_max = c->cfg.max_header_list_size / 32 + 1;
-	c->calls = calloc(c->cfg.max_concurrent_streams, sizeof(*c->calls));
-	c->hdrs = calloc(c->hdrs_max, sizeof(*c->hdrs));
 	struct h2_config hc = {
 		.streams_max = c->cfg.max_concurrent_streams,
 		.initial_window_size = c->cfg.initial_window_size,
@@ -515,16 +551,15 @@ struct grpc_conn *grpc_conn_new(const struct grpc_conn_config *cfg, const struct
 		.on_data = on_data,
 		.on_close = on_close,
 	};
-	if (c->calls && c->hdrs)
-		c->h2 = h2_conn_new(&hc, &h2cb, c);
+	c->h2 = h2_conn_new(&hc, &h2cb, c);
 	if (!c->h2) {
-		free(c->calls);
-		free(c->hdrs);
 		free(c);
 		return NULL;
 	}
+	grpc_live++;
 	return c;
 }
+
 
 void grpc_conn_free(struct grpc_conn *c)
 {
@@ -532,8 +567,17 @@ void grpc_conn_free(struct grpc_conn *c)
 		return;
 	h2_conn_free(c->h2); /* on_close for every stream: live calls get on_call_end */
 	free(c->calls);
-	free(c->hdrs);
 	free(c);
+	/* A connection's memory is many small chunks among longer-lived ones, so glibc keeps
+	 * the freed pages (it trims only the top of a heap): after a wave of closes RSS stayed
+	 * where the peak left it. Give free pages back once a quarter of the thread's
+	 * connections (and at least GRPC_TRIM_MIN) went since the last time: a few trims
+	 * per wave of closes, however large, and none on a steady few connections. */
+	grpc_live--;
+	if (++grpc_frees_since_trim >= GRPC_TRIM_MIN && grpc_frees_since_trim >= grpc_live / 4) {
+		grpc_frees_since_trim = 0;
+		malloc_trim(0);
+	}
 }
 
 int grpc_conn_recv(struct grpc_conn *c, const uint8_t *data, size_t len)
@@ -561,23 +605,123 @@ bool grpc_conn_done(const struct grpc_conn *c)
 	return h2_conn_done(c->h2);
 }
 
+static void prefix_put(uint8_t *p, uint64_t len)
+{
+	p[0] = 0;
+	p[1] = (uint8_t)(len >> 24);
+	p[2] = (uint8_t)(len >> 16);
+	p[3] = (uint8_t)(len >> 8);
+	p[4] = (uint8_t)len;
+}
+
+/* Response headers before the first message. */
+static int headers_once(struct grpc_conn *c, struct grpc_call *call, uint32_t stream_id)
+{
+	if (call->headers_sent)
+		return 0;
+	struct h2_field f[2] = {field(":status", "200", 3), field("content-type", "application/grpc", 16)};
+	int r = h2_submit_headers(c->h2, stream_id, f, 2, false);
+	if (r < 0)
+		return r == -ENOBUFS ? -ENOBUFS : -ENOENT;
+	call->headers_sent = true;
+	return 0;
+}
+
+/* grpc-go's check of a message against the server's max send size (etcd sets it to
+ * math.MaxInt32): the call ends with its RESOURCE_EXHAUSTED text. */
+static bool send_size_ok(struct grpc_conn *c, struct grpc_call *call, uint64_t len)
+{
+	char msg[128];
+	if (len <= GRPC_MAX_SEND_MSG_BYTES)
+		return true;
+	snprintf(msg, sizeof(msg), "grpc: trying to send message larger than max (%llu vs. %llu)",
+		 (unsigned long long)len, (unsigned long long)GRPC_MAX_SEND_MSG_BYTES);
+	call_finish(c, call, GRPC_RESOURCE_EXHAUSTED, msg);
+	return false;
+}
+
 int grpc_send_message(struct grpc_conn *c, uint32_t stream_id, const uint8_t *msg, size_t len)
 {
 	struct grpc_call *call = call_find(c, stream_id);
 	if (!call || !call_live(call, stream_id))
 		return -ENOENT;
-	if (len > UINT32_MAX)
+	if (!send_size_ok(c, call, len))
 		return -EMSGSIZE;
-	if (!call->headers_sent) {
-		struct h2_field f[2] = {field(":status", "200", 3), field("content-type", "application/grpc", 16)};
-		int r = h2_submit_headers(c->h2, stream_id, f, 2, false);
-		if (r < 0)
-			return r == -ENOBUFS ? -ENOBUFS : -ENOENT;
-		call->headers_sent = true;
-	}
-	uint8_t prefix[GRPC_PREFIX] = {0, (uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
-				       (uint8_t)len};
+	int r = headers_once(c, call, stream_id);
+	if (r < 0)
+		return r;
+	uint8_t prefix[GRPC_PREFIX];
+	prefix_put(prefix, len);
 	return h2_submit_data(c->h2, stream_id, prefix, GRPC_PREFIX, msg, len);
+}
+
+static ssize_t pull_read(void *arg, uint8_t *buf, size_t cap, bool *eof)
+{
+	struct grpc_pull *p = arg;
+	size_t n = 0;
+	if (p->prefix_sent < GRPC_PREFIX) {
+		size_t k = GRPC_PREFIX - p->prefix_sent;
+		if (k > cap)
+			k = cap;
+		memcpy(buf, p->prefix + p->prefix_sent, k);
+		p->prefix_sent += (uint8_t)k;
+		n = k;
+	}
+	uint64_t left = p->len - p->sent;
+	if (n < cap && left > 0) {
+		size_t want = cap - n < left ? cap - n : (size_t)left;
+		ssize_t k = p->src.read(p->src.arg, buf + n, want);
+		if (k < 0 || (size_t)k > want)
+			return -H2_REFUSED_STREAM;
+		p->sent += (uint64_t)k;
+		n += (size_t)k;
+		if (k == 0 && n == 0)
+			return -H2_INTERNAL_ERROR; /* a source must give bytes while it has some */
+	}
+	*eof = p->prefix_sent == GRPC_PREFIX && p->sent == p->len;
+	return (ssize_t)n;
+}
+
+static void pull_free(void *arg)
+{
+	struct grpc_pull *p = arg;
+	if (p->src.free)
+		p->src.free(p->src.arg);
+	free(p);
+}
+
+int grpc_send_message_source(struct grpc_conn *c, uint32_t stream_id, uint64_t len,
+			     const struct grpc_msg_source *src)
+{
+	struct grpc_call *call = call_find(c, stream_id);
+	int r = -ENOENT;
+	if (!call || !call_live(call, stream_id))
+		goto fail;
+	if (!send_size_ok(c, call, len)) {
+		r = -EMSGSIZE;
+		goto fail;
+	}
+	if ((r = headers_once(c, call, stream_id)) < 0)
+		goto fail;
+	struct grpc_pull *p = malloc(sizeof(*p));
+	if (!p)
+		log_fatal("grpc: out of memory");
+	prefix_put(p->prefix, len);
+	p->prefix_sent = 0;
+	p->len = len;
+	p->sent = 0;
+	p->src = *src;
+	struct h2_data_source hs = {.read = pull_read, .free = pull_free, .arg = p};
+	r = h2_submit_source(c->h2, stream_id, &hs); /* -ENOENT: frees p and src */
+	if (r == -EBUSY) {
+		free(p);
+		goto fail;
+	}
+	return r;
+fail:
+	if (src->free)
+		src->free(src->arg);
+	return r;
 }
 
 int grpc_send_status(struct grpc_conn *c, uint32_t stream_id, enum grpc_code code, const char *message)
