@@ -567,6 +567,7 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 	r->method = method;
 	r->msg = req;
 	r->keep_open = false;
+	grpc_call_hold(c, sid); /* its bytes reopen the client's window once it is answered */
 	svc_queue(t, r);
 }
 
@@ -599,6 +600,7 @@ void svc_complete(struct svc_thread *t, struct grpc_conn *c, struct seq_req *r)
 		return;
 	}
 	if (c) {
+		grpc_call_release(c, r->stream_id);
 		if (r->code == GRPC_OK && !r->resp)
 			svc_status(t, c, r->stream_id, r->method, GRPC_OK, NULL);
 		else if (r->code != GRPC_OK)

@@ -31,6 +31,7 @@
 
 #include <errno.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,8 @@ struct grpc_call {
 	uint8_t *msg_buf; /* only while a message spans DATA frames */
 	uint64_t deadline_ms;
 	void *user; /* the caller's, grpc_call_set_user */
+	bool hold_asked; /* grpc_call_hold during on_message */
+	size_t held;     /* message bytes not yet given back to the windows */
 };
 
 struct grpc_conn {
@@ -77,6 +80,7 @@ struct grpc_conn {
 	size_t recv_buffered;
 	uint64_t now_ms;
 	size_t hdrs_max;
+	size_t held_now; /* bytes held by the messages of the DATA frame being handed up */
 };
 
 /* The request headers handed to on_call_start: one array per thread (calls start
@@ -85,6 +89,22 @@ struct grpc_conn {
 static __thread uint32_t grpc_live, grpc_frees_since_trim;
 static __thread struct grpc_header *grpc_hdrs;
 static __thread size_t grpc_hdrs_max;
+static pthread_key_t grpc_tls_key;
+static pthread_once_t grpc_tls_once = PTHREAD_ONCE_INIT;
+
+/* Frees the thread's header array when the thread exits. */
+static void grpc_tls_free(void *unused)
+{
+	free(grpc_hdrs);
+	grpc_hdrs = NULL;
+	grpc_hdrs_max = 0;
+}
+
+static void grpc_tls_key_make(void)
+{
+	if (pthread_key_create(&grpc_tls_key, grpc_tls_free))
+		log_fatal("grpc: pthread_key_create");
+}
 
 /* A response message pulled under flow control: the 5-byte prefix, then `len` bytes from
  * the caller's source. Allocated per pulled message (large answers only). */
@@ -135,6 +155,10 @@ static bool call_live(const struct grpc_call *call, uint32_t sid)
 static void call_release(struct grpc_conn *c, struct grpc_call *call)
 {
 	call->ended = true;
+	if (call->held) { /* an ended call's requests are done with */
+		h2_conn_consume(c->h2, call->stream_id, call->held);
+		call->held = 0;
+	}
 	if (call->has_deadline) {
 		call->has_deadline = false;
 		c->n_deadlines--;
@@ -386,6 +410,8 @@ static void on_request(void *user, uint32_t sid, uint32_t slot, const struct h2_
 		if (!(grpc_hdrs = malloc(c->hdrs_max * sizeof(*grpc_hdrs))))
 			log_fatal("grpc: out of memory");
 		grpc_hdrs_max = c->hdrs_max;
+		pthread_once(&grpc_tls_once, grpc_tls_key_make);
+		pthread_setspecific(grpc_tls_key, grpc_hdrs);
 	}
 	size_t n = rq->n_fields < c->hdrs_max ? rq->n_fields : c->hdrs_max;
 	for (size_t i = 0; i < n; i++) {
@@ -401,11 +427,22 @@ static void on_request(void *user, uint32_t sid, uint32_t slot, const struct h2_
 }
 
 /* Hands up one complete message; false if the call ended meanwhile. */
-static bool deliver(struct grpc_conn *c, struct grpc_call *call, uint32_t sid, const uint8_t *msg, size_t len)
+/* Hands up one complete message; false if the call ended meanwhile. A message delivered
+ * in place (`in_place`) that the callback held (grpc_call_hold) keeps its bytes counted
+ * against the windows: they are added to the call's `held` and to c->held_now. */
+static bool deliver(struct grpc_conn *c, struct grpc_call *call, uint32_t sid, const uint8_t *msg, size_t len,
+		    bool in_place)
 {
+	call->hold_asked = false;
 	if (c->cb.on_message)
 		c->cb.on_message(c->user, sid, call->method, msg, len);
-	return call_live(call, sid);
+	bool live = call_live(call, sid);
+	if (call->hold_asked && live && in_place) {
+		call->held += len;
+		c->held_now += len;
+	}
+	call->hold_asked = false;
+	return live;
 }
 
 /* Checks a complete prefix; false (call finished) if the message is refused. */
@@ -435,9 +472,24 @@ static bool prefix_check(struct grpc_conn *c, struct grpc_call *call)
 	return true;
 }
 
+static void on_data_msgs(struct grpc_conn *c, uint32_t sid, uint32_t slot, const uint8_t *data, size_t len,
+			 bool end_stream);
+
+/* Every byte handed up is consumed once on_data returns — the bytes of a message spanning
+ * frames as they are copied (a message may be larger than a window), the rest once
+ * processed — except the bytes of messages the service held: those reopen the windows
+ * at grpc_call_release (or when the call ends). */
 static void on_data(void *user, uint32_t sid, uint32_t slot, const uint8_t *data, size_t len, bool end_stream)
 {
 	struct grpc_conn *c = user;
+	c->held_now = 0;
+	on_data_msgs(c, sid, slot, data, len, end_stream);
+	h2_conn_consume(c->h2, sid, len - c->held_now);
+}
+
+static void on_data_msgs(struct grpc_conn *c, uint32_t sid, uint32_t slot, const uint8_t *data, size_t len,
+			 bool end_stream)
+{
 	struct grpc_call *call = &c->calls[slot];
 	if (!call_live(call, sid))
 		return;
@@ -458,7 +510,7 @@ static void on_data(void *user, uint32_t sid, uint32_t slot, const uint8_t *data
 				/* whole message in this frame: in place */
 				size_t m = call->msg_len;
 				call->prefix_have = 0;
-				if (!deliver(c, call, sid, data, m))
+				if (!deliver(c, call, sid, data, m, true))
 					return;
 				data += m;
 				len -= m;
@@ -487,7 +539,7 @@ static void on_data(void *user, uint32_t sid, uint32_t slot, const uint8_t *data
 			call->msg_buf = NULL;
 			c->recv_buffered -= m;
 			call->prefix_have = 0;
-			bool live = deliver(c, call, sid, buf, m);
+			bool live = deliver(c, call, sid, buf, m, false);
 			free(buf);
 			if (!live)
 				return;
@@ -545,6 +597,7 @@ struct grpc_conn *grpc_conn_new(const struct grpc_conn_config *cfg, const struct
 		.max_frame_size = c->cfg.max_frame_size,
 		.max_header_list_size = c->cfg.max_header_list_size,
 		.max_output_bytes = c->cfg.max_output_bytes,
+		.window_by_consume = true,
 	};
 	static const struct h2_callbacks h2cb = {
 		.on_request = on_request,
@@ -731,6 +784,24 @@ int grpc_send_status(struct grpc_conn *c, uint32_t stream_id, enum grpc_code cod
 		return -ENOENT;
 	call_finish(c, call, code, message);
 	return 0;
+}
+
+void grpc_call_hold(struct grpc_conn *c, uint32_t stream_id)
+{
+	struct grpc_call *call = call_find(c, stream_id);
+
+	if (call && call_live(call, stream_id))
+		call->hold_asked = true;
+}
+
+void grpc_call_release(struct grpc_conn *c, uint32_t stream_id)
+{
+	struct grpc_call *call = call_find(c, stream_id);
+
+	if (call && call->held) {
+		h2_conn_consume(c->h2, stream_id, call->held);
+		call->held = 0;
+	}
 }
 
 void grpc_call_set_user(struct grpc_conn *c, uint32_t stream_id, void *p)

@@ -142,6 +142,14 @@ int grpc_send_message_source(struct grpc_conn *c, uint32_t stream_id, uint64_t l
  * response if nothing was sent. `message` may be NULL; it is percent-encoded. Then
  * on_call_end is called. Returns 0 or -ENOENT. */
 int grpc_send_status(struct grpc_conn *c, uint32_t stream_id, enum grpc_code code, const char *message);
+/* Flow control as backpressure: a request's bytes reopen the peer's windows (connection
+ * and stream) once on_message returns. Called inside on_message, grpc_call_hold keeps that
+ * message's bytes counted until grpc_call_release (e.g. when a write the sequencer is
+ * working on is answered) or the end of the call: a client pipelining requests then
+ * stops at a window's worth of unprocessed ones. (A message that spans DATA frames is
+ * given back as it arrives: it may be larger than a window.) */
+void grpc_call_hold(struct grpc_conn *c, uint32_t stream_id);
+void grpc_call_release(struct grpc_conn *c, uint32_t stream_id);
 /* A pointer the caller keeps with a live call (NULL until set); on_call_end hands it back
  * (call_user) for the caller to free. */
 void grpc_call_set_user(struct grpc_conn *c, uint32_t stream_id, void *p);

@@ -27,8 +27,10 @@
  * back. Trailers (an END_STREAM header block, in their own queue) wait behind the
  * stream's pushed and pulled DATA.
  *
- * Receiving: DATA is consumed at once (handed up), so WINDOW_UPDATEs are sent in batches
- * once half a window has been used. Memory is bounded by: the stream table (grown by
+ * Receiving: DATA is handed up at once. Its window comes back (WINDOW_UPDATEs in batches
+ * of half a window) at once, or, with window_by_consume, only when the layer above
+ * reports the bytes consumed (h2_conn_consume): padding and DATA that is never handed up
+ * are returned at once either way. Memory is bounded by: the stream table (grown by
  * doubling to the streams really open, at most streams_max), ibuf, hb_buf, the HPACK
  * decoder (made at the first header block), the thread's header scratch
  * (max_header_list_size) and the output plus pushed bytes (max_output_bytes: a push past
@@ -48,6 +50,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -218,6 +221,27 @@ struct h2_conn {
  * connection: an idle connection holds no output block. */
 static __thread struct h2_block *h2_pool;
 static __thread uint32_t h2_pool_n;
+static __thread bool h2_tls_registered;
+
+static void h2_tls_free(void *unused);
+static pthread_key_t h2_tls_key;
+static pthread_once_t h2_tls_once = PTHREAD_ONCE_INIT;
+
+static void h2_tls_key_make(void)
+{
+	if (pthread_key_create(&h2_tls_key, h2_tls_free))
+		log_fatal("h2: pthread_key_create");
+}
+
+/* The thread's pool and scratch are freed when it exits (a pthread key's destructor). */
+static void h2_tls_register(void)
+{
+	if (h2_tls_registered)
+		return;
+	pthread_once(&h2_tls_once, h2_tls_key_make);
+	pthread_setspecific(h2_tls_key, &h2_tls_registered);
+	h2_tls_registered = true;
+}
 
 static struct h2_block *block_get(struct h2_conn *c)
 {
@@ -241,6 +265,7 @@ static void block_put(struct h2_conn *c, struct h2_block *b)
 	(void)c;
 #ifndef H2_NO_FREELIST
 	if (h2_pool_n < H2_POOL_MAX) {
+		h2_tls_register();
 		b->next = h2_pool;
 		h2_pool = b;
 		h2_pool_n++;
@@ -726,6 +751,8 @@ static void stream_local_done(struct h2_conn *c, struct h2_stream *s)
 		stream_close(c, s, H2_NO_ERROR, true); /* RFC 9113 8.1: no need for the rest */
 }
 
+static void window_return(struct h2_conn *c, struct h2_stream *s);
+
 static void flush(struct h2_conn *c)
 {
 	if (c->flushing || c->state == ST_DEAD)
@@ -980,8 +1007,25 @@ static __thread uint8_t *h2_scratch;
 static __thread struct h2_field *h2_scratch_fields;
 static __thread uint32_t h2_scratch_max, h2_scratch_fields_max;
 
+static void h2_tls_free(void *unused)
+{
+	while (h2_pool) {
+		struct h2_block *b = h2_pool;
+		h2_pool = b->next;
+		free(b);
+	}
+	h2_pool_n = 0;
+	free(h2_scratch);
+	free(h2_scratch_fields);
+	h2_scratch = NULL;
+	h2_scratch_fields = NULL;
+	h2_scratch_max = h2_scratch_fields_max = 0;
+	h2_tls_registered = false;
+}
+
 static void hdr_scratch_get(struct h2_conn *c)
 {
+	h2_tls_register();
 	if (h2_scratch_max < c->hdr_scratch_max) {
 		free(h2_scratch);
 		if (!(h2_scratch = malloc(c->hdr_scratch_max)))
@@ -1187,9 +1231,14 @@ static int on_data(struct h2_conn *c, uint32_t sid, uint8_t flags, const uint8_t
 	if ((int64_t)flow_len > c->recv_window)
 		return conn_fail(c, H2_FLOW_CONTROL_ERROR, "connection window exceeded", false);
 	c->recv_window -= flow_len;
-	c->recv_unacked += flow_len;
+	/* by_consume: the payload handed up is returned when the layer above says it was
+	 * consumed (h2_conn_consume); padding and what is never handed up, at once */
+	bool by_consume = c->cfg.window_by_consume;
+	c->recv_unacked += by_consume ? flow_len - len : flow_len;
 
 	struct h2_stream *s = stream_find(c, sid);
+	if (!s || s->remote_closed || (int64_t)flow_len > s->recv_window)
+		c->recv_unacked += by_consume ? len : 0;
 	if (!s) {
 		if ((sid & 1) == 0 || sid > c->last_peer_id)
 			return conn_fail(c, H2_PROTOCOL_ERROR, "DATA on idle stream", false);
@@ -1203,26 +1252,51 @@ static int on_data(struct h2_conn *c, uint32_t sid, uint8_t flags, const uint8_t
 		bool end = flags & FL_END_STREAM;
 		uint32_t slot = slot_of(c, s);
 		s->recv_window -= flow_len;
-		s->recv_unacked += flow_len;
+		s->recv_unacked += by_consume ? flow_len - len : flow_len;
 		if (end)
 			s->remote_closed = true;
 		if (c->cb.on_data && (len > 0 || end))
 			c->cb.on_data(c->user, sid, slot, p, len, end);
+		else if (by_consume)
+			c->recv_unacked += len;
 		/* the callback may have closed the stream */
 		s = &c->streams[slot];
-		if (c->state != ST_DEAD && s->id == sid && !s->remote_closed &&
-		    s->recv_unacked >= c->cfg.initial_window_size / 2) {
-			out_window_update(c, sid, s->recv_unacked);
-			s->recv_window += s->recv_unacked;
-			s->recv_unacked = 0;
-		}
+		if (s->id == sid)
+			window_return(c, s);
 	}
-	if (c->state != ST_DEAD && c->recv_unacked >= c->cfg.conn_window_size / 2) {
+	window_return(c, NULL);
+	return c->state == ST_DEAD ? -EPIPE : 0;
+}
+
+/* Sends WINDOW_UPDATEs once half a window was consumed (for the stream `s` if not NULL,
+ * else for the connection). */
+static void window_return(struct h2_conn *c, struct h2_stream *s)
+{
+	if (c->state == ST_DEAD)
+		return;
+	if (s && !s->remote_closed && s->recv_unacked >= c->cfg.initial_window_size / 2) {
+		out_window_update(c, s->id, s->recv_unacked);
+		s->recv_window += s->recv_unacked;
+		s->recv_unacked = 0;
+	}
+	if (!s && c->recv_unacked >= c->cfg.conn_window_size / 2) {
 		out_window_update(c, 0, c->recv_unacked);
 		c->recv_window += c->recv_unacked;
 		c->recv_unacked = 0;
 	}
-	return c->state == ST_DEAD ? -EPIPE : 0;
+}
+
+void h2_conn_consume(struct h2_conn *c, uint32_t stream_id, size_t bytes)
+{
+	if (c->state == ST_DEAD || bytes == 0)
+		return;
+	c->recv_unacked += (uint32_t)bytes;
+	struct h2_stream *s = stream_find(c, stream_id);
+	if (s) {
+		s->recv_unacked += (uint32_t)bytes;
+		window_return(c, s);
+	}
+	window_return(c, NULL);
 }
 
 static int on_headers(struct h2_conn *c, uint32_t sid, uint8_t flags, const uint8_t *p, uint32_t len)

@@ -55,6 +55,8 @@ struct h2_config {
 	uint32_t conn_window_size;     /* our connection receive window (>= 65535) */
 	uint32_t max_frame_size;       /* largest frame we accept (16384 .. 2^24-1) */
 	uint32_t max_header_list_size; /* decoded header list limit (RFC 7541 size accounting) */
+	bool window_by_consume;        /* DATA handed up counts against the receive windows
+					* until h2_conn_consume (else: at once) */
 	size_t max_output_bytes;       /* output + pushed data queued on streams: past it a push
 					* resets its stream, control frames kill the connection */
 };
@@ -135,6 +137,11 @@ struct h2_data_source {
 int h2_submit_source(struct h2_conn *c, uint32_t stream_id, const struct h2_data_source *src);
 /* A source that returned 0 has bytes again. 0 or -ENOENT. */
 int h2_stream_resume(struct h2_conn *c, uint32_t stream_id);
+/* With window_by_consume: `bytes` of DATA payload handed up on the stream (alive or not)
+ * have been consumed; the connection's and the stream's windows are reopened by that much
+ * (WINDOW_UPDATEs go out in batches of half a window). So a peer can have at most a
+ * window of requests waiting to be processed: flow control is backpressure. */
+void h2_conn_consume(struct h2_conn *c, uint32_t stream_id, size_t bytes);
 /* Slots the layer above's parallel array must have room for (slot < cap). */
 uint32_t h2_conn_slots_cap(const struct h2_conn *c);
 /* Resets a stream (drops its queued data) and closes it: on_close(error). 0 or -ENOENT. */

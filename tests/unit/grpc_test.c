@@ -131,6 +131,7 @@ struct srv {
 	bool status_on_half;    /* OK status at half-close */
 	bool status_in_message; /* status right after the echo, inside on_message */
 	size_t reply_size;      /* if set, one reply of this size instead of the echo */
+	bool hold;              /* grpc_call_hold every message */
 };
 
 static struct srv S;
@@ -157,6 +158,8 @@ static void on_call_start(void *u, uint32_t sid, int method, const struct grpc_h
 static void on_message(void *u, uint32_t sid, int method, const uint8_t *msg, size_t len)
 {
 	S.messages++;
+	if (S.hold)
+		grpc_call_hold(S.c, sid);
 	S.last_msg.len = 0;
 	buf_put(&S.last_msg, msg, len);
 	if (S.reply_size) {
@@ -928,4 +931,49 @@ Test(grpc, idle_connection_costs_a_few_kib)
 	for (int i = 0; i < N; i++)
 		grpc_conn_free(conns[i]);
 	free(b.p);
+}
+
+/* Sum of the WINDOW_UPDATE increments the server sent for a stream (0: the connection). */
+static uint64_t window_returned(uint32_t sid)
+{
+	uint64_t n = 0;
+	for (size_t i = 0; i < S.nf; i++)
+		if (S.f[i].type == 8 && S.f[i].sid == sid)
+			n += rd32(S.raw.p + S.f[i].off) & 0x7fffffff;
+	return n;
+}
+
+/* Issue 12 item 4: the receive window was returned as soon as bytes arrived, so a client
+ * could pipeline requests without end. Now held requests keep the window shut until the
+ * service is done with them. */
+Test(grpc, held_requests_keep_the_window_shut_until_released)
+{
+	for (int hold = 0; hold < 2; hold++) {
+		srv_start();
+		S.hold = hold;
+		reset_decoded();
+		uint64_t conn0 = window_returned(0);
+		struct buf b = {0};
+		call_headers(&b, 1, false, "/etcdserverpb.Watch/Watch", NULL);
+		static uint8_t msg[10000];
+		for (int i = 0; i < 100; i++) { /* 1 MB: the whole stream window */
+			struct buf body = {0};
+			lpm(&body, 0, msg, sizeof(msg));
+			fr(&b, 0, 0, 1, body.p, body.len);
+			free(body.p);
+		}
+		cr_assert_eq(feed(&b), 0);
+		cr_assert_eq(S.messages, 100);
+		if (hold) {
+			cr_assert_eq(window_returned(1), 0, "held: no stream window back");
+			cr_assert_eq(window_returned(0), conn0);
+			grpc_call_release(S.c, 1);
+			drain();
+			cr_assert_geq(window_returned(1), 100 * 10000);
+		} else {
+			cr_assert_geq(window_returned(1), 512 * 1024, "not held: the window comes back");
+		}
+		free(b.p);
+		srv_stop();
+	}
 }
