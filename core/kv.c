@@ -790,6 +790,11 @@ struct kv_range_stream {
 	size_t last_len, last_cap;
 	bool have_last, partial;
 	size_t part_off; /* bytes of the partly sent entry already out */
+	/* an answer sorted by another target than the key: its keys in answer order, each
+	 * read back by key at `rev` when its turn comes (the keys, never the values, are kept) */
+	uint8_t *list;
+	size_t *list_off; /* n + 1 offsets into list */
+	size_t list_n, list_i;
 };
 
 static bool kv_stream_filter(const struct kv_range_stream *st, const struct mvcc_kv *m)
@@ -895,6 +900,12 @@ ssize_t kv_range_stream_read(void *arg, uint8_t *buf, size_t cap)
 	if (st->left > 0 && sl.n < cap)
 		mvcc_view_published(st->store, &v);
 	while (st->left > 0 && sl.n < cap) {
+		if (st->list && !st->partial) {
+			size_t i = st->list_i++;
+			kv_stream_remember(st, st->list + st->list_off[i], st->list_off[i + 1] - st->list_off[i]);
+			st->partial = true; /* read it back below, from its start */
+			st->part_off = 0;
+		}
 		if (st->partial) {
 			struct mvcc_kv m;
 			int rc = mvcc_get(&v, st->last, st->last_len, st->rev, &m);
@@ -939,6 +950,8 @@ void kv_range_stream_free(void *arg)
 		return;
 	free(st->key);
 	free(st->last);
+	free(st->list);
+	free(st->list_off);
 	free(st);
 }
 
@@ -948,10 +961,17 @@ static uint8_t *kv_dup(const uint8_t *p, size_t n)
 
 	if (!d)
 		abort();
-	if (n)
+	if (n && p)
 		memcpy(d, p, n);
 	return d;
 }
+
+static struct kv_range_stream *kv_stream_new(const struct mvcc_view *v, const RangeRequest *r);
+static void kv_stream_frame(struct kv_range_stream *st, const struct mvcc_view *v, const struct kv_header_ids *ids,
+			    bool more, int64_t count);
+static int kv_range_begin_sorted(const struct mvcc_view *v, const RangeRequest *r, const struct kv_header_ids *ids,
+				 size_t whole_max, struct kv_result *res, struct kv_range_stream **out,
+				 uint64_t *len);
 
 int kv_range_begin(const struct mvcc_view *v, const struct ProtobufCMessage *req, struct arena *a,
 		   const struct kv_header_ids *ids, size_t whole_max, struct kv_result *res,
@@ -964,6 +984,8 @@ int kv_range_begin(const struct mvcc_view *v, const struct ProtobufCMessage *req
 	res->code = GRPC_OK;
 	res->message = NULL;
 	res->resp = (ProtobufCMessage *)kv_range_exec_budget(v, r, a, false, whole_max, &over, &err);
+	if (res->resp && r->sort_target != ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY)
+		return kv_range_begin_sorted(v, r, ids, whole_max, res, out, len);
 	if (res->resp)
 		return 0;
 	if (!over) {
@@ -971,6 +993,23 @@ int kv_range_begin(const struct mvcc_view *v, const struct ProtobufCMessage *req
 		return 0;
 	}
 	/* large and in key order: plan it, then stream it */
+	struct kv_range_stream *st = kv_stream_new(v, r);
+	struct kv_plan p = {.st = st, .limit = r->limit};
+	int rc = mvcc_range(v, st->key, st->key_len, st->end, st->end_len, st->rev, st->desc, kv_plan_fn, &p);
+	if (rc < 0) {
+		kv_range_stream_free(st);
+		kv_set_error(res, kv_mvcc_error(rc));
+		return 0;
+	}
+	st->left = p.sent;
+	kv_stream_frame(st, v, ids, p.more, p.count);
+	*out = st;
+	*len = st->head_len + p.bytes + st->tail_len;
+	return 1;
+}
+
+static struct kv_range_stream *kv_stream_new(const struct mvcc_view *v, const RangeRequest *r)
+{
 	struct kv_range_stream *st = calloc(1, sizeof *st);
 	if (!st)
 		abort();
@@ -988,16 +1027,13 @@ int kv_range_begin(const struct mvcc_view *v, const struct ProtobufCMessage *req
 	st->max_mod = r->max_mod_revision;
 	st->min_create = r->min_create_revision;
 	st->max_create = r->max_create_revision;
+	return st;
+}
 
-	struct kv_plan p = {.st = st, .limit = r->limit};
-	int rc = mvcc_range(v, st->key, st->key_len, st->end, st->end_len, st->rev, st->desc, kv_plan_fn, &p);
-	if (rc < 0) {
-		kv_range_stream_free(st);
-		kv_set_error(res, kv_mvcc_error(rc));
-		return 0;
-	}
-	st->left = p.sent;
-
+/* The header field before the kvs, `more` and `count` after them. */
+static void kv_stream_frame(struct kv_range_stream *st, const struct mvcc_view *v, const struct kv_header_ids *ids,
+			    bool more, int64_t count)
+{
 	ResponseHeader hdr;
 	etcdserverpb__response_header__init(&hdr);
 	hdr.cluster_id = ids->cluster_id;
@@ -1011,14 +1047,51 @@ int kv_range_begin(const struct mvcc_view *v, const struct ProtobufCMessage *req
 	etcdserverpb__response_header__pack(&hdr, h);
 	st->head_len = (uint32_t)(h + hlen - st->head);
 	uint8_t *t = st->tail;
-	if (p.more) {
+	if (more) {
 		*t++ = 0x18;
 		*t++ = 1;
 	}
-	t = kv_i64_put(t, 0x20, p.count);
+	t = kv_i64_put(t, 0x20, count);
 	st->tail_len = (uint32_t)(t - st->tail);
+}
+
+/* A sorted answer (already collected and sorted in `res`, its values lent by the view):
+ * kept whole if small, else its keys are copied and it is streamed in that order. */
+static int kv_range_begin_sorted(const struct mvcc_view *v, const RangeRequest *r, const struct kv_header_ids *ids,
+				 size_t whole_max, struct kv_result *res, struct kv_range_stream **out,
+				 uint64_t *len)
+{
+	const RangeResponse *resp = (const RangeResponse *)res->resp;
+	uint64_t bytes = 0;
+	size_t keys = 0;
+
+	for (size_t i = 0; i < resp->n_kvs; i++) {
+		const KeyValue *kv = resp->kvs[i];
+		struct mvcc_kv m = {.key = kv->key.data, .key_len = kv->key.len, .value_len = kv->value.len,
+				    .create_revision = kv->create_revision, .mod_revision = kv->mod_revision,
+				    .version = kv->version, .lease = kv->lease};
+		bytes += kv_enc_size(&m, false); /* keys_only answers carry no value already */
+		keys += kv->key.len;
+	}
+	if (bytes <= whole_max)
+		return 0;
+	struct kv_range_stream *st = kv_stream_new(v, r);
+	st->list = kv_dup(NULL, keys);
+	st->list_off = malloc((resp->n_kvs + 1) * sizeof *st->list_off);
+	if (!st->list_off)
+		abort();
+	size_t off = 0;
+	for (size_t i = 0; i < resp->n_kvs; i++) {
+		st->list_off[i] = off;
+		if (resp->kvs[i]->key.len)
+			memcpy(st->list + off, resp->kvs[i]->key.data, resp->kvs[i]->key.len);
+		off += resp->kvs[i]->key.len;
+	}
+	st->list_off[resp->n_kvs] = off;
+	st->list_n = st->left = resp->n_kvs;
+	kv_stream_frame(st, v, ids, resp->more, resp->count);
 	*out = st;
-	*len = st->head_len + p.bytes + st->tail_len;
+	*len = st->head_len + bytes + st->tail_len;
 	return 1;
 }
 
