@@ -69,8 +69,8 @@ enum {
 	H2_FRAME_HEADER = 9,
 	H2_BLOCK_SIZE = 16384 - 16,  /* data bytes per output block (block + header ~16 KiB) */
 	H2_POOL_MAX = 64,            /* free blocks kept per thread (1 MiB) */
-	H2_STREAMS_MIN = 4,
-	H2_PULL_MIN = 2048,          /* a pulled frame fills the tail block if this fits */          /* stream slots a connection starts with */
+	H2_STREAMS_MIN = 4,          /* stream slots a connection starts with */
+	H2_PULL_MIN = 2048,          /* a pulled frame fills the tail block if this fits */
 	H2_OUT_LOWAT = 256 * 1024,   /* DATA moves into the output only below this */
 	H2_CONTINUATION_MAX = 64,    /* CONTINUATION frames per header block */
 	H2_HB_FACTOR = 2,            /* joined block limit: factor * max_header_list_size */
