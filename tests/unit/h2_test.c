@@ -707,6 +707,62 @@ Test(h2, recv_window_enforced_and_replenished)
 	srv_stop();
 }
 
+/* window_by_consume: DATA handed up keeps the windows shut until h2_conn_consume; padding
+ * comes back at once; a peer that sends past what was reopened is a flow-control error. */
+Test(h2, windows_reopen_only_as_data_is_consumed)
+{
+	struct h2_config cfg = cfg_default();
+	cfg.initial_window_size = 65535;
+	cfg.conn_window_size = 65535;
+	cfg.window_by_consume = true;
+	srv_start(&cfg);
+	handshake();
+	struct buf b = {0};
+	headers(&b, 1, false);
+	static uint8_t chunk[16384];
+	for (int i = 0; i < 3; i++)
+		fr(&b, 0, 0, 1, chunk, sizeof(chunk));
+	cr_assert_eq(feed(&b), 0);
+	cr_assert_eq(count(8), 0, "nothing consumed: no WINDOW_UPDATE");
+	h2_conn_consume(S.c, 1, 2 * 16384);
+	drain();
+	cr_assert_eq(count(8), 2, "half a window consumed: stream and connection");
+	cr_assert_eq(rd32(fp(last(8))), 2 * 16384);
+	/* 16384 still unconsumed: the peer has 65535 - 16384 left, not a byte more */
+	b.len = 0;
+	for (int i = 0; i < 3; i++)
+		fr(&b, 0, 0, 1, chunk, sizeof(chunk));
+	cr_assert_lt(feed(&b), 0);
+	cr_assert_eq(goaway_code(), H2_FLOW_CONTROL_ERROR);
+	free(b.p);
+	srv_stop();
+}
+
+Test(h2, padding_is_returned_at_once_when_windows_follow_consumption)
+{
+	struct h2_config cfg = cfg_default();
+	cfg.initial_window_size = 65535;
+	cfg.conn_window_size = 65535;
+	cfg.window_by_consume = true;
+	srv_start(&cfg);
+	handshake();
+	struct buf b = {0};
+	headers(&b, 1, false);
+	static uint8_t padded[16384];
+	padded[0] = 255; /* pad length: 255 bytes of padding, 16128 of data */
+	for (int i = 0; i < 3; i++)
+		fr(&b, 0, 0x8, 1, padded, sizeof(padded));
+	cr_assert_eq(feed(&b), 0);
+	/* 3 x 256 bytes of padding and pad length are not enough for half a window */
+	cr_assert_eq(count(8), 0);
+	h2_conn_consume(S.c, 1, 3 * 16128);
+	drain();
+	cr_assert_eq(count(8), 2);
+	cr_assert_eq(rd32(fp(last(8))), 3 * 16384, "data and padding both came back");
+	free(b.p);
+	srv_stop();
+}
+
 Test(h2, rst_from_client_closes_stream)
 {
 	srv_start(NULL);
