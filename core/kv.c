@@ -15,6 +15,7 @@
 
 #include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/arena.h"
@@ -413,6 +414,11 @@ int kv_is_read_only(enum kv_method method, const struct ProtobufCMessage *req)
 
 /* ---------- Range ---------- */
 
+/* Bytes besides key and value that one encoded KeyValue takes at most: tags, lengths and
+ * four int64 varints. */
+#define KV_ENC_FIXED_MAX (2 + 10 + 1 + 10 + 4 * 11 + 1 + 10)
+
+
 struct kv_collect {
 	struct arena *a;
 	KeyValue **kvs;
@@ -421,6 +427,9 @@ struct kv_collect {
 	int64_t keep; /* collect at most this many; 0: all */
 	bool count_only;
 	bool copy; /* under the writer: later changes in the batch may move what mvcc lent */
+	size_t budget; /* stop collecting past this many bytes (about); 0: no limit */
+	size_t bytes;
+	bool over; /* the budget was passed: the walk stopped early */
 };
 
 KeyValue *kv_pb_kv(struct arena *a, const struct mvcc_kv *m, bool copy)
@@ -493,6 +502,13 @@ static int kv_collect_fn(void *arg, const struct mvcc_kv *m)
 	c->count++;
 	if (c->count_only || (c->keep > 0 && (int64_t)c->n >= c->keep))
 		return 0;
+	if (c->budget) {
+		c->bytes += m->key_len + m->value_len + KV_ENC_FIXED_MAX;
+		if (c->bytes > c->budget) {
+			c->over = true;
+			return 1;
+		}
+	}
 	kv_collect_push(c, c->copy ? kv_copy(c->a, m) : kv_make(c->a, m));
 	return 0;
 }
@@ -566,13 +582,17 @@ static void kv_prune(struct kv_collect *c, const RangeRequest *r)
 	c->n = o;
 }
 
-static RangeResponse *kv_range_exec(const struct mvcc_view *v, const RangeRequest *r, struct arena *a, bool copy,
-				    const struct kv_error **err)
+/* With `budget`, a range answered in key order (the only one kv_range_begin streams) stops
+ * once it has collected about that many bytes: NULL with *over set. */
+static RangeResponse *kv_range_exec_budget(const struct mvcc_view *v, const RangeRequest *r, struct arena *a,
+					   bool copy, size_t budget, bool *over, const struct kv_error **err)
 {
 	bool filtered = r->min_mod_revision || r->max_mod_revision || r->min_create_revision || r->max_create_revision;
 	int sort_order = r->sort_order;
 	int64_t limit = r->limit;
 	struct kv_collect c = {.a = a, .count_only = r->count_only, .copy = copy};
+	if (budget && r->sort_target == ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY && !r->count_only)
+		c.budget = budget;
 	const uint8_t *e;
 	size_t elen;
 	int rc;
@@ -585,6 +605,10 @@ static RangeResponse *kv_range_exec(const struct mvcc_view *v, const RangeReques
 			&c);
 	if (rc < 0) {
 		*err = kv_mvcc_error(rc);
+		return NULL;
+	}
+	if (c.over) {
+		*over = true;
 		return NULL;
 	}
 	if (filtered)
@@ -612,6 +636,463 @@ static RangeResponse *kv_range_exec(const struct mvcc_view *v, const RangeReques
 		for (size_t i = 0; i < c.n; i++)
 			c.kvs[i]->value.len = 0, c.kvs[i]->value.data = NULL;
 	return resp;
+}
+
+static RangeResponse *kv_range_exec(const struct mvcc_view *v, const RangeRequest *r, struct arena *a, bool copy,
+				    const struct kv_error **err)
+{
+	bool over = false;
+
+	return kv_range_exec_budget(v, r, a, copy, 0, &over, err);
+}
+
+/* ---------- Range, streamed ----------
+ *
+ * A Range whose answer is large is encoded as it is sent: the RangeResponse is written in
+ * field order — header, each kv, more, count — byte for byte what protobuf-c would pack,
+ * but a few kvs at a time as the call's window opens. The gRPC prefix needs the length
+ * first, so kv_range_begin walks the range once to size it (and count it), then the
+ * stream walks it again in slices.
+ *
+ * Snapshots and reclamation (core/qsbr.h): a reactor may hold a pointer into a published
+ * snapshot only until its next quiescent point, i.e. within one loop turn, and holding one
+ * longer (pinning an epoch) would keep every root the sequencer retires meanwhile alive for
+ * as long as a slow client reads. So the stream holds no snapshot pointer at all: it keeps
+ * its own copies of the range bounds, the revision R it reads at (the request's, or the
+ * view's current one when the answer began) and the last key it reached. Each slice takes
+ * the then-published view and resumes the walk after that key, reading at R. MVCC keeps
+ * every version a read at R needs in any newer view (a key's history is immutable, and a
+ * key leaves the tree only when compaction removed a tombstone, i.e. a key absent at R), so
+ * every slice reads exactly what a single walk of the first view would have — until a
+ * compaction passes R: mvcc then answers -MVCC_ECOMPACTED, the stream fails and the call is
+ * reset (REFUSED_STREAM: clients see UNAVAILABLE and retry, getting fresh data or, for an
+ * explicit revision, etcd's "required revision has been compacted").
+ *
+ * Memory per stream: this struct, the copied bounds and one key; never the answer. */
+
+static size_t kv_varint_len(uint64_t v)
+{
+	size_t n = 1;
+
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+static uint8_t *kv_varint_put(uint8_t *p, uint64_t v)
+{
+	while (v >= 0x80) {
+		*p++ = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	*p++ = (uint8_t)v;
+	return p;
+}
+
+/* A tag and an int64 (proto3: omitted when 0). */
+static uint8_t *kv_i64_put(uint8_t *p, uint8_t tag, int64_t v)
+{
+	if (!v)
+		return p;
+	*p++ = tag;
+	return kv_varint_put(p, (uint64_t)v);
+}
+
+/* One kvs entry as pieces: fixed bytes before the key, the key, fixed bytes before the
+ * value, the value, fixed bytes after. */
+struct kv_enc {
+	uint8_t pre[2 + 10 + 1 + 10], mid[4 * 11 + 1 + 10], post[11];
+	const uint8_t *part[5];
+	size_t len[5];
+	size_t total;
+};
+
+static void kv_enc_build(struct kv_enc *e, const struct mvcc_kv *m, bool keys_only)
+{
+	size_t vlen = keys_only ? 0 : m->value_len;
+	uint8_t *p = e->mid;
+
+	p = kv_i64_put(p, 0x10, m->create_revision);
+	p = kv_i64_put(p, 0x18, m->mod_revision);
+	p = kv_i64_put(p, 0x20, m->version);
+	if (vlen) {
+		*p++ = 0x2a;
+		p = kv_varint_put(p, vlen);
+	}
+	e->len[2] = (size_t)(p - e->mid);
+	e->len[4] = (size_t)(kv_i64_put(e->post, 0x30, m->lease) - e->post);
+	size_t klen_f = m->key_len ? 1 + kv_varint_len(m->key_len) + m->key_len : 0;
+	size_t inner = klen_f + e->len[2] + vlen + e->len[4];
+	p = e->pre;
+	*p++ = 0x12;
+	p = kv_varint_put(p, inner);
+	if (m->key_len) {
+		*p++ = 0x0a;
+		p = kv_varint_put(p, m->key_len);
+	}
+	e->len[0] = (size_t)(p - e->pre);
+	e->part[0] = e->pre;
+	e->part[1] = m->key;
+	e->len[1] = m->key_len;
+	e->part[2] = e->mid;
+	e->part[3] = m->value;
+	e->len[3] = vlen;
+	e->part[4] = e->post;
+	e->total = e->len[0] + e->len[1] + e->len[2] + e->len[3] + e->len[4];
+}
+
+/* Size of one kvs entry, tag and length included. */
+static size_t kv_enc_size(const struct mvcc_kv *m, bool keys_only)
+{
+	size_t vlen = keys_only ? 0 : m->value_len;
+	size_t inner = (m->key_len ? 1 + kv_varint_len(m->key_len) + m->key_len : 0) +
+		       (m->create_revision ? 1 + kv_varint_len((uint64_t)m->create_revision) : 0) +
+		       (m->mod_revision ? 1 + kv_varint_len((uint64_t)m->mod_revision) : 0) +
+		       (m->version ? 1 + kv_varint_len((uint64_t)m->version) : 0) +
+		       (vlen ? 1 + kv_varint_len(vlen) + vlen : 0) +
+		       (m->lease ? 1 + kv_varint_len((uint64_t)m->lease) : 0);
+	return 1 + kv_varint_len(inner) + inner;
+}
+
+/* Copies bytes [off, off + cap) of the entry (fewer at its end) to buf; returns how many. */
+static size_t kv_enc_copy(const struct kv_enc *e, size_t off, uint8_t *buf, size_t cap)
+{
+	size_t n = 0;
+
+	for (int i = 0; i < 5 && n < cap; i++) {
+		if (off >= e->len[i]) {
+			off -= e->len[i];
+			continue;
+		}
+		size_t k = e->len[i] - off;
+		if (k > cap - n)
+			k = cap - n;
+		memcpy(buf + n, e->part[i] + off, k);
+		n += k;
+		off = 0;
+	}
+	return n;
+}
+
+struct kv_range_stream {
+	const struct mvcc_store *store;
+	int64_t rev; /* R: every slice reads at it */
+	uint8_t *key, *end; /* the request's bounds (copies) */
+	size_t key_len, end_len;
+	bool desc, keys_only;
+	int64_t min_mod, max_mod, min_create, max_create;
+	uint64_t left; /* kvs still to send */
+	uint8_t head[64], tail[24]; /* header field; more and count */
+	uint32_t head_len, head_off, tail_len, tail_off;
+	uint8_t *last; /* the last key reached (resume after it), or the one partly sent */
+	size_t last_len, last_cap;
+	bool have_last, partial;
+	size_t part_off; /* bytes of the partly sent entry already out */
+	/* an answer sorted by another target than the key: its keys in answer order, each
+	 * read back by key at `rev` when its turn comes (the keys, never the values, are kept) */
+	uint8_t *list;
+	size_t *list_off; /* n + 1 offsets into list */
+	size_t list_n, list_i;
+};
+
+static bool kv_stream_filter(const struct kv_range_stream *st, const struct mvcc_kv *m)
+{
+	return !((st->max_mod && m->mod_revision > st->max_mod) || (st->min_mod && m->mod_revision < st->min_mod) ||
+		 (st->max_create && m->create_revision > st->max_create) ||
+		 (st->min_create && m->create_revision < st->min_create));
+}
+
+static void kv_stream_remember(struct kv_range_stream *st, const uint8_t *key, size_t len)
+{
+	if (len + 1 > st->last_cap) { /* +1: room for the successor's 0 byte */
+		size_t cap = st->last_cap ? st->last_cap : 64;
+		while (cap < len + 1)
+			cap *= 2;
+		uint8_t *n = realloc(st->last, cap);
+		if (!n)
+			abort();
+		st->last = n;
+		st->last_cap = cap;
+	}
+	memcpy(st->last, key, len);
+	st->last_len = len;
+	st->have_last = true;
+}
+
+/* The first pass: what the answer holds and how many bytes it packs to. */
+struct kv_plan {
+	const struct kv_range_stream *st;
+	int64_t count, limit;
+	uint64_t sent;
+	bool more;
+	uint64_t bytes;
+};
+
+static int kv_plan_fn(void *arg, const struct mvcc_kv *m)
+{
+	struct kv_plan *p = arg;
+
+	p->count++;
+	if (!kv_stream_filter(p->st, m))
+		return 0;
+	if (p->limit > 0 && (int64_t)p->sent >= p->limit) {
+		p->more = true;
+		return 0;
+	}
+	p->sent++;
+	p->bytes += kv_enc_size(m, p->st->keys_only);
+	return 0;
+}
+
+/* One slice's walk: writes entries into buf until it is full or nothing is left. */
+struct kv_slice {
+	struct kv_range_stream *st;
+	uint8_t *buf;
+	size_t cap, n;
+};
+
+/* Writes (the rest of) one entry; true when it went out whole. */
+static bool kv_slice_entry(struct kv_slice *sl, const struct mvcc_kv *m, size_t off)
+{
+	struct kv_enc e;
+
+	kv_enc_build(&e, m, sl->st->keys_only);
+	size_t k = kv_enc_copy(&e, off, sl->buf + sl->n, sl->cap - sl->n);
+	sl->n += k;
+	if (off + k == e.total) {
+		sl->st->left--;
+		sl->st->partial = false;
+		return true;
+	}
+	sl->st->partial = true;
+	sl->st->part_off = off + k;
+	return false;
+}
+
+static int kv_slice_fn(void *arg, const struct mvcc_kv *m)
+{
+	struct kv_slice *sl = arg;
+	struct kv_range_stream *st = sl->st;
+
+	if (!kv_stream_filter(st, m))
+		return 0;
+	bool whole = kv_slice_entry(sl, m, 0);
+	if (whole && st->left > 0 && sl->n < sl->cap)
+		return 0;
+	kv_stream_remember(st, m->key, m->key_len);
+	return 1;
+}
+
+ssize_t kv_range_stream_read(void *arg, uint8_t *buf, size_t cap)
+{
+	struct kv_range_stream *st = arg;
+	struct kv_slice sl = {.st = st, .buf = buf, .cap = cap};
+	struct mvcc_view v;
+
+	if (st->head_off < st->head_len) {
+		size_t k = st->head_len - st->head_off < cap ? st->head_len - st->head_off : cap;
+		memcpy(buf, st->head + st->head_off, k);
+		st->head_off += (uint32_t)k;
+		sl.n = k;
+	}
+	if (st->left > 0 && sl.n < cap)
+		mvcc_view_published(st->store, &v);
+	while (st->left > 0 && sl.n < cap) {
+		if (st->list && !st->partial) {
+			size_t i = st->list_i++;
+			kv_stream_remember(st, st->list + st->list_off[i], st->list_off[i + 1] - st->list_off[i]);
+			st->partial = true; /* read it back below, from its start */
+			st->part_off = 0;
+		}
+		if (st->partial) {
+			struct mvcc_kv m;
+			int rc = mvcc_get(&v, st->last, st->last_len, st->rev, &m);
+			if (rc != 1)
+				return -1; /* compacted past R (or, never, a changed history) */
+			if (!kv_slice_entry(&sl, &m, st->part_off))
+				break;
+			continue;
+		}
+		const uint8_t *k = st->key, *e = st->end;
+		size_t klen = st->key_len, elen = st->end_len;
+		if (st->have_last && !st->desc) {
+			st->last[st->last_len] = 0; /* the first key after `last` */
+			k = st->last;
+			klen = st->last_len + 1;
+		} else if (st->have_last) {
+			if (st->last_len == 1 && st->last[0] == 0)
+				return -1; /* nothing sorts below "\0": the first pass counted wrong */
+			e = st->last;
+			elen = st->last_len;
+		}
+		size_t before = sl.n;
+		uint64_t left = st->left;
+		int rc = mvcc_range(&v, k, klen, e, elen, st->rev, st->desc, kv_slice_fn, &sl);
+		if (rc < 0 || (rc == 0 && st->left > 0) || (sl.n == before && st->left == left))
+			return -1;
+	}
+	if (st->left == 0 && st->tail_off < st->tail_len && sl.n < cap) {
+		size_t k = st->tail_len - st->tail_off < cap - sl.n ? st->tail_len - st->tail_off : cap - sl.n;
+		memcpy(buf + sl.n, st->tail + st->tail_off, k);
+		st->tail_off += (uint32_t)k;
+		sl.n += k;
+	}
+	return (ssize_t)sl.n;
+}
+
+void kv_range_stream_free(void *arg)
+{
+	struct kv_range_stream *st = arg;
+
+	if (!st)
+		return;
+	free(st->key);
+	free(st->last);
+	free(st->list);
+	free(st->list_off);
+	free(st);
+}
+
+static uint8_t *kv_dup(const uint8_t *p, size_t n)
+{
+	uint8_t *d = malloc(n ? n : 1);
+
+	if (!d)
+		abort();
+	if (n && p)
+		memcpy(d, p, n);
+	return d;
+}
+
+static struct kv_range_stream *kv_stream_new(const struct mvcc_view *v, const RangeRequest *r);
+static void kv_stream_frame(struct kv_range_stream *st, const struct mvcc_view *v, const struct kv_header_ids *ids,
+			    bool more, int64_t count);
+static int kv_range_begin_sorted(const struct mvcc_view *v, const RangeRequest *r, const struct kv_header_ids *ids,
+				 size_t whole_max, struct kv_result *res, struct kv_range_stream **out,
+				 uint64_t *len);
+
+int kv_range_begin(const struct mvcc_view *v, const struct ProtobufCMessage *req, struct arena *a,
+		   const struct kv_header_ids *ids, size_t whole_max, struct kv_result *res,
+		   struct kv_range_stream **out, uint64_t *len)
+{
+	const RangeRequest *r = (const RangeRequest *)req;
+	const struct kv_error *err = NULL;
+	bool over = false;
+
+	res->code = GRPC_OK;
+	res->message = NULL;
+	res->resp = (ProtobufCMessage *)kv_range_exec_budget(v, r, a, false, whole_max, &over, &err);
+	if (res->resp && r->sort_target != ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY)
+		return kv_range_begin_sorted(v, r, ids, whole_max, res, out, len);
+	if (res->resp)
+		return 0;
+	if (!over) {
+		kv_set_error(res, err);
+		return 0;
+	}
+	/* large and in key order: plan it, then stream it */
+	struct kv_range_stream *st = kv_stream_new(v, r);
+	struct kv_plan p = {.st = st, .limit = r->limit};
+	int rc = mvcc_range(v, st->key, st->key_len, st->end, st->end_len, st->rev, st->desc, kv_plan_fn, &p);
+	if (rc < 0) {
+		kv_range_stream_free(st);
+		kv_set_error(res, kv_mvcc_error(rc));
+		return 0;
+	}
+	st->left = p.sent;
+	kv_stream_frame(st, v, ids, p.more, p.count);
+	*out = st;
+	*len = st->head_len + p.bytes + st->tail_len;
+	return 1;
+}
+
+static struct kv_range_stream *kv_stream_new(const struct mvcc_view *v, const RangeRequest *r)
+{
+	struct kv_range_stream *st = calloc(1, sizeof *st);
+	if (!st)
+		abort();
+	st->store = v->store;
+	st->rev = r->revision > 0 ? r->revision : v->rev;
+	st->key = kv_dup(r->key.data, r->key.len + r->range_end.len);
+	st->key_len = r->key.len;
+	st->end = st->key + r->key.len;
+	if (r->range_end.len)
+		memcpy(st->end, r->range_end.data, r->range_end.len);
+	st->end_len = r->range_end.len;
+	st->desc = r->sort_order == ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__DESCEND;
+	st->keys_only = r->keys_only;
+	st->min_mod = r->min_mod_revision;
+	st->max_mod = r->max_mod_revision;
+	st->min_create = r->min_create_revision;
+	st->max_create = r->max_create_revision;
+	return st;
+}
+
+/* The header field before the kvs, `more` and `count` after them. */
+static void kv_stream_frame(struct kv_range_stream *st, const struct mvcc_view *v, const struct kv_header_ids *ids,
+			    bool more, int64_t count)
+{
+	ResponseHeader hdr;
+	etcdserverpb__response_header__init(&hdr);
+	hdr.cluster_id = ids->cluster_id;
+	hdr.member_id = ids->member_id;
+	hdr.raft_term = ids->raft_term;
+	hdr.revision = v->rev;
+	size_t hlen = etcdserverpb__response_header__get_packed_size(&hdr);
+	uint8_t *h = st->head;
+	*h++ = 0x0a;
+	h = kv_varint_put(h, hlen);
+	etcdserverpb__response_header__pack(&hdr, h);
+	st->head_len = (uint32_t)(h + hlen - st->head);
+	uint8_t *t = st->tail;
+	if (more) {
+		*t++ = 0x18;
+		*t++ = 1;
+	}
+	t = kv_i64_put(t, 0x20, count);
+	st->tail_len = (uint32_t)(t - st->tail);
+}
+
+/* A sorted answer (already collected and sorted in `res`, its values lent by the view):
+ * kept whole if small, else its keys are copied and it is streamed in that order. */
+static int kv_range_begin_sorted(const struct mvcc_view *v, const RangeRequest *r, const struct kv_header_ids *ids,
+				 size_t whole_max, struct kv_result *res, struct kv_range_stream **out,
+				 uint64_t *len)
+{
+	const RangeResponse *resp = (const RangeResponse *)res->resp;
+	uint64_t bytes = 0;
+	size_t keys = 0;
+
+	for (size_t i = 0; i < resp->n_kvs; i++) {
+		const KeyValue *kv = resp->kvs[i];
+		struct mvcc_kv m = {.key = kv->key.data, .key_len = kv->key.len, .value_len = kv->value.len,
+				    .create_revision = kv->create_revision, .mod_revision = kv->mod_revision,
+				    .version = kv->version, .lease = kv->lease};
+		bytes += kv_enc_size(&m, false); /* keys_only answers carry no value already */
+		keys += kv->key.len;
+	}
+	if (bytes <= whole_max)
+		return 0;
+	struct kv_range_stream *st = kv_stream_new(v, r);
+	st->list = kv_dup(NULL, keys);
+	st->list_off = malloc((resp->n_kvs + 1) * sizeof *st->list_off);
+	if (!st->list_off)
+		abort();
+	size_t off = 0;
+	for (size_t i = 0; i < resp->n_kvs; i++) {
+		st->list_off[i] = off;
+		if (resp->kvs[i]->key.len)
+			memcpy(st->list + off, resp->kvs[i]->key.data, resp->kvs[i]->key.len);
+		off += resp->kvs[i]->key.len;
+	}
+	st->list_off[resp->n_kvs] = off;
+	st->list_n = st->left = resp->n_kvs;
+	kv_stream_frame(st, v, ids, resp->more, resp->count);
+	*out = st;
+	*len = st->head_len + bytes + st->tail_len;
+	return 1;
 }
 
 /* ---------- Txn compares ---------- */

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "net/grpc.h"
 
@@ -50,6 +51,20 @@ int kv_check(enum kv_method method, const struct ProtobufCMessage *req, size_t w
  * it can be answered on the reactor from the published view. */
 int kv_is_read_only(enum kv_method method, const struct ProtobufCMessage *req);
 
+/* A Range, answered whole when its encoded answer is small, else streamed. Returns 0 with
+ * *res filled as kv_read does (a whole response, or an error) when the answer takes at
+ * most about `whole_max` bytes, or when it is not in key order (sorted by another target:
+ * built whole); returns 1 with *out and *len (the packed RangeResponse's exact length)
+ * when it is larger: read it with kv_range_stream_read (a grpc_msg_source read: it holds
+ * no snapshot pointer between calls, see kv.c) and free it with kv_range_stream_free. */
+struct kv_range_stream;
+int kv_range_begin(const struct mvcc_view *v, const struct ProtobufCMessage *req, struct arena *a,
+		   const struct kv_header_ids *ids, size_t whole_max, struct kv_result *res,
+		   struct kv_range_stream **out, uint64_t *len);
+/* Writes up to cap bytes of the answer; -1 when it cannot go on (a compaction passed its
+ * revision). */
+ssize_t kv_range_stream_read(void *st, uint8_t *buf, size_t cap);
+void kv_range_stream_free(void *st);
 /* Read path: a Range or a read-only Txn answered from a view. */
 void kv_read(enum kv_method method, const struct mvcc_view *v, const struct ProtobufCMessage *req,
 	     struct arena *a, struct kv_result *res);

@@ -33,6 +33,9 @@
 #include "storage/mvcc.h"
 
 #define SVC_REQ_POOL_MAX 4096
+/* A Range answer up to about this many bytes is packed whole (one copy, no per-call state);
+ * larger ones are streamed under flow control. */
+#define SVC_RANGE_WHOLE_MAX (256u * 1024)
 
 struct svc_thread {
 	struct svc_metrics m; /* first: its own cache lines, written by this thread only */
@@ -242,6 +245,28 @@ static void svc_kv_read(struct svc_thread *t, struct grpc_conn *c, uint32_t sid,
 	mvcc_view_published(t->srv->store, &v);
 	kv_read((enum kv_method)method, &v, req, a, &res);
 	svc_reply(t, c, sid, method, &res);
+	metrics_observe(&t->m.read_us, metrics_us_bounds, metrics_us_nbounds, svc_now_us() - start);
+}
+
+/* A Range: small answers whole (as svc_kv_read), large ones pulled by the call's
+ * flow-control window (kv_range_begin), so one costs about a window of memory. */
+static void svc_kv_range(struct svc_thread *t, struct grpc_conn *c, uint32_t sid, const ProtobufCMessage *req,
+			 struct arena *a)
+{
+	struct mvcc_view v;
+	struct kv_result res;
+	struct kv_range_stream *st;
+	uint64_t len;
+	uint64_t start = svc_now_us();
+
+	mvcc_view_published(t->srv->store, &v);
+	if (kv_range_begin(&v, req, a, &t->srv->ids, SVC_RANGE_WHOLE_MAX, &res, &st, &len) == 1) {
+		struct grpc_msg_source src = {.read = kv_range_stream_read, .free = kv_range_stream_free, .arg = st};
+		if (grpc_send_message_source(c, sid, len, &src) == 0)
+			svc_status(t, c, sid, KV_RANGE, GRPC_OK, NULL); /* trailers wait behind it */
+	} else {
+		svc_reply(t, c, sid, KV_RANGE, &res);
+	}
 	metrics_observe(&t->m.read_us, metrics_us_bounds, metrics_us_nbounds, svc_now_us() - start);
 }
 
@@ -512,7 +537,7 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 		}
 		if (!svc_authorized(t, c, sid, method, req, NULL))
 			return;
-		svc_kv_read(t, c, sid, method, req, t->scratch);
+		svc_kv_range(t, c, sid, req, t->scratch);
 		return;
 	}
 
@@ -542,6 +567,7 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 	r->method = method;
 	r->msg = req;
 	r->keep_open = false;
+	grpc_call_hold(c, sid); /* its bytes reopen the client's window once it is answered */
 	svc_queue(t, r);
 }
 
@@ -574,6 +600,7 @@ void svc_complete(struct svc_thread *t, struct grpc_conn *c, struct seq_req *r)
 		return;
 	}
 	if (c) {
+		grpc_call_release(c, r->stream_id);
 		if (r->code == GRPC_OK && !r->resp)
 			svc_status(t, c, r->stream_id, r->method, GRPC_OK, NULL);
 		else if (r->code != GRPC_OK)

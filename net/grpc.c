@@ -30,6 +30,8 @@
 #include "net/grpc.h"
 
 #include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +44,12 @@ enum {
 	GRPC_MESSAGE_TEXT_MAX = 8192, /* percent-encoded grpc-message bytes we send */
 };
 #define GRPC_RECV_BUFFERED_MAX ((size_t)64 << 20) /* message reassembly bytes per connection */
+/* The largest response message: grpc-go's server default, which etcd sets explicitly
+ * (grpc.MaxSendMsgSize(math.MaxInt32)). */
+#define GRPC_MAX_SEND_MSG_BYTES ((uint64_t)0x7fffffff)
+/* Connection frees per thread at least between two malloc_trim calls (a trim walks the
+ * free chunks of every arena: far too slow for every close). */
+#define GRPC_TRIM_MIN 64
 
 struct grpc_call {
 	uint32_t stream_id; /* 0: slot has no stream */
@@ -56,6 +64,8 @@ struct grpc_call {
 	uint8_t *msg_buf; /* only while a message spans DATA frames */
 	uint64_t deadline_ms;
 	void *user; /* the caller's, grpc_call_set_user */
+	bool hold_asked; /* grpc_call_hold during on_message */
+	size_t held;     /* message bytes not yet given back to the windows */
 };
 
 struct grpc_conn {
@@ -63,13 +73,46 @@ struct grpc_conn {
 	struct grpc_conn_config cfg;
 	struct grpc_server_callbacks cb;
 	void *user;
-	struct grpc_call *calls;
+	struct grpc_call *calls; /* parallel to h2's stream table, grown with it */
+	uint32_t calls_cap;
 	uint32_t calls_hw; /* slots ever used */
 	uint32_t n_deadlines;
 	size_t recv_buffered;
 	uint64_t now_ms;
-	struct grpc_header *hdrs;
 	size_t hdrs_max;
+	size_t held_now; /* bytes held by the messages of the DATA frame being handed up */
+};
+
+/* The request headers handed to on_call_start: one array per thread (calls start
+ * synchronously inside grpc_conn_recv), so an idle connection holds none. */
+/* Connections live on this thread, and freed since its heap was last trimmed. */
+static __thread uint32_t grpc_live, grpc_frees_since_trim;
+static __thread struct grpc_header *grpc_hdrs;
+static __thread size_t grpc_hdrs_max;
+static pthread_key_t grpc_tls_key;
+static pthread_once_t grpc_tls_once = PTHREAD_ONCE_INIT;
+
+/* Frees the thread's header array when the thread exits. */
+static void grpc_tls_free(void *unused)
+{
+	free(grpc_hdrs);
+	grpc_hdrs = NULL;
+	grpc_hdrs_max = 0;
+}
+
+static void grpc_tls_key_make(void)
+{
+	if (pthread_key_create(&grpc_tls_key, grpc_tls_free))
+		log_fatal("grpc: pthread_key_create");
+}
+
+/* A response message pulled under flow control: the 5-byte prefix, then `len` bytes from
+ * the caller's source. Allocated per pulled message (large answers only). */
+struct grpc_pull {
+	uint8_t prefix[GRPC_PREFIX];
+	uint8_t prefix_sent;
+	uint64_t len, sent;
+	struct grpc_msg_source src;
 };
 
 void grpc_conn_config_default(struct grpc_conn_config *c)
@@ -112,6 +155,10 @@ static bool call_live(const struct grpc_call *call, uint32_t sid)
 static void call_release(struct grpc_conn *c, struct grpc_call *call)
 {
 	call->ended = true;
+	if (call->held) { /* an ended call's requests are done with */
+		h2_conn_consume(c->h2, call->stream_id, call->held);
+		call->held = 0;
+	}
 	if (call->has_deadline) {
 		call->has_deadline = false;
 		c->n_deadlines--;
@@ -251,6 +298,15 @@ static void early_abort(struct grpc_conn *c, uint32_t sid, const char *http_stat
 static void on_request(void *user, uint32_t sid, uint32_t slot, const struct h2_request *rq)
 {
 	struct grpc_conn *c = user;
+	if (slot >= c->calls_cap) {
+		uint32_t cap = h2_conn_slots_cap(c->h2);
+		struct grpc_call *n = realloc(c->calls, (size_t)cap * sizeof(*n));
+		if (!n)
+			log_fatal("grpc: out of memory");
+		memset(n + c->calls_cap, 0, (size_t)(cap - c->calls_cap) * sizeof(*n));
+		c->calls = n;
+		c->calls_cap = cap;
+	}
 	struct grpc_call *call = &c->calls[slot];
 	memset(call, 0, sizeof(*call));
 	call->stream_id = sid;
@@ -349,25 +405,44 @@ static void on_request(void *user, uint32_t sid, uint32_t slot, const struct h2_
 		call->deadline_ms = c->now_ms + timeout_ms;
 		c->n_deadlines++;
 	}
+	if (grpc_hdrs_max < c->hdrs_max) {
+		free(grpc_hdrs);
+		if (!(grpc_hdrs = malloc(c->hdrs_max * sizeof(*grpc_hdrs))))
+			log_fatal("grpc: out of memory");
+		grpc_hdrs_max = c->hdrs_max;
+		pthread_once(&grpc_tls_once, grpc_tls_key_make);
+		pthread_setspecific(grpc_tls_key, grpc_hdrs);
+	}
 	size_t n = rq->n_fields < c->hdrs_max ? rq->n_fields : c->hdrs_max;
 	for (size_t i = 0; i < n; i++) {
-		c->hdrs[i].name = rq->fields[i].name;
-		c->hdrs[i].name_len = rq->fields[i].name_len;
-		c->hdrs[i].value = rq->fields[i].value;
-		c->hdrs[i].value_len = rq->fields[i].value_len;
+		grpc_hdrs[i].name = rq->fields[i].name;
+		grpc_hdrs[i].name_len = rq->fields[i].name_len;
+		grpc_hdrs[i].value = rq->fields[i].value;
+		grpc_hdrs[i].value_len = rq->fields[i].value_len;
 	}
 	if (c->cb.on_call_start)
-		c->cb.on_call_start(c->user, sid, method, c->hdrs, n);
+		c->cb.on_call_start(c->user, sid, method, grpc_hdrs, n);
 	if (rq->end_stream && call_live(call, sid) && c->cb.on_half_close)
 		c->cb.on_half_close(c->user, sid, method);
 }
 
 /* Hands up one complete message; false if the call ended meanwhile. */
-static bool deliver(struct grpc_conn *c, struct grpc_call *call, uint32_t sid, const uint8_t *msg, size_t len)
+/* Hands up one complete message; false if the call ended meanwhile. A message delivered
+ * in place (`in_place`) that the callback held (grpc_call_hold) keeps its bytes counted
+ * against the windows: they are added to the call's `held` and to c->held_now. */
+static bool deliver(struct grpc_conn *c, struct grpc_call *call, uint32_t sid, const uint8_t *msg, size_t len,
+		    bool in_place)
 {
+	call->hold_asked = false;
 	if (c->cb.on_message)
 		c->cb.on_message(c->user, sid, call->method, msg, len);
-	return call_live(call, sid);
+	bool live = call_live(call, sid);
+	if (call->hold_asked && live && in_place) {
+		call->held += len;
+		c->held_now += len;
+	}
+	call->hold_asked = false;
+	return live;
 }
 
 /* Checks a complete prefix; false (call finished) if the message is refused. */
@@ -397,9 +472,24 @@ static bool prefix_check(struct grpc_conn *c, struct grpc_call *call)
 	return true;
 }
 
+static void on_data_msgs(struct grpc_conn *c, uint32_t sid, uint32_t slot, const uint8_t *data, size_t len,
+			 bool end_stream);
+
+/* Every byte handed up is consumed once on_data returns — the bytes of a message spanning
+ * frames as they are copied (a message may be larger than a window), the rest once
+ * processed — except the bytes of messages the service held: those reopen the windows
+ * at grpc_call_release (or when the call ends). */
 static void on_data(void *user, uint32_t sid, uint32_t slot, const uint8_t *data, size_t len, bool end_stream)
 {
 	struct grpc_conn *c = user;
+	c->held_now = 0;
+	on_data_msgs(c, sid, slot, data, len, end_stream);
+	h2_conn_consume(c->h2, sid, len - c->held_now);
+}
+
+static void on_data_msgs(struct grpc_conn *c, uint32_t sid, uint32_t slot, const uint8_t *data, size_t len,
+			 bool end_stream)
+{
 	struct grpc_call *call = &c->calls[slot];
 	if (!call_live(call, sid))
 		return;
@@ -420,7 +510,7 @@ static void on_data(void *user, uint32_t sid, uint32_t slot, const uint8_t *data
 				/* whole message in this frame: in place */
 				size_t m = call->msg_len;
 				call->prefix_have = 0;
-				if (!deliver(c, call, sid, data, m))
+				if (!deliver(c, call, sid, data, m, true))
 					return;
 				data += m;
 				len -= m;
@@ -449,7 +539,7 @@ static void on_data(void *user, uint32_t sid, uint32_t slot, const uint8_t *data
 			call->msg_buf = NULL;
 			c->recv_buffered -= m;
 			call->prefix_have = 0;
-			bool live = deliver(c, call, sid, buf, m);
+			bool live = deliver(c, call, sid, buf, m, false);
 			free(buf);
 			if (!live)
 				return;
@@ -500,8 +590,6 @@ struct grpc_conn *grpc_conn_new(const struct grpc_conn_config *cfg, const struct
 		c->cb = *cb;
 	c->user = user;
 	c->hdrs_max = c->cfg.max_header_list_size / 32 + 1;
-	c->calls = calloc(c->cfg.max_concurrent_streams, sizeof(*c->calls));
-	c->hdrs = calloc(c->hdrs_max, sizeof(*c->hdrs));
 	struct h2_config hc = {
 		.streams_max = c->cfg.max_concurrent_streams,
 		.initial_window_size = c->cfg.initial_window_size,
@@ -509,22 +597,22 @@ struct grpc_conn *grpc_conn_new(const struct grpc_conn_config *cfg, const struct
 		.max_frame_size = c->cfg.max_frame_size,
 		.max_header_list_size = c->cfg.max_header_list_size,
 		.max_output_bytes = c->cfg.max_output_bytes,
+		.window_by_consume = true,
 	};
 	static const struct h2_callbacks h2cb = {
 		.on_request = on_request,
 		.on_data = on_data,
 		.on_close = on_close,
 	};
-	if (c->calls && c->hdrs)
-		c->h2 = h2_conn_new(&hc, &h2cb, c);
+	c->h2 = h2_conn_new(&hc, &h2cb, c);
 	if (!c->h2) {
-		free(c->calls);
-		free(c->hdrs);
 		free(c);
 		return NULL;
 	}
+	grpc_live++;
 	return c;
 }
+
 
 void grpc_conn_free(struct grpc_conn *c)
 {
@@ -532,8 +620,17 @@ void grpc_conn_free(struct grpc_conn *c)
 		return;
 	h2_conn_free(c->h2); /* on_close for every stream: live calls get on_call_end */
 	free(c->calls);
-	free(c->hdrs);
 	free(c);
+	/* A connection's memory is many small chunks among longer-lived ones, so glibc keeps
+	 * the freed pages (it trims only the top of a heap): after a wave of closes RSS stayed
+	 * where the peak left it. Give free pages back once a quarter of the thread's
+	 * connections (and at least GRPC_TRIM_MIN) went since the last time: a few trims
+	 * per wave of closes, however large, and none on a steady few connections. */
+	grpc_live--;
+	if (++grpc_frees_since_trim >= GRPC_TRIM_MIN && grpc_frees_since_trim >= grpc_live / 4) {
+		grpc_frees_since_trim = 0;
+		malloc_trim(0);
+	}
 }
 
 int grpc_conn_recv(struct grpc_conn *c, const uint8_t *data, size_t len)
@@ -561,23 +658,123 @@ bool grpc_conn_done(const struct grpc_conn *c)
 	return h2_conn_done(c->h2);
 }
 
+static void prefix_put(uint8_t *p, uint64_t len)
+{
+	p[0] = 0;
+	p[1] = (uint8_t)(len >> 24);
+	p[2] = (uint8_t)(len >> 16);
+	p[3] = (uint8_t)(len >> 8);
+	p[4] = (uint8_t)len;
+}
+
+/* Response headers before the first message. */
+static int headers_once(struct grpc_conn *c, struct grpc_call *call, uint32_t stream_id)
+{
+	if (call->headers_sent)
+		return 0;
+	struct h2_field f[2] = {field(":status", "200", 3), field("content-type", "application/grpc", 16)};
+	int r = h2_submit_headers(c->h2, stream_id, f, 2, false);
+	if (r < 0)
+		return r == -ENOBUFS ? -ENOBUFS : -ENOENT;
+	call->headers_sent = true;
+	return 0;
+}
+
+/* grpc-go's check of a message against the server's max send size (etcd sets it to
+ * math.MaxInt32): the call ends with its RESOURCE_EXHAUSTED text. */
+static bool send_size_ok(struct grpc_conn *c, struct grpc_call *call, uint64_t len)
+{
+	char msg[128];
+	if (len <= GRPC_MAX_SEND_MSG_BYTES)
+		return true;
+	snprintf(msg, sizeof(msg), "grpc: trying to send message larger than max (%llu vs. %llu)",
+		 (unsigned long long)len, (unsigned long long)GRPC_MAX_SEND_MSG_BYTES);
+	call_finish(c, call, GRPC_RESOURCE_EXHAUSTED, msg);
+	return false;
+}
+
 int grpc_send_message(struct grpc_conn *c, uint32_t stream_id, const uint8_t *msg, size_t len)
 {
 	struct grpc_call *call = call_find(c, stream_id);
 	if (!call || !call_live(call, stream_id))
 		return -ENOENT;
-	if (len > UINT32_MAX)
+	if (!send_size_ok(c, call, len))
 		return -EMSGSIZE;
-	if (!call->headers_sent) {
-		struct h2_field f[2] = {field(":status", "200", 3), field("content-type", "application/grpc", 16)};
-		int r = h2_submit_headers(c->h2, stream_id, f, 2, false);
-		if (r < 0)
-			return r == -ENOBUFS ? -ENOBUFS : -ENOENT;
-		call->headers_sent = true;
-	}
-	uint8_t prefix[GRPC_PREFIX] = {0, (uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
-				       (uint8_t)len};
+	int r = headers_once(c, call, stream_id);
+	if (r < 0)
+		return r;
+	uint8_t prefix[GRPC_PREFIX];
+	prefix_put(prefix, len);
 	return h2_submit_data(c->h2, stream_id, prefix, GRPC_PREFIX, msg, len);
+}
+
+static ssize_t pull_read(void *arg, uint8_t *buf, size_t cap, bool *eof)
+{
+	struct grpc_pull *p = arg;
+	size_t n = 0;
+	if (p->prefix_sent < GRPC_PREFIX) {
+		size_t k = GRPC_PREFIX - p->prefix_sent;
+		if (k > cap)
+			k = cap;
+		memcpy(buf, p->prefix + p->prefix_sent, k);
+		p->prefix_sent += (uint8_t)k;
+		n = k;
+	}
+	uint64_t left = p->len - p->sent;
+	if (n < cap && left > 0) {
+		size_t want = cap - n < left ? cap - n : (size_t)left;
+		ssize_t k = p->src.read(p->src.arg, buf + n, want);
+		if (k < 0 || (size_t)k > want)
+			return -H2_REFUSED_STREAM;
+		p->sent += (uint64_t)k;
+		n += (size_t)k;
+		if (k == 0 && n == 0)
+			return -H2_INTERNAL_ERROR; /* a source must give bytes while it has some */
+	}
+	*eof = p->prefix_sent == GRPC_PREFIX && p->sent == p->len;
+	return (ssize_t)n;
+}
+
+static void pull_free(void *arg)
+{
+	struct grpc_pull *p = arg;
+	if (p->src.free)
+		p->src.free(p->src.arg);
+	free(p);
+}
+
+int grpc_send_message_source(struct grpc_conn *c, uint32_t stream_id, uint64_t len,
+			     const struct grpc_msg_source *src)
+{
+	struct grpc_call *call = call_find(c, stream_id);
+	int r = -ENOENT;
+	if (!call || !call_live(call, stream_id))
+		goto fail;
+	if (!send_size_ok(c, call, len)) {
+		r = -EMSGSIZE;
+		goto fail;
+	}
+	if ((r = headers_once(c, call, stream_id)) < 0)
+		goto fail;
+	struct grpc_pull *p = malloc(sizeof(*p));
+	if (!p)
+		log_fatal("grpc: out of memory");
+	prefix_put(p->prefix, len);
+	p->prefix_sent = 0;
+	p->len = len;
+	p->sent = 0;
+	p->src = *src;
+	struct h2_data_source hs = {.read = pull_read, .free = pull_free, .arg = p};
+	r = h2_submit_source(c->h2, stream_id, &hs); /* -ENOENT: frees p and src */
+	if (r == -EBUSY) {
+		free(p);
+		goto fail;
+	}
+	return r;
+fail:
+	if (src->free)
+		src->free(src->arg);
+	return r;
 }
 
 int grpc_send_status(struct grpc_conn *c, uint32_t stream_id, enum grpc_code code, const char *message)
@@ -587,6 +784,24 @@ int grpc_send_status(struct grpc_conn *c, uint32_t stream_id, enum grpc_code cod
 		return -ENOENT;
 	call_finish(c, call, code, message);
 	return 0;
+}
+
+void grpc_call_hold(struct grpc_conn *c, uint32_t stream_id)
+{
+	struct grpc_call *call = call_find(c, stream_id);
+
+	if (call && call_live(call, stream_id))
+		call->hold_asked = true;
+}
+
+void grpc_call_release(struct grpc_conn *c, uint32_t stream_id)
+{
+	struct grpc_call *call = call_find(c, stream_id);
+
+	if (call && call->held) {
+		h2_conn_consume(c->h2, stream_id, call->held);
+		call->held = 0;
+	}
 }
 
 void grpc_call_set_user(struct grpc_conn *c, uint32_t stream_id, void *p)

@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 struct grpc_conn;
@@ -54,7 +55,7 @@ struct grpc_conn_config {
 	uint32_t max_frame_size;         /* SETTINGS_MAX_FRAME_SIZE we accept */
 	uint32_t max_header_list_size;   /* SETTINGS_MAX_HEADER_LIST_SIZE */
 	uint32_t max_recv_msg_size;      /* larger request messages: RESOURCE_EXHAUSTED */
-	size_t max_output_bytes;         /* output queued on the connection before it is closed */
+	size_t max_output_bytes;         /* copied (pushed) response bytes queued per connection */
 };
 
 void grpc_conn_config_default(struct grpc_conn_config *c);
@@ -84,8 +85,8 @@ struct grpc_server_callbacks {
 	 * connection is going away — and its stream id is dead from now on. Called exactly once
 	 * for every call that had on_call_start. It may run inside grpc_conn_recv,
 	 * grpc_send_status (after the status is queued), grpc_conn_tick, grpc_conn_free, and
-	 * inside grpc_send_message when that fails with -ENOBUFS (the connection died, so
-	 * every call ends, the sending one included). */
+	 * inside grpc_send_message when that fails with -ENOBUFS or -EMSGSIZE (the sending
+	 * call ends). */
 	void (*on_call_end)(void *user, uint32_t stream_id, int method, void *call_user);
 };
 
@@ -110,15 +111,45 @@ bool grpc_conn_has_output(const struct grpc_conn *c);
 /* True when the connection has nothing more to say and should be closed after its output. */
 bool grpc_conn_done(const struct grpc_conn *c);
 
-/* Sends one response message on a call (response headers go first, automatically).
- * Data beyond the peer's flow-control windows waits inside, in order. Returns 0, -ENOENT
- * if the call has ended, -EMSGSIZE for len >= 4 GiB, or -ENOBUFS if the connection's
- * output limit was reached (the connection is then being closed). */
+/* Sends one response message on a call (response headers go first, automatically),
+ * copied in: data beyond the peer's flow-control windows waits inside, in order. Returns
+ * 0, -ENOENT if the call has ended, -EMSGSIZE for len over 2^31-1 (the call was ended with
+ * grpc-go's RESOURCE_EXHAUSTED, as below), -EBUSY while a pulled message is going out, or
+ * -ENOBUFS if the connection's output limit (max_output_bytes) would be passed: that call
+ * alone is reset (on_call_end has run), the connection and its other calls go on. Large
+ * answers should use grpc_send_message_source. */
 int grpc_send_message(struct grpc_conn *c, uint32_t stream_id, const uint8_t *msg, size_t len);
+/* A response message produced as the call's flow-control window allows: `len` bytes in
+ * all (known before the first, for the gRPC prefix), pulled from `read` in pieces of at
+ * most `cap` bytes. read returns how many bytes it wrote (> 0 while any are left; exactly
+ * `len` in total) or a negative value when it cannot go on: the stream is then reset with
+ * REFUSED_STREAM, which clients see as UNAVAILABLE and retry. `free` (may be NULL) runs
+ * exactly once when the message is done with: sent, or the call reset or its connection
+ * gone (also at once when this returns an error). Memory held for the message is the
+ * source's own state plus at most a frame in the output. grpc_send_status may follow at
+ * once: the trailers wait behind the message. Returns 0, -ENOENT, -EBUSY (a pulled message
+ * is still going out on the call) or -EMSGSIZE (len is over 2^31-1, grpc-go's and so
+ * etcd's limit: the call was ended with RESOURCE_EXHAUSTED "grpc: trying to send message
+ * larger than max (N vs. 2147483647)"). */
+struct grpc_msg_source {
+	ssize_t (*read)(void *arg, uint8_t *buf, size_t cap);
+	void (*free)(void *arg);
+	void *arg;
+};
+int grpc_send_message_source(struct grpc_conn *c, uint32_t stream_id, uint64_t len,
+			     const struct grpc_msg_source *src);
 /* Ends a call with a status: trailers after any queued messages, or a trailers-only
  * response if nothing was sent. `message` may be NULL; it is percent-encoded. Then
  * on_call_end is called. Returns 0 or -ENOENT. */
 int grpc_send_status(struct grpc_conn *c, uint32_t stream_id, enum grpc_code code, const char *message);
+/* Flow control as backpressure: a request's bytes reopen the peer's windows (connection
+ * and stream) once on_message returns. Called inside on_message, grpc_call_hold keeps that
+ * message's bytes counted until grpc_call_release (e.g. when a write the sequencer is
+ * working on is answered) or the end of the call: a client pipelining requests then
+ * stops at a window's worth of unprocessed ones. (A message that spans DATA frames is
+ * given back as it arrives: it may be larger than a window.) */
+void grpc_call_hold(struct grpc_conn *c, uint32_t stream_id);
+void grpc_call_release(struct grpc_conn *c, uint32_t stream_id);
 /* A pointer the caller keeps with a live call (NULL until set); on_call_end hands it back
  * (call_user) for the caller to free. */
 void grpc_call_set_user(struct grpc_conn *c, uint32_t stream_id, void *p);

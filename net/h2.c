@@ -2,7 +2,9 @@
  *
  * Input: h2_frame_parse (bytes consumed / 0 for more / -error, as h2o's parsers) finds
  * frames; complete frames are handled in place from the caller's buffer; only a frame cut
- * by the end of a recv is copied into `ibuf` (9 + max_frame_size bytes, allocated once).
+ * by the end of a recv is copied into `ibuf` (9 + max_frame_size bytes, allocated the first
+ * time a frame is cut). Decoded request headers go to a per-thread scratch (requests are
+ * handed up synchronously, so one per thread serves every connection).
  * A header block split over CONTINUATION frames is joined in `hb_buf` (at most
  * H2_HB_FACTOR * max_header_list_size, at most H2_CONTINUATION_MAX frames); a block that
  * ends in its HEADERS frame is decoded in place.
@@ -10,20 +12,30 @@
  * Output: a chain of H2_BLOCK_SIZE blocks. Invariant (owner: out_* helpers): bytes in the
  * chain never move and are never rewritten; new frames are only appended behind `len` of
  * the tail block, so iovecs handed out by h2_conn_output stay valid until consumed.
- * Freed blocks go to a small per-connection freelist (plain malloc/free under ASan).
+ * Freed blocks go to a per-thread pool of H2_POOL_MAX (plain malloc/free under ASan).
  *
- * Sending DATA: a stream's bytes go straight into frames when its queue is empty and the
- * windows and the output watermark allow; the rest waits in the stream's own block queue.
+ * Sending DATA: pushed bytes (h2_submit_data) go straight into frames when the stream's
+ * queue is empty and the windows and the output watermark allow; the rest waits in the
+ * stream's own block queue. A pulled source (h2_submit_source) comes after the queue and
+ * is read only inside flush, one frame at a time, straight into the output, for at most
+ * what both windows allow and only while the output is below H2_OUT_LOWAT: so a body of
+ * any size costs the source's state plus at most a watermark of output per connection.
  * Waiting streams take turns (one frame each per round, `rr` list) as windows open and
  * output drains below H2_OUT_LOWAT. A stream is on `rr` only if it could send now but for
- * the connection window or the watermark; one blocked by its own window is off the list
- * until a WINDOW_UPDATE or SETTINGS puts it back. Trailers (an END_STREAM header block)
- * wait behind the stream's DATA.
+ * the connection window or the watermark; one blocked by its own window (or a deferred
+ * source) is off the list until a WINDOW_UPDATE, SETTINGS or h2_stream_resume puts it
+ * back. Trailers (an END_STREAM header block, in their own queue) wait behind the
+ * stream's pushed and pulled DATA.
  *
- * Receiving: DATA is consumed at once (handed up), so WINDOW_UPDATEs are sent in batches
- * once half a window has been used. Memory is bounded by: the stream table
- * (streams_max), ibuf, hb_buf, the header scratch (max_header_list_size) and the output
- * plus queued bytes (max_output_bytes, beyond which the connection dies).
+ * Receiving: DATA is handed up at once. Its window comes back (WINDOW_UPDATEs in batches
+ * of half a window) at once, or, with window_by_consume, only when the layer above
+ * reports the bytes consumed (h2_conn_consume): padding and DATA that is never handed up
+ * are returned at once either way. Memory is bounded by: the stream table (grown by
+ * doubling to the streams really open, at most streams_max), ibuf, hb_buf, the HPACK
+ * decoder (made at the first header block), the thread's header scratch
+ * (max_header_list_size) and the output plus pushed bytes (max_output_bytes: a push past
+ * it resets its own stream; a control frame past it ends the connection, which is then a
+ * peer that does not read).
  *
  * Stream errors vs. connection errors follow RFC 9113 5.1/5.4. Closed streams are not
  * remembered (memory is bounded), except the last H2_CLOSED_RING ids: late frames on a
@@ -38,6 +50,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,7 +68,9 @@
 enum {
 	H2_FRAME_HEADER = 9,
 	H2_BLOCK_SIZE = 16384 - 16,  /* data bytes per output block (block + header ~16 KiB) */
-	H2_FREELIST_MAX = 16,        /* blocks kept per connection */
+	H2_POOL_MAX = 64,            /* free blocks kept per thread (1 MiB) */
+	H2_STREAMS_MIN = 4,          /* stream slots a connection starts with */
+	H2_PULL_MIN = 2048,          /* a pulled frame fills the tail block if this fits */
 	H2_OUT_LOWAT = 256 * 1024,   /* DATA moves into the output only below this */
 	H2_CONTINUATION_MAX = 64,    /* CONTINUATION frames per header block */
 	H2_HB_FACTOR = 2,            /* joined block limit: factor * max_header_list_size */
@@ -129,8 +144,11 @@ struct h2_stream {
 	int64_t send_window; /* may go negative after a SETTINGS decrease */
 	int64_t recv_window; /* what the peer may still send */
 	uint32_t recv_unacked;
-	struct h2_queue pend; /* DATA payload bytes, then (trailers_len) a whole frame */
-	uint32_t trailers_len; /* END_STREAM HEADERS frame queued at the end of pend */
+	bool src_active;    /* `src` still has bytes to give (after pend) */
+	bool src_deferred;  /* its read said "nothing now": off the rota until resumed */
+	struct h2_queue pend; /* DATA payload bytes pushed by h2_submit_data */
+	struct h2_data_source src; /* pulled after pend, as windows open */
+	struct h2_queue trailers; /* an END_STREAM HEADERS frame, sent after all DATA */
 	int32_t rr_prev, rr_next;
 	int32_t free_next;
 };
@@ -159,7 +177,7 @@ struct h2_conn {
 
 	/* decoded request headers */
 	struct hpack_decoder *hpack;
-	uint8_t *hdr_scratch;
+	uint8_t *hdr_scratch; /* the thread's (hdr_scratch_get), valid during one decode */
 	uint32_t hdr_scratch_len, hdr_scratch_max;
 	struct h2_field *hdr_fields;
 	uint32_t hdr_n, hdr_max;
@@ -168,6 +186,7 @@ struct h2_conn {
 
 	/* streams */
 	struct h2_stream *streams;
+	uint32_t streams_cap; /* slots allocated: doubles up to streams_max */
 	uint32_t streams_hw; /* slots ever used: [0, hw) */
 	uint32_t n_streams;
 	int32_t free_head;
@@ -189,11 +208,8 @@ struct h2_conn {
 	/* output */
 	struct h2_queue out;
 	size_t pend_total; /* sum of streams' pend bytes */
-	struct h2_block *freelist;
-	uint32_t n_free;
 	int32_t rr_head; /* circular list of slots */
 	bool flushing;
-	uint8_t *enc_buf; /* H2_RESP_BLOCK_MAX scratch for header blocks */
 
 	bool goaway_sent, goaway_recv;
 	uint32_t goaway_last_id;
@@ -201,12 +217,39 @@ struct h2_conn {
 
 /* ---- blocks and queues ---- */
 
+/* Free blocks are kept per thread (a reactor's connections share them), not per
+ * connection: an idle connection holds no output block. */
+static __thread struct h2_block *h2_pool;
+static __thread uint32_t h2_pool_n;
+static __thread bool h2_tls_registered;
+
+static void h2_tls_free(void *unused);
+static pthread_key_t h2_tls_key;
+static pthread_once_t h2_tls_once = PTHREAD_ONCE_INIT;
+
+static void h2_tls_key_make(void)
+{
+	if (pthread_key_create(&h2_tls_key, h2_tls_free))
+		log_fatal("h2: pthread_key_create");
+}
+
+/* The thread's pool and scratch are freed when it exits (a pthread key's destructor). */
+static void h2_tls_register(void)
+{
+	if (h2_tls_registered)
+		return;
+	pthread_once(&h2_tls_once, h2_tls_key_make);
+	pthread_setspecific(h2_tls_key, &h2_tls_registered);
+	h2_tls_registered = true;
+}
+
 static struct h2_block *block_get(struct h2_conn *c)
 {
-	struct h2_block *b = c->freelist;
+	(void)c;
+	struct h2_block *b = h2_pool;
 	if (b) {
-		c->freelist = b->next;
-		c->n_free--;
+		h2_pool = b->next;
+		h2_pool_n--;
 	} else {
 		b = malloc(sizeof(*b));
 		if (!b)
@@ -219,11 +262,13 @@ static struct h2_block *block_get(struct h2_conn *c)
 
 static void block_put(struct h2_conn *c, struct h2_block *b)
 {
+	(void)c;
 #ifndef H2_NO_FREELIST
-	if (c->n_free < H2_FREELIST_MAX) {
-		b->next = c->freelist;
-		c->freelist = b;
-		c->n_free++;
+	if (h2_pool_n < H2_POOL_MAX) {
+		h2_tls_register();
+		b->next = h2_pool;
+		h2_pool = b;
+		h2_pool_n++;
 		return;
 	}
 #endif
@@ -473,15 +518,15 @@ static void rr_push_back(struct h2_conn *c, struct h2_stream *s)
 	s->in_rr = true;
 }
 
-static bool stream_has_work(const struct h2_stream *s)
+/* DATA is waiting: pushed bytes, or a source that has not ended (flow control applies). */
+static bool stream_has_data(const struct h2_stream *s)
 {
-	return s->pend.bytes > 0;
+	return s->pend.bytes > 0 || s->src_active;
 }
 
-/* Queued DATA payload bytes (what flow control applies to). */
-static size_t stream_data_bytes(const struct h2_stream *s)
+static bool stream_has_work(const struct h2_stream *s)
 {
-	return s->pend.bytes - s->trailers_len;
+	return stream_has_data(s) || s->trailers.bytes > 0;
 }
 
 /* Puts a stream on the send rota if it could send something now. */
@@ -489,9 +534,21 @@ static void stream_schedule(struct h2_conn *c, struct h2_stream *s)
 {
 	if (s->in_rr || !stream_has_work(s))
 		return;
-	if (stream_data_bytes(s) > 0 && s->send_window <= 0)
+	if (stream_has_data(s) && (s->send_window <= 0 || (s->pend.bytes == 0 && s->src_deferred)))
 		return;
 	rr_push_back(c, s);
+}
+
+/* The stream no longer needs its source (its end, a reset, the connection going). */
+static void stream_src_drop(struct h2_stream *s)
+{
+	if (!s->src_active && !s->src.free)
+		return;
+	struct h2_data_source src = s->src;
+	s->src_active = s->src_deferred = false;
+	memset(&s->src, 0, sizeof(s->src));
+	if (src.free)
+		src.free(src.arg);
 }
 
 static void ring_note(struct h2_conn *c, uint32_t id, bool we_reset)
@@ -522,9 +579,10 @@ static void stream_close(struct h2_conn *c, struct h2_stream *s, uint32_t error,
 	if (rst && c->state != ST_DEAD)
 		out_rst(c, id, error);
 	rr_remove(c, s);
-	c->pend_total -= s->pend.bytes;
+	c->pend_total -= s->pend.bytes + s->trailers.bytes;
 	queue_clear(c, &s->pend);
-	s->trailers_len = 0;
+	queue_clear(c, &s->trailers);
+	stream_src_drop(s);
 	hash_remove(c, id);
 	ring_note(c, id, rst);
 	s->id = 0;
@@ -567,6 +625,17 @@ static struct h2_stream *stream_open(struct h2_conn *c, uint32_t id, bool end_st
 		c->free_head = c->streams[slot].free_next;
 	} else {
 		assert(c->streams_hw < c->cfg.streams_max);
+		if (c->streams_hw == c->streams_cap) {
+			/* grows with the streams really open; slots are indices, so moving is safe */
+			uint32_t cap = c->streams_cap ? 2 * c->streams_cap : H2_STREAMS_MIN;
+			if (cap > c->cfg.streams_max)
+				cap = c->cfg.streams_max;
+			struct h2_stream *n = realloc(c->streams, (size_t)cap * sizeof(*n));
+			if (!n)
+				log_fatal("h2: out of memory");
+			c->streams = n;
+			c->streams_cap = cap;
+		}
 		slot = c->streams_hw++;
 	}
 	struct h2_stream *s = &c->streams[slot];
@@ -605,10 +674,56 @@ static int conn_fail(struct h2_conn *c, uint32_t error, const char *debug, bool 
 
 /* ---- sending DATA ---- */
 
-/* Sends up to one frame of a stream's queue; returns bytes of payload sent. */
+/* Gives back the last n bytes reserved at the tail of q (nothing was handed out past
+ * the tail's length before the reservation, so no iovec covers them). */
+static void queue_unreserve(struct h2_queue *q, size_t n)
+{
+	assert(q->tail && q->tail->len >= n);
+	q->tail->len -= (uint32_t)n;
+	q->bytes -= n;
+}
+
+/* Pulls one frame from the stream's source straight into the output (one copy: the
+ * source writes into the frame). The frame is at most what the windows allow and what
+ * fits one block. Returns payload bytes sent. */
+static size_t stream_pull_frame(struct h2_conn *c, struct h2_stream *s, size_t n)
+{
+	size_t room = c->out.tail ? H2_BLOCK_SIZE - c->out.tail->len : 0;
+	if (room < H2_FRAME_HEADER + H2_PULL_MIN)
+		room = H2_BLOCK_SIZE; /* a fresh block */
+	if (n > room - H2_FRAME_HEADER)
+		n = room - H2_FRAME_HEADER;
+	uint8_t *p = out_frame(c, (uint32_t)n, F_DATA, 0, s->id, n);
+	bool eof = false;
+	ssize_t k = s->src.read(s->src.arg, p, n, &eof);
+	if (k < 0 || (size_t)k > n) {
+		queue_unreserve(&c->out, H2_FRAME_HEADER + n);
+		stream_close(c, s, k < 0 && -k <= H2_HTTP_1_1_REQUIRED ? (uint32_t)-k : H2_INTERNAL_ERROR, true);
+		return 0;
+	}
+	if ((size_t)k < n) {
+		queue_unreserve(&c->out, n - (size_t)k);
+		put24(p - H2_FRAME_HEADER, (uint32_t)k);
+	}
+	if (k == 0 && !eof) {
+		queue_unreserve(&c->out, H2_FRAME_HEADER);
+		s->src_deferred = true;
+		return 0;
+	}
+	if (k == 0) /* an end with no bytes: no empty frame needed (trailers or nothing follow) */
+		queue_unreserve(&c->out, H2_FRAME_HEADER);
+	s->send_window -= k;
+	c->send_window -= k;
+	if (eof)
+		stream_src_drop(s);
+	return (size_t)k;
+}
+
+/* Sends up to one frame of a stream's pushed queue, else of its source; returns bytes of
+ * payload sent. */
 static size_t stream_send_frame(struct h2_conn *c, struct h2_stream *s)
 {
-	size_t n = stream_data_bytes(s);
+	size_t n = s->pend.bytes ? s->pend.bytes : SIZE_MAX;
 	if (n > c->peer_max_frame)
 		n = c->peer_max_frame;
 	if ((int64_t)n > s->send_window)
@@ -617,6 +732,8 @@ static size_t stream_send_frame(struct h2_conn *c, struct h2_stream *s)
 		n = (size_t)c->send_window;
 	if (n == 0)
 		return 0;
+	if (!s->pend.bytes)
+		return stream_pull_frame(c, s, n);
 	out_frame(c, (uint32_t)n, F_DATA, 0, s->id, 0);
 	c->pend_total -= n;
 	queue_move(c, &c->out, &s->pend, n);
@@ -634,6 +751,8 @@ static void stream_local_done(struct h2_conn *c, struct h2_stream *s)
 		stream_close(c, s, H2_NO_ERROR, true); /* RFC 9113 8.1: no need for the rest */
 }
 
+static void window_return(struct h2_conn *c, struct h2_stream *s);
+
 static void flush(struct h2_conn *c)
 {
 	if (c->flushing || c->state == ST_DEAD)
@@ -641,8 +760,9 @@ static void flush(struct h2_conn *c)
 	c->flushing = true;
 	while (c->rr_head >= 0 && c->out.bytes < H2_OUT_LOWAT && c->state != ST_DEAD) {
 		struct h2_stream *s = &c->streams[c->rr_head];
+		uint32_t id = s->id;
 		rr_remove(c, s);
-		if (stream_data_bytes(s) > 0) {
+		if (stream_has_data(s)) {
 			if (s->send_window <= 0)
 				continue; /* blocked on its own window: off the rota */
 			if (c->send_window <= 0) {
@@ -652,16 +772,17 @@ static void flush(struct h2_conn *c)
 				break;
 			}
 			stream_send_frame(c, s);
+			if (s->id != id)
+				continue; /* its source failed: the stream was reset */
 		}
-		if (stream_data_bytes(s) == 0 && s->trailers_len) {
-			c->pend_total -= s->trailers_len;
-			queue_move(c, &c->out, &s->pend, s->trailers_len);
-			s->trailers_len = 0;
+		if (!stream_has_data(s) && s->trailers.bytes) {
+			size_t t = s->trailers.bytes;
+			c->pend_total -= t;
+			queue_move(c, &c->out, &s->trailers, t);
 			stream_local_done(c, s);
 			continue;
 		}
-		if (s->pend.bytes > 0)
-			stream_schedule(c, s);
+		stream_schedule(c, s);
 	}
 	c->flushing = false;
 }
@@ -672,9 +793,12 @@ int h2_submit_data(struct h2_conn *c, uint32_t stream_id, const void *a, size_t 
 	struct h2_stream *s = stream_find(c, stream_id);
 	if (!s || s->local_end || c->state == ST_DEAD)
 		return -ENOENT;
+	if (s->src_active)
+		return -EBUSY;
 	size_t total = alen + blen;
 	if (!out_room(c, total + H2_FRAME_HEADER * (total / H2_DEFAULT_FRAME + 1))) {
-		conn_fail(c, H2_INTERNAL_ERROR, NULL, true);
+		/* this answer does not fit what the connection may hold: it alone fails */
+		stream_close(c, s, H2_INTERNAL_ERROR, true);
 		return -ENOBUFS;
 	}
 	const uint8_t *src[2] = {a, b};
@@ -728,9 +852,10 @@ int h2_submit_headers(struct h2_conn *c, uint32_t stream_id, const struct h2_fie
 		return -ENOENT;
 	if (!end_stream && stream_has_work(s))
 		return -EBUSY; /* response headers go before any DATA */
+	uint8_t enc[H2_RESP_BLOCK_MAX];
 	size_t len = 0;
 	for (size_t i = 0; i < n; i++) {
-		ssize_t k = hpack_encode_field(c->enc_buf + len, H2_RESP_BLOCK_MAX - len,
+		ssize_t k = hpack_encode_field(enc + len, H2_RESP_BLOCK_MAX - len,
 					       (const char *)fields[i].name, fields[i].name_len,
 					       (const char *)fields[i].value, fields[i].value_len, 0);
 		if (k < 0)
@@ -745,21 +870,20 @@ int h2_submit_headers(struct h2_conn *c, uint32_t stream_id, const struct h2_fie
 	if (end_stream)
 		s->local_end = true;
 	if (end_stream && stream_has_work(s)) {
-		/* trailers wait behind queued DATA, as a whole frame at the end of pend */
-		uint8_t *h = queue_reserve(c, &s->pend, H2_FRAME_HEADER);
+		/* trailers wait behind queued and pulled DATA, as a whole frame */
+		uint8_t *h = queue_reserve(c, &s->trailers, H2_FRAME_HEADER);
 		put24(h, (uint32_t)len);
 		h[3] = F_HEADERS;
 		h[4] = flags;
 		put32(h + 5, stream_id);
-		queue_append(c, &s->pend, c->enc_buf, len);
-		s->trailers_len = (uint32_t)(H2_FRAME_HEADER + len);
-		c->pend_total += s->trailers_len;
+		queue_append(c, &s->trailers, enc, len);
+		c->pend_total += s->trailers.bytes;
 		stream_schedule(c, s);
 		flush(c);
 		return 0;
 	}
 	out_frame(c, (uint32_t)len, F_HEADERS, flags, stream_id, 0);
-	queue_append(c, &c->out, c->enc_buf, len);
+	queue_append(c, &c->out, enc, len);
 	if (end_stream)
 		stream_local_done(c, s);
 	return 0;
@@ -784,7 +908,43 @@ void h2_conn_goaway(struct h2_conn *c)
 size_t h2_stream_queued_bytes(const struct h2_conn *c, uint32_t stream_id)
 {
 	const struct h2_stream *s = stream_find(c, stream_id);
-	return s ? s->pend.bytes : 0;
+	return s ? s->pend.bytes + s->trailers.bytes : 0;
+}
+
+int h2_submit_source(struct h2_conn *c, uint32_t stream_id, const struct h2_data_source *src)
+{
+	struct h2_stream *s = stream_find(c, stream_id);
+	if (!s || s->local_end || c->state == ST_DEAD) {
+		if (src->free)
+			src->free(src->arg);
+		return -ENOENT;
+	}
+	if (s->src_active)
+		return -EBUSY;
+	s->src = *src;
+	s->src_active = true;
+	s->src_deferred = false;
+	stream_schedule(c, s);
+	flush(c);
+	return 0;
+}
+
+int h2_stream_resume(struct h2_conn *c, uint32_t stream_id)
+{
+	struct h2_stream *s = stream_find(c, stream_id);
+	if (!s || c->state == ST_DEAD)
+		return -ENOENT;
+	if (s->src_deferred) {
+		s->src_deferred = false;
+		stream_schedule(c, s);
+		flush(c);
+	}
+	return 0;
+}
+
+uint32_t h2_conn_slots_cap(const struct h2_conn *c)
+{
+	return c->streams_cap;
 }
 
 int h2_stream_slot(const struct h2_conn *c, uint32_t stream_id)
@@ -839,6 +999,47 @@ static bool field_is_forbidden(const uint8_t *n, size_t nlen, const uint8_t *v, 
 	default:
 		return false;
 	}
+}
+
+/* The thread's header scratch, grown to this connection's limits (it never shrinks: at
+ * most max_header_list_size * (1 + 24/32) bytes per thread). */
+static __thread uint8_t *h2_scratch;
+static __thread struct h2_field *h2_scratch_fields;
+static __thread uint32_t h2_scratch_max, h2_scratch_fields_max;
+
+static void h2_tls_free(void *unused)
+{
+	while (h2_pool) {
+		struct h2_block *b = h2_pool;
+		h2_pool = b->next;
+		free(b);
+	}
+	h2_pool_n = 0;
+	free(h2_scratch);
+	free(h2_scratch_fields);
+	h2_scratch = NULL;
+	h2_scratch_fields = NULL;
+	h2_scratch_max = h2_scratch_fields_max = 0;
+	h2_tls_registered = false;
+}
+
+static void hdr_scratch_get(struct h2_conn *c)
+{
+	h2_tls_register();
+	if (h2_scratch_max < c->hdr_scratch_max) {
+		free(h2_scratch);
+		if (!(h2_scratch = malloc(c->hdr_scratch_max)))
+			log_fatal("h2: out of memory");
+		h2_scratch_max = c->hdr_scratch_max;
+	}
+	if (h2_scratch_fields_max < c->hdr_max) {
+		free(h2_scratch_fields);
+		if (!(h2_scratch_fields = malloc(c->hdr_max * sizeof(*h2_scratch_fields))))
+			log_fatal("h2: out of memory");
+		h2_scratch_fields_max = c->hdr_max;
+	}
+	c->hdr_scratch = h2_scratch;
+	c->hdr_fields = h2_scratch_fields;
 }
 
 /* Copies a field into the scratch; false if it does not fit (the list is too large). */
@@ -908,10 +1109,18 @@ static int discard_field(void *arg, const uint8_t *name, size_t name_len, const 
 	return 0;
 }
 
+/* The HPACK decoder (about 10 KiB), made at the first header block. */
+static struct hpack_decoder *hpack_of(struct h2_conn *c)
+{
+	if (!c->hpack && !(c->hpack = hpack_decoder_new(4096)))
+		log_fatal("h2: out of memory");
+	return c->hpack;
+}
+
 /* Decodes a block only to keep the HPACK table in step. */
 static int hb_discard(struct h2_conn *c, const uint8_t *block, size_t len)
 {
-	int r = hpack_decode_block(c->hpack, block, len, c->cfg.max_header_list_size, discard_field, NULL);
+	int r = hpack_decode_block(hpack_of(c), block, len, c->cfg.max_header_list_size, discard_field, NULL);
 	if (r == -HPACK_ECOMPRESSION || (r < 0 && r != -HPACK_ETOOLARGE))
 		return conn_fail(c, H2_COMPRESSION_ERROR, "header block", false);
 	return 0;
@@ -957,11 +1166,12 @@ static int on_header_block(struct h2_conn *c, uint32_t sid, uint8_t flags, bool 
 		return hb_discard(c, block, len);
 	}
 
+	hdr_scratch_get(c);
 	c->hdr_scratch_len = 0;
 	c->hdr_n = 0;
 	memset(&c->ps_method, 0, sizeof(c->ps_method) * 4);
 	c->hdr_malformed = c->hdr_overflow = c->hdr_regular_seen = false;
-	int r = hpack_decode_block(c->hpack, block, len, c->cfg.max_header_list_size, hdr_on_field, c);
+	int r = hpack_decode_block(hpack_of(c), block, len, c->cfg.max_header_list_size, hdr_on_field, c);
 	bool too_large = c->hdr_overflow;
 	if (r == -HPACK_ETOOLARGE)
 		too_large = true;
@@ -1021,9 +1231,14 @@ static int on_data(struct h2_conn *c, uint32_t sid, uint8_t flags, const uint8_t
 	if ((int64_t)flow_len > c->recv_window)
 		return conn_fail(c, H2_FLOW_CONTROL_ERROR, "connection window exceeded", false);
 	c->recv_window -= flow_len;
-	c->recv_unacked += flow_len;
+	/* by_consume: the payload handed up is returned when the layer above says it was
+	 * consumed (h2_conn_consume); padding and what is never handed up, at once */
+	bool by_consume = c->cfg.window_by_consume;
+	c->recv_unacked += by_consume ? flow_len - len : flow_len;
 
 	struct h2_stream *s = stream_find(c, sid);
+	if (!s || s->remote_closed || (int64_t)flow_len > s->recv_window)
+		c->recv_unacked += by_consume ? len : 0;
 	if (!s) {
 		if ((sid & 1) == 0 || sid > c->last_peer_id)
 			return conn_fail(c, H2_PROTOCOL_ERROR, "DATA on idle stream", false);
@@ -1037,26 +1252,51 @@ static int on_data(struct h2_conn *c, uint32_t sid, uint8_t flags, const uint8_t
 		bool end = flags & FL_END_STREAM;
 		uint32_t slot = slot_of(c, s);
 		s->recv_window -= flow_len;
-		s->recv_unacked += flow_len;
+		s->recv_unacked += by_consume ? flow_len - len : flow_len;
 		if (end)
 			s->remote_closed = true;
 		if (c->cb.on_data && (len > 0 || end))
 			c->cb.on_data(c->user, sid, slot, p, len, end);
+		else if (by_consume)
+			c->recv_unacked += len;
 		/* the callback may have closed the stream */
 		s = &c->streams[slot];
-		if (c->state != ST_DEAD && s->id == sid && !s->remote_closed &&
-		    s->recv_unacked >= c->cfg.initial_window_size / 2) {
-			out_window_update(c, sid, s->recv_unacked);
-			s->recv_window += s->recv_unacked;
-			s->recv_unacked = 0;
-		}
+		if (s->id == sid)
+			window_return(c, s);
 	}
-	if (c->state != ST_DEAD && c->recv_unacked >= c->cfg.conn_window_size / 2) {
+	window_return(c, NULL);
+	return c->state == ST_DEAD ? -EPIPE : 0;
+}
+
+/* Sends WINDOW_UPDATEs once half a window was consumed (for the stream `s` if not NULL,
+ * else for the connection). */
+static void window_return(struct h2_conn *c, struct h2_stream *s)
+{
+	if (c->state == ST_DEAD)
+		return;
+	if (s && !s->remote_closed && s->recv_unacked >= c->cfg.initial_window_size / 2) {
+		out_window_update(c, s->id, s->recv_unacked);
+		s->recv_window += s->recv_unacked;
+		s->recv_unacked = 0;
+	}
+	if (!s && c->recv_unacked >= c->cfg.conn_window_size / 2) {
 		out_window_update(c, 0, c->recv_unacked);
 		c->recv_window += c->recv_unacked;
 		c->recv_unacked = 0;
 	}
-	return c->state == ST_DEAD ? -EPIPE : 0;
+}
+
+void h2_conn_consume(struct h2_conn *c, uint32_t stream_id, size_t bytes)
+{
+	if (c->state == ST_DEAD || bytes == 0)
+		return;
+	c->recv_unacked += (uint32_t)bytes;
+	struct h2_stream *s = stream_find(c, stream_id);
+	if (s) {
+		s->recv_unacked += (uint32_t)bytes;
+		window_return(c, s);
+	}
+	window_return(c, NULL);
 }
 
 static int on_headers(struct h2_conn *c, uint32_t sid, uint8_t flags, const uint8_t *p, uint32_t len)
@@ -1360,6 +1600,8 @@ int h2_conn_recv(struct h2_conn *c, const uint8_t *data, size_t len)
 			return conn_fail(c, (uint32_t)-r, "frame too large", false);
 		if (r == 0) {
 			/* the tail is short of a frame; ibuf holds 9 + max_frame_size */
+			if (!c->ibuf && !(c->ibuf = malloc(H2_FRAME_HEADER + c->cfg.max_frame_size)))
+				log_fatal("h2: out of memory");
 			memcpy(c->ibuf, data, len);
 			c->ibuf_len = (uint32_t)len;
 			return 0;
@@ -1457,14 +1699,11 @@ struct h2_conn *h2_conn_new(const struct h2_config *cfg, const struct h2_callbac
 		c->hb_max = H2_HB_MIN;
 	c->hdr_scratch_max = k->max_header_list_size;
 	c->hdr_max = k->max_header_list_size / 32 + 1;
-	c->streams = calloc(k->streams_max, sizeof(*c->streams));
+	/* the stream table, input and header buffers are allocated as they are first needed:
+	 * an idle connection costs this struct, the small hash and the HPACK decoder */
+	c->streams_cap = 0;
 	c->hash = calloc(hsize, sizeof(*c->hash));
-	c->ibuf = malloc(H2_FRAME_HEADER + k->max_frame_size);
-	c->hdr_scratch = malloc(c->hdr_scratch_max);
-	c->hdr_fields = malloc(c->hdr_max * sizeof(*c->hdr_fields));
-	c->enc_buf = malloc(H2_RESP_BLOCK_MAX);
-	c->hpack = hpack_decoder_new(4096);
-	if (!c->streams || !c->hash || !c->ibuf || !c->hdr_scratch || !c->hdr_fields || !c->enc_buf || !c->hpack) {
+	if (!c->hash) {
 		h2_conn_free(c);
 		return NULL;
 	}
@@ -1496,19 +1735,11 @@ void h2_conn_free(struct h2_conn *c)
 		close_all_streams(c, H2_CANCEL);
 	}
 	queue_clear(c, &c->out);
-	while (c->freelist) {
-		struct h2_block *b = c->freelist;
-		c->freelist = b->next;
-		free(b);
-	}
 	if (c->hpack)
 		hpack_decoder_free(c->hpack);
 	free(c->streams);
 	free(c->hash);
 	free(c->ibuf);
 	free(c->hb_buf);
-	free(c->hdr_scratch);
-	free(c->hdr_fields);
-	free(c->enc_buf);
 	free(c);
 }

@@ -6,9 +6,14 @@
  * requests (decoded, validated header lists), DATA payloads and stream closes, and submits
  * header blocks, DATA and resets.
  *
- * Streams live in a table of `streams_max` slots (sized once from max_concurrent_streams);
- * the slot number is stable for the stream's life so the layer above can keep per-stream
- * state in a parallel array. A stream leaves the table (on_close, exactly once) when it was
+ * Streams live in a table that grows with the streams really open (doubling, up to
+ * `streams_max` slots); the slot number is stable for the stream's life so the layer above
+ * can keep per-stream state in a parallel array (grown to h2_conn_slots_cap).
+ *
+ * A response body is either pushed (h2_submit_data: copied in, bounded by max_output_bytes
+ * per connection) or pulled (h2_submit_source: the stream asks its source for bytes only as
+ * the flow-control windows and the output watermark allow, as nghttp2's data provider, so a
+ * body of any size costs about a window of memory). A stream leaves the table (on_close, exactly once) when it was
  * reset either way, when its last frame (END_STREAM) was moved to the output, or when the
  * connection dies or is freed.
  *
@@ -21,6 +26,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 /* Error codes (RFC 9113 section 7). */
@@ -49,7 +55,10 @@ struct h2_config {
 	uint32_t conn_window_size;     /* our connection receive window (>= 65535) */
 	uint32_t max_frame_size;       /* largest frame we accept (16384 .. 2^24-1) */
 	uint32_t max_header_list_size; /* decoded header list limit (RFC 7541 size accounting) */
-	size_t max_output_bytes;       /* output + per-stream queued data before the conn dies */
+	bool window_by_consume;        /* DATA handed up counts against the receive windows
+					* until h2_conn_consume (else: at once) */
+	size_t max_output_bytes;       /* output + pushed data queued on streams: past it a push
+					* resets its stream, control frames kill the connection */
 };
 
 /* One header field; valid only during the callback that reports it. */
@@ -105,15 +114,42 @@ int h2_submit_headers(struct h2_conn *c, uint32_t stream_id, const struct h2_fie
 		      bool end_stream);
 /* Queues DATA bytes a[0..alen) then b[0..blen) on a stream (gathered, one copy at most
  * twice: into the stream queue when the windows are shut, then into frames). Returns 0,
- * -ENOENT or -ENOBUFS. */
+ * -ENOENT, -EBUSY (a pulled source is active) or -ENOBUFS (the connection's output limit:
+ * this stream is reset with INTERNAL_ERROR, on_close runs; the connection lives on). */
 int h2_submit_data(struct h2_conn *c, uint32_t stream_id, const void *a, size_t alen, const void *b,
 		   size_t blen);
+/* A pulled body. `read` writes up to `cap` (> 0) bytes at buf and returns how many
+ * (> 0); 0 means "nothing now" (the stream waits for h2_stream_resume); a negative value
+ * resets the stream with RST_STREAM(-value) (an h2_error). It sets *eof with its last
+ * bytes (or with 0 bytes). `free` (may be NULL) is called exactly once, when the stream no
+ * longer needs the source: after eof, or when the stream is reset or the connection goes.
+ * read runs inside h2 calls (recv, output_consumed, submit_*, resume) and must not call
+ * back into this connection. */
+struct h2_data_source {
+	ssize_t (*read)(void *arg, uint8_t *buf, size_t cap, bool *eof);
+	void (*free)(void *arg);
+	void *arg;
+};
+/* Queues a pulled body behind the stream's pushed DATA. Headers ending the stream
+ * (trailers) submitted meanwhile wait behind it. Returns 0; -ENOENT (no such stream, its
+ * end was submitted, or the connection is dead: src->free is then called at once) or
+ * -EBUSY (a source is already active; src is left alone). */
+int h2_submit_source(struct h2_conn *c, uint32_t stream_id, const struct h2_data_source *src);
+/* A source that returned 0 has bytes again. 0 or -ENOENT. */
+int h2_stream_resume(struct h2_conn *c, uint32_t stream_id);
+/* With window_by_consume: `bytes` of DATA payload handed up on the stream (alive or not)
+ * have been consumed; the connection's and the stream's windows are reopened by that much
+ * (WINDOW_UPDATEs go out in batches of half a window). So a peer can have at most a
+ * window of requests waiting to be processed: flow control is backpressure. */
+void h2_conn_consume(struct h2_conn *c, uint32_t stream_id, size_t bytes);
+/* Slots the layer above's parallel array must have room for (slot < cap). */
+uint32_t h2_conn_slots_cap(const struct h2_conn *c);
 /* Resets a stream (drops its queued data) and closes it: on_close(error). 0 or -ENOENT. */
 int h2_submit_rst(struct h2_conn *c, uint32_t stream_id, uint32_t error);
 /* Graceful shutdown: GOAWAY(NO_ERROR, last stream id seen); later new streams are ignored. */
 void h2_conn_goaway(struct h2_conn *c);
 
-/* Bytes queued on a stream waiting for flow-control window or output room. */
+/* Pushed bytes (and trailers) queued on a stream waiting for window or output room. */
 size_t h2_stream_queued_bytes(const struct h2_conn *c, uint32_t stream_id);
 /* Slot of a live stream or -1. */
 int h2_stream_slot(const struct h2_conn *c, uint32_t stream_id);

@@ -707,6 +707,62 @@ Test(h2, recv_window_enforced_and_replenished)
 	srv_stop();
 }
 
+/* window_by_consume: DATA handed up keeps the windows shut until h2_conn_consume; padding
+ * comes back at once; a peer that sends past what was reopened is a flow-control error. */
+Test(h2, windows_reopen_only_as_data_is_consumed)
+{
+	struct h2_config cfg = cfg_default();
+	cfg.initial_window_size = 65535;
+	cfg.conn_window_size = 65535;
+	cfg.window_by_consume = true;
+	srv_start(&cfg);
+	handshake();
+	struct buf b = {0};
+	headers(&b, 1, false);
+	static uint8_t chunk[16384];
+	for (int i = 0; i < 3; i++)
+		fr(&b, 0, 0, 1, chunk, sizeof(chunk));
+	cr_assert_eq(feed(&b), 0);
+	cr_assert_eq(count(8), 0, "nothing consumed: no WINDOW_UPDATE");
+	h2_conn_consume(S.c, 1, 2 * 16384);
+	drain();
+	cr_assert_eq(count(8), 2, "half a window consumed: stream and connection");
+	cr_assert_eq(rd32(fp(last(8))), 2 * 16384);
+	/* 16384 still unconsumed: the peer has 65535 - 16384 left, not a byte more */
+	b.len = 0;
+	for (int i = 0; i < 3; i++)
+		fr(&b, 0, 0, 1, chunk, sizeof(chunk));
+	cr_assert_lt(feed(&b), 0);
+	cr_assert_eq(goaway_code(), H2_FLOW_CONTROL_ERROR);
+	free(b.p);
+	srv_stop();
+}
+
+Test(h2, padding_is_returned_at_once_when_windows_follow_consumption)
+{
+	struct h2_config cfg = cfg_default();
+	cfg.initial_window_size = 65535;
+	cfg.conn_window_size = 65535;
+	cfg.window_by_consume = true;
+	srv_start(&cfg);
+	handshake();
+	struct buf b = {0};
+	headers(&b, 1, false);
+	static uint8_t padded[16384];
+	padded[0] = 255; /* pad length: 255 bytes of padding, 16128 of data */
+	for (int i = 0; i < 3; i++)
+		fr(&b, 0, 0x8, 1, padded, sizeof(padded));
+	cr_assert_eq(feed(&b), 0);
+	/* 3 x 256 bytes of padding and pad length are not enough for half a window */
+	cr_assert_eq(count(8), 0);
+	h2_conn_consume(S.c, 1, 3 * 16128);
+	drain();
+	cr_assert_eq(count(8), 2);
+	cr_assert_eq(rd32(fp(last(8))), 3 * 16384, "data and padding both came back");
+	free(b.p);
+	srv_stop();
+}
+
 Test(h2, rst_from_client_closes_stream)
 {
 	srv_start(NULL);
@@ -966,20 +1022,228 @@ Test(h2, output_limit_kills_connection)
 	srv_stop();
 }
 
-Test(h2, submit_past_output_limit_is_enobufs)
+/* Issue 12 item 2: one answer past the output limit used to kill the connection and
+ * every stream on it. Now only that stream is reset. */
+Test(h2, push_past_output_limit_resets_only_that_stream)
 {
 	struct h2_config cfg = cfg_default();
 	cfg.max_output_bytes = 150 * 1024;
 	srv_start(&cfg);
 	handshake();
 	struct buf b = {0};
+	window_update(&b, 0, 1 << 20);
 	headers(&b, 1, false);
+	headers(&b, 3, false);
 	cr_assert_eq(feed(&b), 0);
 	static uint8_t big[100000];
 	cr_assert_eq(h2_submit_data(S.c, 1, big, sizeof(big), NULL, 0), 0);
 	cr_assert_eq(h2_submit_data(S.c, 1, big, sizeof(big), NULL, 0), -ENOBUFS);
-	cr_assert(h2_conn_done(S.c));
+	cr_assert_not(h2_conn_done(S.c));
+	cr_assert_eq(ev_last('C')->sid, 1);
+	cr_assert_eq(ev_last('C')->err, H2_INTERNAL_ERROR);
+	/* the other stream is answered */
+	cr_assert_eq(h2_submit_data(S.c, 3, "ok", 2, NULL, 0), 0);
+	drain();
+	cr_assert_eq(data_bytes(3), 2);
+	free(b.p);
+	srv_stop();
+}
+
+/* ---- pulled sources ---- */
+
+struct src_state {
+	uint64_t total, given;
+	size_t max_cap;  /* largest read asked for */
+	int reads;
+	bool freed;
+	bool fail_at_half;
+};
+
+static ssize_t src_read(void *arg, uint8_t *buf, size_t cap, bool *eof)
+{
+	struct src_state *st = arg;
+	st->reads++;
+	if (cap > st->max_cap)
+		st->max_cap = cap;
+	if (st->fail_at_half && st->given >= st->total / 2)
+		return -H2_INTERNAL_ERROR;
+	uint64_t left = st->total - st->given;
+	size_t n = left < cap ? (size_t)left : cap;
+	for (size_t i = 0; i < n; i++)
+		buf[i] = (uint8_t)((st->given + i) * 7);
+	st->given += n;
+	*eof = st->given == st->total;
+	return (ssize_t)n;
+}
+
+static void src_free(void *arg)
+{
+	struct src_state *st = arg;
+	cr_assert_not(st->freed, "freed twice");
+	st->freed = true;
+}
+
+static bool data_pattern_ok(uint32_t sid, uint64_t *n)
+{
+	uint64_t off = 0;
+	for (size_t i = 0; i < S.out.n; i++) {
+		const struct frame *f = &S.out.f[i];
+		if (f->type != 0 || f->sid != sid)
+			continue;
+		for (uint32_t k = 0; k < f->len; k++, off++)
+			if (fp(f)[k] != (uint8_t)(off * 7))
+				return false;
+	}
+	*n = off;
+	return true;
+}
+
+/* A 20 MB body drained under a 64 KiB window: the source is asked only for what the
+ * window allows, the engine never holds more than the output watermark, and the
+ * trailers submitted at once go out after the last byte. */
+Test(h2, source_drains_under_small_window_with_bounded_memory)
+{
+	srv_start(NULL);
+	handshake();
+	struct buf b = {0};
+	headers(&b, 1, true);
+	cr_assert_eq(feed(&b), 0);
+	struct src_state st = {.total = 20u << 20};
+	struct h2_data_source src = {src_read, src_free, &st};
+	cr_assert_eq(h2_submit_source(S.c, 1, &src), 0);
+	struct h2_field f = {(const uint8_t *)"grpc-status", (const uint8_t *)"0", 11, 1};
+	cr_assert_eq(h2_submit_headers(S.c, 1, &f, 1, true), 0);
+	cr_assert_eq(h2_submit_data(S.c, 1, "x", 1, NULL, 0), -ENOENT);
+	size_t max_out = 0;
+	for (int round = 0; round < 2000 && !st.freed; round++) {
+		struct iovec iov[64];
+		size_t n = h2_conn_output(S.c, iov, 64), bytes = 0;
+		for (size_t i = 0; i < n; i++)
+			bytes += iov[i].iov_len;
+		if (bytes > max_out)
+			max_out = bytes;
+		/* what the source produced but the peer has not read is all in the output */
+		cr_assert_leq(bytes, 65535 + 16 * 1024, "round %d: %zu bytes buffered", round, bytes);
+		drain();
+		uint64_t got;
+		cr_assert(data_pattern_ok(1, &got));
+		cr_assert_eq(st.given, got, "the source gave %llu, %llu went out",
+			     (unsigned long long)st.given, (unsigned long long)got);
+		b.len = 0;
+		window_update(&b, 0, 65535);
+		window_update(&b, 1, 65535);
+		cr_assert_eq(feed(&b), 0);
+	}
+	cr_assert(st.freed);
+	cr_assert_gt(max_out, 0);
+	uint64_t got;
+	cr_assert(data_pattern_ok(1, &got));
+	cr_assert_eq(got, st.total);
+	cr_assert_leq(st.max_cap, 16384);
+	const struct frame *h = last(1);
+	cr_assert(h && (h->flags & 1), "trailers with END_STREAM last");
+	cr_assert_eq(ev_last('C')->sid, 1);
+	cr_assert_eq(ev_last('C')->err, 0);
+	free(b.p);
+	srv_stop();
+}
+
+Test(h2, source_freed_when_stream_reset_mid_body)
+{
+	srv_start(NULL);
+	handshake();
+	struct buf b = {0};
+	headers(&b, 1, true);
+	cr_assert_eq(feed(&b), 0);
+	struct src_state st = {.total = 10u << 20};
+	struct h2_data_source src = {src_read, src_free, &st};
+	cr_assert_eq(h2_submit_source(S.c, 1, &src), 0);
+	drain();
+	cr_assert_eq(st.given, 65535);
+	cr_assert_not(st.freed);
+	b.len = 0;
+	uint8_t code[4] = {0, 0, 0, 8};
+	fr(&b, 3, 0, 1, code, 4); /* RST_STREAM(CANCEL) */
+	cr_assert_eq(feed(&b), 0);
+	cr_assert(st.freed);
 	cr_assert_eq(ev_last('C')->err, 8);
+	/* and when the connection goes with a source pending */
+	b.len = 0;
+	headers(&b, 3, true);
+	cr_assert_eq(feed(&b), 0);
+	struct src_state st2 = {.total = 10u << 20};
+	struct h2_data_source src2 = {src_read, src_free, &st2};
+	cr_assert_eq(h2_submit_source(S.c, 3, &src2), 0);
+	srv_stop();
+	cr_assert(st2.freed);
+	free(b.p);
+}
+
+Test(h2, failing_source_resets_its_stream_only)
+{
+	srv_start(NULL);
+	handshake();
+	struct buf b = {0};
+	settings(&b, 4, 1 << 20);
+	window_update(&b, 0, 4 << 20);
+	headers(&b, 1, true);
+	headers(&b, 3, true);
+	cr_assert_eq(feed(&b), 0);
+	struct src_state st = {.total = 1u << 20, .fail_at_half = true};
+	struct h2_data_source src = {src_read, src_free, &st};
+	cr_assert_eq(h2_submit_source(S.c, 1, &src), 0);
+	cr_assert_eq(h2_submit_data(S.c, 3, "ok", 2, NULL, 0), 0);
+	drain();
+	cr_assert(st.freed);
+	const struct frame *r = last(3);
+	cr_assert(r && r->sid == 1);
+	cr_assert_eq(rd32(fp(r)), H2_INTERNAL_ERROR);
+	cr_assert_eq(data_bytes(3), 2);
+	cr_assert_not(h2_conn_done(S.c));
+	free(b.p);
+	srv_stop();
+}
+
+/* Two pulled bodies share the connection window in turns. */
+Test(h2, sources_take_turns)
+{
+	srv_start(NULL);
+	handshake();
+	struct buf b = {0};
+	settings(&b, 4, 1 << 20);
+	headers(&b, 1, true);
+	headers(&b, 3, true);
+	cr_assert_eq(feed(&b), 0);
+	struct src_state s1 = {.total = 1u << 20}, s3 = {.total = 1u << 20};
+	struct h2_data_source a = {src_read, src_free, &s1}, c = {src_read, src_free, &s3};
+	cr_assert_eq(h2_submit_source(S.c, 1, &a), 0);
+	cr_assert_eq(h2_submit_source(S.c, 3, &c), 0);
+	drain();
+	b.len = 0;
+	window_update(&b, 0, 8 * 16384);
+	cr_assert_eq(feed(&b), 0);
+	size_t d1 = data_bytes(1), d3 = data_bytes(3);
+	cr_assert_eq(d1 + d3, 65535 + 8 * 16384);
+	cr_assert_gt(d3, 3 * 16384, "stream 3 got %zu of %zu", d3, d1 + d3);
+	free(b.p);
+	srv_stop();
+}
+
+/* Issue 12 item 3: tables for every possible stream were allocated up front. An idle
+ * connection now holds little, and the table grows with the streams really open. */
+Test(h2, idle_connection_is_small_and_grows_with_streams)
+{
+	struct h2_config cfg = cfg_default();
+	cfg.streams_max = 4096;
+	srv_start(&cfg);
+	handshake();
+	cr_assert_eq(h2_conn_slots_cap(S.c), 0);
+	struct buf b = {0};
+	for (uint32_t sid = 1; sid < 2 * 40; sid += 2)
+		headers(&b, sid, false);
+	cr_assert_eq(feed(&b), 0);
+	cr_assert_geq(h2_conn_slots_cap(S.c), 40);
+	cr_assert_leq(h2_conn_slots_cap(S.c), 64);
 	free(b.p);
 	srv_stop();
 }
