@@ -239,7 +239,8 @@ def test_full_disk_refuses_writes_then_resumes(small_fs):
 # ---- item 11: checkpoints under a compaction storm ----
 
 def test_checkpoints_complete_while_a_client_compacts():
-    n = Node()
+    # automatic checkpoints too (a small --checkpoint-log-bytes), besides one per Defragment
+    n = Node(extra=['--checkpoint-log-bytes', str(1 << 20)])
     try:
         n.start()
         stop = threading.Event()
