@@ -6,7 +6,10 @@
  * consecutive, the oldest may be > 1 after wal_remove_segments_before()). Each segment has a
  * 64-byte header, then 8-byte-aligned records: a 32-byte header (XXH3-64 checksum, magic,
  * length, revision, type, offset within its commit) and the payload. The preallocated rest
- * of a segment is zeros, and an all-zero record header marks the end of written data.
+ * of a segment is zeros, and an all-zero record header marks the end of written data. A
+ * segment keeps its preallocated size (in its header) for life and ends, once the log has
+ * moved on, with a link record naming the next: the chain is durable, so a segment cut
+ * short or deleted is found, never taken for a crash's torn tail.
  *
  * Threading: one owner (the sequencer) calls everything except wal_size_bytes(), which any
  * thread may call. Errors are 0 or -errno; corruption found at open is -EBADMSG with a
