@@ -56,6 +56,11 @@ struct seq {
 	struct metrics_hist fsync_us, commit_us;
 	_Atomic unsigned *alarms;
 	unsigned alarms_logged; /* the alarm set the log last recorded */
+	/* a full disk (seq_log_space): the log could not preallocate its next segment, so
+	 * NOSPACE is raised (by us: disk_alarm) until it can; never logged, since it describes
+	 * this moment's disk and is raised again at start if the disk is still full */
+	bool disk_full, disk_alarm;
+	uint64_t disk_retry_ms;
 	uint64_t quota, quota_unchecked; /* below quota_unchecked no write can reach the quota */
 	struct autocompact *autocompact;
 	struct arena *arena; /* for work of our own: lease expiry */
@@ -79,6 +84,10 @@ struct seq {
  * for the next batch. One request's changes must fit WAL_PENDING_BYTES_MAX (1 GiB). */
 #define SEQ_BATCH_BYTES (64u << 20)
 #define SEQ_ENC_KEEP (16 * 1024 * 1024) /* a larger encode buffer is released after its batch */
+/* A full disk: how often the log tries again to preallocate its next segment (a fallocate
+ * that fails at once, so the cost is a syscall a second, not a spin). */
+#define SEQ_DISK_RETRY_MS 1000
+#define SEQ_NOSPACE (1u << 1) /* etcd's AlarmType NOSPACE */
 
 /* Grows the record buffer so that a change of `bytes` key+value always fits. */
 static void seq_enc_reserve(struct seq *s, size_t bytes)
@@ -513,6 +522,89 @@ static void seq_deliver_reqs(struct seq *s, struct seq_req *list)
 	}
 }
 
+/* ---- a full disk ---- */
+
+static unsigned seq_alarms_durable(const struct seq *s)
+{
+	unsigned a = atomic_load(s->alarms);
+
+	return s->disk_alarm ? a & ~SEQ_NOSPACE : a;
+}
+
+/* The log's "no space for the next segment": recoverable (the log is not failed). */
+static bool seq_no_space(const struct seq *s, int rc)
+{
+	return (rc == -ENOSPC || rc == -EDQUOT) && !wal_error(s->wal);
+}
+
+static void seq_disk_alarm(struct seq *s, bool full)
+{
+	unsigned a = s->alarms ? atomic_load(s->alarms) : 0;
+
+	if (s->disk_alarm && !(a & SEQ_NOSPACE))
+		s->disk_alarm = false; /* disarmed by a client: raised again below while still full */
+	if (full && !(a & SEQ_NOSPACE) && s->alarms) {
+		atomic_fetch_or(s->alarms, SEQ_NOSPACE);
+		s->disk_alarm = true;
+	}
+	if (!full && s->disk_alarm) {
+		atomic_fetch_and(s->alarms, ~SEQ_NOSPACE);
+		s->disk_alarm = false;
+	}
+	if (full != s->disk_full)
+		log_warn(full ? "the disk is full: the log cannot preallocate its next segment; NOSPACE alarm raised, "
+				"writes that add data are refused (reads, watches, deletes and compaction go on) until "
+				"space is freed"
+			      : "disk space is back: the log's next segment is preallocated; NOSPACE alarm cleared, "
+				"writes accepted again");
+	s->disk_full = full;
+}
+
+/* Before each batch: while the log's next segment is not preallocated (a full disk), the
+ * NOSPACE alarm caps writes (etcd's capped applier: seq_refused), so the current segment
+ * (up to 64 MiB of room) takes only what frees space. Tried again every SEQ_DISK_RETRY_MS;
+ * once it succeeds the alarm clears by itself: unlike etcd's quota alarm, this one
+ * describes the disk, not the data, so nobody has to disarm it. */
+static void seq_log_space(struct seq *s, uint64_t now_ms)
+{
+	if (!s->wal || wal_error(s->wal))
+		return;
+	if (wal_spare_ready(s->wal)) {
+		if (s->disk_full)
+			seq_disk_alarm(s, false);
+		return;
+	}
+	if (s->disk_full && now_ms < s->disk_retry_ms) {
+		seq_disk_alarm(s, true); /* (a disarm meanwhile) */
+		return;
+	}
+	s->disk_retry_ms = now_ms + SEQ_DISK_RETRY_MS;
+	seq_disk_alarm(s, wal_spare_prepare(s->wal) != 0);
+}
+
+/* A batch already applied whose record needs a segment the disk has no room for: it can be
+ * neither undone nor acknowledged, so the sequencer waits for space (reads and watches go
+ * on; the writers of this batch wait for their answer), trying every SEQ_DISK_RETRY_MS.
+ * Only a batch bigger than what the current segment has left gets here: the alarm keeps
+ * data out once the spare is missing. */
+static int seq_commit_when_space(struct seq *s)
+{
+	int rc = -ENOSPC;
+
+	seq_disk_alarm(s, true);
+	log_warn("a batch waits for disk space: its log record does not fit the current segment");
+	while (seq_no_space(s, rc)) {
+		for (int i = 0; i < SEQ_DISK_RETRY_MS / 50 && !atomic_load(&s->stop); i++)
+			usleep(50 * 1000);
+		if (atomic_load(&s->stop))
+			log_fatal("stopping while a batch waits for disk space: it was not acknowledged");
+		rc = wal_commit(s->wal);
+	}
+	if (!rc)
+		seq_log_space(s, seq_clock_ms());
+	return rc;
+}
+
 /* Applies a batch; returns the requests it left for the next one (record size limit). */
 static struct seq_req *seq_run_batch(struct seq *s, struct seq_req *batch, uint64_t now_ms)
 {
@@ -523,6 +615,7 @@ static struct seq_req *seq_run_batch(struct seq *s, struct seq_req *batch, uint6
 	int64_t last_rev;
 	ssize_t len;
 
+	seq_log_space(s, now_ms);
 	/* Watch events are captured only while someone watches; a watcher that appears during
 	 * the batch reads its revisions from history (watch_builder_finish tells the hubs). */
 	s->watching = watch_builder_begin(s->events, mvcc_rev(s->store));
@@ -545,9 +638,9 @@ static struct seq_req *seq_run_batch(struct seq *s, struct seq_req *batch, uint6
 		lease_svc_expire(s->leases, s->store, id, s->arena, &s->sink);
 	if (s->autocompact)
 		seq_autocompact(s, now_ms);
-	if (s->alarms && atomic_load(s->alarms) != s->alarms_logged) {
+	if (s->alarms && seq_alarms_durable(s) != s->alarms_logged) {
 		/* an alarm raised (quota) or changed (Alarm calls) in this batch: durable with it */
-		s->alarms_logged = atomic_load(s->alarms);
+		s->alarms_logged = seq_alarms_durable(s);
 		seq_enc_reserve(s, 0);
 		wal_batch_alarms(&s->enc, mvcc_rev(s->store), s->alarms_logged);
 	}
@@ -569,6 +662,8 @@ static struct seq_req *seq_run_batch(struct seq *s, struct seq_req *batch, uint6
 		uint64_t t1 = seq_clock_us();
 		if (rc == 0)
 			rc = wal_commit(s->wal);
+		if (rc < 0 && seq_no_space(s, rc))
+			rc = seq_commit_when_space(s);
 		if (rc < 0)
 			log_fatal("log write failed, exiting without acknowledging the batch: %s", strerror(-rc));
 		uint64_t t2 = seq_clock_us();
@@ -607,6 +702,7 @@ static void *seq_main(void *arg)
 
 	struct seq_req *carry = NULL;
 
+	seq_log_space(s, seq_clock_ms()); /* a disk already full at start: the alarm shows at once */
 	while (!atomic_load(&s->stop)) {
 		struct seq_req *batch = carry ? carry : seq_take(s);
 		carry = NULL;
@@ -755,6 +851,25 @@ static void seq_ckpt_start(struct seq *s)
 		/* everything so far is durable and published: the checkpoint covers the log up to
 		 * here, and replay continues with the segment the roll starts */
 		int64_t seg = wal_roll(s->wal);
+		if (seg < 0 && seq_no_space(s, (int)seg)) {
+			/* no segment to continue in: no checkpoint until there is space */
+			log_warn("checkpoint skipped: no disk space for the log's next segment");
+			s->log_bytes_since = 0;
+			seq_disk_alarm(s, true);
+			for (struct seq_req *r = s->defrag_waiting, *next; r; r = next) {
+				next = r->next;
+				r->code = GRPC_RESOURCE_EXHAUSTED;
+				r->message = "etcdserver: mvcc: database space exceeded";
+				r->resp = NULL;
+				r->resp_len = 0;
+			}
+			seq_deliver_reqs(s, s->defrag_waiting);
+			s->defrag_waiting = NULL;
+			free(j->leases);
+			free(j->auth);
+			free(j);
+			return;
+		}
 		if (seg < 0)
 			log_fatal("log: cannot start a segment for a checkpoint: %s", strerror((int)-seg));
 		j->kind = CKPT_JOB_CHECKPOINT;
@@ -765,6 +880,10 @@ static void seq_ckpt_start(struct seq *s)
 		s->compacted_since = false;
 		s->ckpt_rev = mvcc_rev(s->store);
 	}
+	/* the view the job walks keeps every chain whole until the job is done: compactions
+	 * meanwhile move the compacted revision only (see mvcc_compact_hold), so no compaction
+	 * rate can make a checkpoint start over */
+	mvcc_compact_hold(s->store);
 	ckpt_worker_submit(s->ckpt, j, s->store);
 }
 
@@ -783,7 +902,7 @@ static struct seq_req *seq_ckpt_finished(struct seq *s, struct ckpt_job *j)
 			 (long long)j->hdr.rev, (long long)j->hdr.compact_rev, (unsigned long long)j->bytes,
 			 (unsigned long long)j->took_ms, removed > 0 ? removed : 0);
 	} else if (j->rc == -MVCC_ECOMPACTED) {
-		/* a compaction passed the view: the next turn takes a fresh one */
+		/* cannot happen while compactions are held (seq_ckpt_start); kept as the safe answer */
 		log_info("checkpoint at revision %lld overtaken by a compaction; trying again", (long long)j->view.rev);
 		s->log_bytes_since = s->ckpt_min_log_bytes ? s->ckpt_min_log_bytes : 1;
 	} else {
@@ -848,6 +967,7 @@ static void seq_ckpt_poll(struct seq *s)
 	struct ckpt_job *j = ckpt_worker_take_done(s->ckpt);
 
 	if (j) {
+		mvcc_compact_release(s->store); /* the cuts held back while the job walked its view */
 		struct seq_req *answered =
 			j->kind == CKPT_JOB_CHECKPOINT ? seq_ckpt_finished(s, j) : seq_snapshot_finished(s, j);
 		if (answered)

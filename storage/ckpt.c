@@ -618,6 +618,25 @@ int ckpt_latest(const char *data_dir, bool clean, char *path, size_t pathlen, ui
 	return 0;
 }
 
+int ckpt_latest_header(const char *data_dir, struct ckpt_header *h)
+{
+	char path[CKPT_PATH_MAX];
+	uint8_t hdr[CKPT_HDR];
+	uint64_t bytes, body_len, body_sum;
+	int fd, rc;
+
+	memset(h, 0, sizeof *h);
+	if ((rc = ckpt_latest(data_dir, false, path, sizeof path, &bytes)) || !path[0])
+		return rc;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return -errno;
+	rc = pread(fd, hdr, sizeof hdr, 0) == (ssize_t)sizeof hdr ? 0 : -EBADMSG;
+	close(fd);
+	if (!rc && hdr_decode(hdr, sizeof hdr, h, &body_len, &body_sum))
+		rc = -EBADMSG;
+	return rc ? rc : 1;
+}
+
 int ckpt_install(const char *data_dir, const char *src, uint64_t log_seq, char *err, size_t errlen)
 {
 	char dir[PATH_MAX], tmp[CKPT_PATH_MAX] = "", path[CKPT_PATH_MAX];

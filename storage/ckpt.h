@@ -87,6 +87,10 @@ int ckpt_save(const char *data_dir, const struct mvcc_view *v, uint64_t log_seq,
  * files are deleted when `clean`. 0 or -errno. */
 int ckpt_latest(const char *data_dir, bool clean, char *path, size_t pathlen, uint64_t *bytes);
 
+/* The newest checkpoint's header alone (the body is not read): 1 and *h, 0 if there is no
+ * checkpoint, -EBADMSG if its header does not verify, or -errno. */
+int ckpt_latest_header(const char *data_dir, struct ckpt_header *h);
+
 /* Installs an existing checkpoint file as data_dir's only one, rewritten to say that the log
  * starts at segment `log_seq` (restore: a new data directory, an empty log). Validates it
  * first. 0, -EBADMSG (err says why) or -errno. */

@@ -21,7 +21,10 @@
  *    a silently shortened history;
  *  - keys_live / versions_total count the working state.
  * Compaction walks every key on the writer (O(keys + dropped versions)); splitting it into
- * slices between batches is future work. History (watch catch-up) walks the same chains:
+ * slices between batches is future work. A compaction is two halves: the compacted
+ * revision (what reads may ask for) moves at once; the cut of the chains may be held back
+ * while a checkpoint walks a view (mvcc_compact_hold), so the walk never loses versions
+ * under it and every checkpoint completes, whatever the compaction rate. History (watch catch-up) walks the same chains:
  * a version's `next` is the key's previous version, hence the event's prev_kv.
  */
 #include "storage/mvcc.h"
@@ -66,6 +69,7 @@ struct mvcc_store {
 	bool in_txn, txn_changed;
 	uint64_t keys_live, versions_total;
 	_Atomic uint64_t bytes_in_use; /* every version and key the store holds (quota, Status) */
+	bool cut_held;                 /* mvcc_compact_hold: compactions cut no chain until released */
 	const struct mvcc_key *load_last; /* mvcc_load_key: the key before, for the order check */
 };
 
@@ -451,18 +455,13 @@ int64_t mvcc_delete_range(struct mvcc_store *s, const uint8_t *key, size_t key_l
 	return c.deleted;
 }
 
-int mvcc_compact(struct mvcc_store *s, int64_t rev)
+/* Cuts every chain at `rev` (the physical half of a compaction). */
+static void mvcc_cut(struct mvcc_store *s, int64_t rev)
 {
 	struct btree_iter it;
 	struct mvcc_key **gone = NULL;
 	size_t ngone = 0, cap = 0;
 
-	assert(!s->in_txn);
-	if (rev <= s->compact_rev)
-		return -MVCC_ECOMPACTED;
-	if (rev > s->rev)
-		return -MVCC_EFUTURE;
-	s->compact_rev = rev;
 	/* before any cut: see the invariants above */
 	atomic_store_explicit(&s->compact_cut, rev, memory_order_seq_cst);
 
@@ -510,7 +509,31 @@ int mvcc_compact(struct mvcc_store *s, int64_t rev)
 		qsbr_retire(s->q, k, mvcc_key_free);
 	}
 	free(gone);
+}
+
+int mvcc_compact(struct mvcc_store *s, int64_t rev)
+{
+	assert(!s->in_txn);
+	if (rev <= s->compact_rev)
+		return -MVCC_ECOMPACTED;
+	if (rev > s->rev)
+		return -MVCC_EFUTURE;
+	s->compact_rev = rev; /* reads below rev fail from the next publish on, cut or not */
+	if (!s->cut_held)
+		mvcc_cut(s, rev);
 	return 0;
+}
+
+void mvcc_compact_hold(struct mvcc_store *s) { s->cut_held = true; }
+
+void mvcc_compact_release(struct mvcc_store *s)
+{
+	assert(!s->in_txn);
+	s->cut_held = false;
+	if (s->compact_rev > atomic_load_explicit(&s->compact_cut, memory_order_relaxed)) {
+		mvcc_cut(s, s->compact_rev);
+		mvcc_publish(s); /* what the cut retired is freed only after a publish */
+	}
 }
 
 int64_t mvcc_rev(const struct mvcc_store *s) { return s->rev; }
@@ -534,8 +557,13 @@ struct mvcc_hist {
 	size_t n, cap;
 };
 
-static void mvcc_hist_add(struct mvcc_hist *h, const struct mvcc_key *k, const struct mvcc_ver *v)
+static void mvcc_hist_add(struct mvcc_hist *h, const struct mvcc_key *k, const struct mvcc_ver *v, int64_t compact_rev)
 {
+	/* A chain that a held compaction (mvcc_compact_hold) has not cut yet still holds what
+	 * the cut would drop: a tombstone at the compacted revision and whatever a version at
+	 * that revision replaced. Skipped here, so history is the same cut or not. */
+	if (v->tomb && v->mod_rev <= compact_rev)
+		return;
 	if (h->n == h->cap) {
 		h->cap = h->cap ? h->cap * 2 : 64;
 		h->ev = realloc(h->ev, h->cap * sizeof *h->ev);
@@ -555,7 +583,7 @@ static void mvcc_hist_add(struct mvcc_hist *h, const struct mvcc_key *k, const s
 	} else {
 		mvcc_kv_fill(&e->kv, k, v);
 	}
-	if (older && !older->tomb) {
+	if (older && !older->tomb && v->mod_rev > compact_rev) {
 		e->has_prev = true;
 		mvcc_kv_fill(&e->prev, k, older);
 	}
@@ -593,7 +621,7 @@ int mvcc_history(const struct mvcc_view *v, const uint8_t *key, size_t key_len, 
 		const struct mvcc_key *k = btree_lookup(v->root, key, key_len);
 		for (const struct mvcc_ver *ver = k ? mvcc_ver_at(k, v->rev) : NULL; ver && ver->mod_rev >= from_rev;
 		     ver = atomic_load_explicit(&ver->next, memory_order_acquire))
-			mvcc_hist_add(&h, k, ver);
+			mvcc_hist_add(&h, k, ver, v->compact_rev);
 	} else if (!bounded || btree_key_cmp(end, end_len, key, key_len) > 0) {
 		for (btree_iter_seek_ge(&it, v->root, key, key_len); btree_iter_valid(&it); btree_iter_next(&it)) {
 			const struct mvcc_key *k = btree_iter_value(&it);
@@ -601,7 +629,7 @@ int mvcc_history(const struct mvcc_view *v, const uint8_t *key, size_t key_len, 
 				break;
 			for (const struct mvcc_ver *ver = mvcc_ver_at(k, v->rev); ver && ver->mod_rev >= from_rev;
 			     ver = atomic_load_explicit(&ver->next, memory_order_acquire))
-				mvcc_hist_add(&h, k, ver);
+				mvcc_hist_add(&h, k, ver, v->compact_rev);
 		}
 	}
 	/* a compaction that ran meanwhile may have cut what we walked */

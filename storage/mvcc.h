@@ -122,6 +122,15 @@ int64_t mvcc_txn_end(struct mvcc_store *s);
  * per million keys), so callers should not compact per request. */
 int mvcc_compact(struct mvcc_store *s, int64_t rev);
 
+/* Checkpoints (writer): from mvcc_compact_hold until mvcc_compact_release, mvcc_compact
+ * moves the compacted revision (reads and history below it fail, as etcd's) but cuts no
+ * chain, so a view taken after the hold dumps whole (mvcc_dump never fails with
+ * -MVCC_ECOMPACTED) however many compactions run meanwhile. Reads and history see the same
+ * answers cut or not; memory comes back at the release, which cuts once to the latest
+ * compacted revision and publishes. Between transactions only. */
+void mvcc_compact_hold(struct mvcc_store *s);
+void mvcc_compact_release(struct mvcc_store *s);
+
 /* Makes the working state the published snapshot (release), then advances the qsbr epoch
  * so that memory only older snapshots could reach is freed when readers allow. Between
  * transactions only. Costs one small allocation. */

@@ -275,7 +275,7 @@ int recover_at(const char *data_dir, int64_t rev, struct mvcc_store *s, const st
 		mvcc_publish(s);
 		return 0; /* the checkpoint held all of it */
 	}
-	rc = wal_inspect(data_dir, recover_inspected, &c, err, errlen);
+	rc = wal_inspect_at(data_dir, c.have_ckpt ? c.ckpt.log_seq : 0, recover_inspected, &c, err, errlen);
 	if (rc < 0)
 		return rc;
 	if (rc == 1)

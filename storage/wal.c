@@ -1,18 +1,21 @@
 /* The write-ahead log (see wal.h for the API and the durability contract).
  *
  * data-dir/log/NNNNNNNNNNNNNNNN.seg — NNNN… is the segment's sequence number in 16 lowercase
- * hex digits, starting at 1, consecutive. A segment is created as *.seg.tmp, preallocated
- * (fallocate), given its header, synced, renamed into place and the directory synced, so a
- * *.seg file always has a whole header; a leftover *.seg.tmp is deleted at open.
+ * hex digits, starting at 1, consecutive. The first segment of a new log is made inside
+ * data-dir/log.new, which is then renamed data-dir/log: a log directory always has a
+ * segment. Later ones come from NNNN.seg.spare, the next segment preallocated ahead of need
+ * (so a full disk shows a whole segment early, and a roll allocates nothing); leftover
+ * *.seg.tmp and *.seg.spare files are deleted at open.
  *
  * Segment header (64 bytes, little-endian):
  *   offset  size  field
  *   0       8     magic "uetcdlog"
- *   8       4     format version = 1
+ *   8       4     format version = 2 (1: written before links; still read, see below)
  *   12      4     header size = 64
  *   16      8     sequence number (= the file name)
  *   24      8     base revision: the last durable revision when the segment was created
- *   32      24    zero
+ *   32      8     size: the file's preallocated size, which it keeps for life (version 1: zero)
+ *   40      16    zero
  *   56      8     XXH3-64 of bytes 0..55
  *
  * Records follow from offset 64, each starting 8-byte aligned:
@@ -24,12 +27,15 @@
  *   25      3     zero
  *   28      4     commit offset: bytes from the start of the write (commit) that carried this
  *                 record to the record; lets recovery tell a torn last commit from damage
- *   32      len   payload (WAL_REC_BATCH: the table in wal_rec.c)
+ *   32      len   payload (WAL_REC_BATCH: the table in wal_rec.c; WAL_REC_LINK: u64, the
+ *                 next segment's sequence number)
  *   32+len  0..7  zero padding to a multiple of 8 (checked, not checksummed)
  *
  * The rest of a segment is zeros (never written since preallocation): an all-zero record
  * header ends the written data. Revisions never go down from record to record, across
- * segments too, and no record's revision is below its segment's base revision.
+ * segments too, and no record's revision is below its segment's base revision. Every
+ * segment keeps LINK_BYTES free for its last record, the link naming the next segment,
+ * written (commit of its own) when the log rolls over, before the next takes any record.
  *
  * Recovery. One commit is one pwrite of whole records at the tail plus one fdatasync, and
  * the next commit starts only after it returned, so at a crash only the last commit can be
@@ -37,11 +43,39 @@
  * first all-zero or invalid record header, at offset P. Then every later 8-aligned offset
  * is tried as a record: if the rest is all zeros, P is the clean end; if it holds garbage or
  * valid records that all belong to one commit that started at or before P (commit offset),
- * P is inside the last commit, which never completed: a torn tail, truncated (if this is
- * the last segment; a torn non-last segment is damage). Anything else — a valid record of
- * a later commit after P — is damage to data that was acknowledged, and opening refuses.
- * What this cannot tell apart: damage to the last commit itself looks like a tear and is
- * truncated (as etcd does), losing that commit.
+ * P is inside the last commit, which never completed: a torn tail, zeroed in place (the file
+ * keeps its size; the warning says how many bytes of records went). Anything else — a
+ * valid record of a later commit after P — is damage to data that was acknowledged, and
+ * opening refuses. What this cannot tell apart: damage to the last commit itself looks like
+ * a tear and is discarded (as etcd does), losing that commit.
+ *
+ * What no crash can produce, and so is damage (refused, file and offset named; uetcd-check
+ * exits 1), since the chain of segments is recorded durably:
+ *   - a version 2 segment whose size differs from its header's (cut short or extended: a
+ *     preallocated file is never shortened, not even by repairing a torn tail);
+ *   - a gap in the numbers; a segment ending in a link to a segment that is not there (the
+ *     newest deleted); a segment (version 2 or later) not linked from its predecessor;
+ *   - the segment a checkpoint says the log continues at, missing (the checkpoint's roll
+ *     made it, durably, before the checkpoint was written; only a data directory with no
+ *     log directory at all, as uetcd-restore leaves it, starts an empty log there);
+ *   - a torn tail anywhere but in the last segment (a segment was synced before the next
+ *     began), except as below.
+ *
+ * The crash windows of a roll (wal_rollover, steps in order), and what open makes of each:
+ *   1. spare created and preallocated: only *.seg.spare exists -> deleted. No space here is
+ *      the one failure that leaves the log healthy (the caller retries: a full disk).
+ *   2. the spare's header rewritten (base revision), fsync: still *.seg.spare -> deleted.
+ *   3. renamed NNNN.seg, directory fsync: a last segment, empty, that its predecessor does
+ *      not link to -> an unfinished roll: removed (it holds nothing), the log goes on in
+ *      the predecessor. (Had it records, it would be damage: records come after step 4.)
+ *   4. link written, fsync: if torn, the predecessor's torn tail is the link and the empty
+ *      segment follows: the tail is zeroed and the empty segment removed, as in 3. If
+ *      whole, the log simply continues in the empty segment.
+ *   5. records go to the new segment; a new spare is made (a failure there is no error).
+ * A checkpoint names its segment only after wal_roll returned, i.e. after step 4.
+ *
+ * Version 1 segments (before links and sizes) are read as before: no size check, and no
+ * link required after them. Rolling from one writes a link if the segment has room for it.
  *
  * Only this file writes segments; only wal_commit_submit() advances the tail, and only
  * wal_commit_wait() declares records durable. */
@@ -66,11 +100,14 @@
 
 #define SEG_HDR 64u
 #define REC_HDR 32u
-#define SEG_VERSION 1u
+#define SEG_VERSION 2u    /* written; version 1 (no size, no links) is still read */
+#define SEG_VERSION_V1 1u
+#define LINK_BYTES 40u    /* a link record: header and the next sequence number */
 #define REC_MAGIC 0x63655275u
 #define SEG_BYTES_MAX (4ull << 30) /* a larger file is not ours */
 #define SEG_NAME_LEN 20            /* 16 hex + ".seg" */
 #define SEG_PATH_MAX (PATH_MAX + 32) /* dir + "/" + name + ".discarded" */
+#define ZERO_CHUNK (64u << 10)       /* zeroing a torn tail goes in writes of this size */
 static const char seg_magic[8] = {'u', 'e', 't', 'c', 'd', 'l', 'o', 'g'};
 
 _Static_assert(WAL_PENDING_BYTES_MAX + SEG_HDR < SEG_BYTES_MAX, "a full commit fits a segment");
@@ -253,9 +290,11 @@ struct rec_hdr {
 struct seg_hdr {
 	uint64_t seq;
 	int64_t base_rev;
+	uint32_t version;
+	uint64_t size; /* version 2: the preallocated size; 0 for version 1 */
 };
 
-static void seg_hdr_encode(uint8_t *p, uint64_t seq, int64_t base_rev)
+static void seg_hdr_encode(uint8_t *p, uint64_t seq, int64_t base_rev, uint64_t size)
 {
 	memset(p, 0, SEG_HDR);
 	memcpy(p, seg_magic, 8);
@@ -263,6 +302,7 @@ static void seg_hdr_encode(uint8_t *p, uint64_t seq, int64_t base_rev)
 	le_put32(p + 12, SEG_HDR);
 	le_put64(p + 16, seq);
 	le_put64(p + 24, (uint64_t)base_rev);
+	le_put64(p + 32, size);
 	le_put64(p + 56, XXH3_64bits(p, 56));
 }
 
@@ -274,10 +314,14 @@ static const char *seg_hdr_check(const uint8_t *p, uint64_t n, uint64_t seq, str
 		return "not a segment (bad magic)";
 	if (le_get64(p + 56) != XXH3_64bits(p, 56))
 		return "segment header checksum mismatch";
-	if (le_get32(p + 8) != SEG_VERSION || le_get32(p + 12) != SEG_HDR)
+	h->version = le_get32(p + 8);
+	if ((h->version != SEG_VERSION && h->version != SEG_VERSION_V1) || le_get32(p + 12) != SEG_HDR)
 		return "unsupported segment format version";
-	if (!all_zero(p + 32, 24))
+	h->size = h->version == SEG_VERSION_V1 ? 0 : le_get64(p + 32);
+	if (!all_zero(p + (h->version == SEG_VERSION_V1 ? 32 : 40), h->version == SEG_VERSION_V1 ? 24 : 16))
 		return "segment header reserved bytes not zero";
+	if (h->version != SEG_VERSION_V1 && (h->size < WAL_SEGMENT_BYTES_MIN || h->size > SEG_BYTES_MAX))
+		return "segment header size out of range";
 	h->seq = le_get64(p + 16);
 	h->base_rev = (int64_t)le_get64(p + 24);
 	if (h->seq != seq)
@@ -324,6 +368,11 @@ struct wal_seg {
 	uint64_t seq;
 	int64_t base_rev, first_rev, last_rev;
 	uint64_t records, bytes, end; /* end: offset after the last valid record */
+	uint32_t version;
+	uint64_t prealloc;            /* version 2: the size its header gives (0: version 1) */
+	bool linked;                  /* ends with a link record naming seq + 1 */
+	uint64_t link_off;
+	uint64_t torn_bytes;          /* torn: bytes from `end` to the last non-zero byte */
 };
 
 struct wal_walk {
@@ -338,8 +387,9 @@ struct wal_walk {
 	int status;
 	size_t bad;           /* index of the segment with the problem */
 	uint64_t bad_off;
+	bool drop_last;       /* the last segment is an unfinished roll: empty, not linked yet */
 	int cb_rc;
-	char why[128];
+	char why[256];
 };
 
 static void seg_path(char *out, size_t outlen, const char *dir, uint64_t seq, const char *suffix)
@@ -371,6 +421,17 @@ static int walk_tail(const uint8_t *b, uint64_t n, uint64_t pos, bool zero_hdr, 
 	return WALK_TORN;
 }
 
+/* Bytes from pos to the end of the last non-zero 8-byte word: what a torn commit wrote. */
+static uint64_t torn_extent(const uint8_t *b, uint64_t n, uint64_t pos)
+{
+	uint64_t end = n;
+
+	while (end > pos && !b[end - 1])
+		end--;
+	end = ALIGN8(end);
+	return (end > n ? n : end) - pos;
+}
+
 /* Scans one segment image; returns WALK_* with w->bad_off/why set, or a negative error. */
 static int walk_segment(struct wal_walk *wk, size_t i, const char *path, const uint8_t *b, uint64_t n,
 			int64_t *prev_rev)
@@ -389,13 +450,16 @@ static int walk_segment(struct wal_walk *wk, size_t i, const char *path, const u
 			 sh.base_rev, *prev_rev);
 		return WALK_CORRUPT;
 	}
+	s->version = sh.version;
+	s->prealloc = sh.size;
 	s->base_rev = s->first_rev = s->last_rev = sh.base_rev;
 	uint64_t pos = SEG_HDR;
+	int st = WALK_CLEAN;
 	for (;;) {
 		struct rec_hdr h;
 		if (pos == n) {
 			s->end = pos;
-			return WALK_CLEAN;
+			break;
 		}
 		bool zero = n - pos >= REC_HDR ? all_zero(b + pos, REC_HDR) : all_zero(b + pos, n - pos);
 		why = zero ? "all-zero record header" : rec_check(b, n, pos, &h);
@@ -405,13 +469,21 @@ static int walk_segment(struct wal_walk *wk, size_t i, const char *path, const u
 			wk->bad_off = s->end = pos;
 			return WALK_CORRUPT;
 		}
+		if (!why && h.type == WAL_REC_LINK &&
+		    (h.len != 8 || le_get64(b + pos + REC_HDR) != wk->seqs[i] + 1 || h.commit_off)) {
+			snprintf(wk->why, sizeof wk->why, "bad link record");
+			wk->bad_off = s->end = pos;
+			return WALK_CORRUPT;
+		}
 		if (why) {
 			s->end = wk->bad_off = pos;
 			snprintf(wk->why, sizeof wk->why, "%s", why);
-			int st = walk_tail(b, n, pos, zero, wk->why, sizeof wk->why);
+			st = walk_tail(b, n, pos, zero, wk->why, sizeof wk->why);
 			if (st == WALK_TORN && zero)
 				snprintf(wk->why, sizeof wk->why, "garbage after the end of the records");
-			return st;
+			if (st == WALK_TORN)
+				s->torn_bytes = torn_extent(b, n, pos);
+			break;
 		}
 		if (!s->records)
 			s->first_rev = h.rev;
@@ -431,18 +503,50 @@ static int walk_segment(struct wal_walk *wk, size_t i, const char *path, const u
 			if ((wk->cb_rc = wk->rec(wk->arg, &r)))
 				return WALK_ABORT;
 		}
+		if (h.type == WAL_REC_LINK) {
+			/* the last record of its segment: written once, after every commit in it */
+			s->linked = true;
+			s->link_off = pos;
+			pos += LINK_BYTES;
+			s->end = pos;
+			if (!all_zero(b + pos, n - pos)) {
+				snprintf(wk->why, sizeof wk->why, "data after the link to the next segment");
+				wk->bad_off = pos;
+				return WALK_CORRUPT;
+			}
+			break;
+		}
 		pos += ALIGN8((uint64_t)REC_HDR + h.len);
 	}
+	if (st != WALK_CORRUPT && sh.size && n != sh.size) {
+		/* a segment keeps its preallocated size for life: no crash shortens it */
+		snprintf(wk->why, sizeof wk->why,
+			 "the segment is %" PRIu64 " bytes, not the %" PRIu64 " it was preallocated to: cut short or "
+			 "extended (no crash does that)", n, sh.size);
+		wk->bad_off = s->end;
+		return WALK_CORRUPT;
+	}
+	return st;
 }
 
 /* Walks every segment in order, stopping at the first problem (wk->status != WALK_CLEAN).
- * Returns 0 or a negative error (I/O, memory, or a record callback's). */
+ * Returns 0 or a negative error (I/O, memory, or a record callback's).
+ *
+ * Between segments: a version 2 segment ends with a link naming the next, written before
+ * the next takes any record; so a segment whose predecessor (version 2) has no link is
+ * damage, except an empty last one, which a roll interrupted before the link was durable
+ * (possibly torn in the middle of writing it); and a link to a segment that is not there
+ * is damage (a deleted newest segment). */
 static int walk_log(struct wal_walk *wk)
 {
 	char path[SEG_PATH_MAX];
 	int64_t prev_rev = 0;
+	bool torn_before = false; /* segment i-1 ended in a torn tail: only an unfinished roll explains it */
+	uint64_t torn_off = 0;
+	char torn_why[sizeof wk->why];
 
 	wk->status = WALK_CLEAN;
+	wk->drop_last = false;
 	for (size_t i = 0; i < wk->n; i++) {
 		struct wal_seg *s = &wk->segs[i];
 		uint64_t size = 0;
@@ -454,8 +558,8 @@ static int walk_log(struct wal_walk *wk)
 		seg_path(path, sizeof path, wk->dir, s->seq, "");
 		if (i > 0 && wk->seqs[i] != wk->seqs[i - 1] + 1) {
 			wk->status = WALK_CORRUPT;
-			wk->bad = i;
-			wk->bad_off = 0;
+			wk->bad = torn_before ? i - 1 : i;
+			wk->bad_off = torn_before ? torn_off : 0;
 			snprintf(wk->why, sizeof wk->why, "segment %016" PRIx64 " is missing", wk->seqs[i - 1] + 1);
 			return 0;
 		}
@@ -478,17 +582,48 @@ static int walk_log(struct wal_walk *wk)
 			return rc;
 		if (rc == WALK_ABORT)
 			return wk->cb_rc;
-		if (rc == WALK_TORN && i + 1 < wk->n) {
-			/* segments before the last were synced before the next began: not a tear */
-			size_t l = strlen(wk->why);
-			snprintf(wk->why + l, sizeof wk->why - l, " in a segment that is not the last");
+		/* (a version 1 segment predates links, unless its roll is what tore it) */
+		bool unlinked = i > 0 && !wk->segs[i - 1].linked &&
+				(wk->segs[i - 1].version != SEG_VERSION_V1 || torn_before);
+		if (rc == WALK_CLEAN && unlinked && i + 1 == wk->n && !s->records)
+			wk->drop_last = true; /* an unfinished roll */
+		else if (rc != WALK_CORRUPT && unlinked) {
 			rc = WALK_CORRUPT;
+			wk->bad_off = 0;
+			snprintf(wk->why, sizeof wk->why, "the previous segment does not link to this one");
+		}
+		if (torn_before) {
+			/* segments before the last were synced before the next began: not a tear,
+			 * unless it was the link record of the roll to this empty last segment */
+			wk->bad = i - 1;
+			wk->bad_off = torn_off;
+			memcpy(wk->why, torn_why, sizeof wk->why);
+			if (!wk->drop_last) {
+				size_t l = strlen(wk->why);
+				snprintf(wk->why + l, sizeof wk->why - l, " in a segment that is not the last");
+			}
+			wk->status = wk->drop_last ? WALK_TORN : WALK_CORRUPT;
+			return 0;
+		}
+		if (rc == WALK_TORN && i + 1 < wk->n) {
+			torn_before = true;
+			torn_off = wk->bad_off;
+			memcpy(torn_why, wk->why, sizeof torn_why);
+			continue;
 		}
 		if (rc != WALK_CLEAN) {
 			wk->status = rc;
 			wk->bad = i;
 			return 0;
 		}
+	}
+	if (wk->n && wk->segs[wk->n - 1].linked) {
+		wk->status = WALK_CORRUPT;
+		wk->bad = wk->n - 1;
+		wk->bad_off = wk->segs[wk->n - 1].link_off;
+		snprintf(wk->why, sizeof wk->why,
+			 "links to segment %016" PRIx64 ".seg, which is missing (deleted? the log would lose what it held)",
+			 wk->seqs[wk->n - 1] + 1);
 	}
 	return 0;
 }
@@ -499,7 +634,8 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Sorted sequence numbers of the *.seg files; deletes leftover *.seg.tmp if `clean`. */
+/* Sorted sequence numbers of the *.seg files; deletes leftover *.seg.tmp and *.seg.spare
+ * if `clean`. */
 static int list_segments(const char *dir, const struct wal_file_ops *ops, bool clean, uint64_t **out, size_t *n)
 {
 	DIR *d = opendir(dir);
@@ -516,11 +652,13 @@ static int list_segments(const char *dir, const struct wal_file_ops *ops, bool c
 		const char *nm = de->d_name;
 		size_t len = strlen(nm);
 		bool hex = len >= SEG_NAME_LEN && strspn(nm, "0123456789abcdef") == 16 && !memcmp(nm + 16, ".seg", 4);
-		if (hex && len == SEG_NAME_LEN + 4 && !strcmp(nm + SEG_NAME_LEN, ".tmp")) {
+		bool tmp = hex && len == SEG_NAME_LEN + 4 && !strcmp(nm + SEG_NAME_LEN, ".tmp");
+		if (tmp || (hex && len == SEG_NAME_LEN + 6 && !strcmp(nm + SEG_NAME_LEN, ".spare"))) {
 			if (clean) {
 				char path[SEG_PATH_MAX];
 				snprintf(path, sizeof path, "%s/%s", dir, nm);
-				log_info("wal: removing unfinished segment %s", path);
+				if (tmp)
+					log_info("wal: removing unfinished segment %s", path);
 				if ((rc = ops->unlink(ops->ctx, path)))
 					break;
 			}
@@ -580,6 +718,9 @@ struct wal {
 	int64_t last_rev;      /* highest appended */
 	int64_t durable_rev;   /* highest durable */
 	int err;               /* sticky: the first failed write, sync or rollover */
+	int spare_fd;          /* the next segment, preallocated (wal_rollover); -1: none */
+	uint64_t spare_bytes;
+	bool spare_warned;     /* the last try to make the spare failed, and said so */
 	_Atomic uint64_t size_bytes;
 	_Atomic uint64_t used_bytes; /* sum of the segments' `end`: what the records occupy */
 };
@@ -624,7 +765,7 @@ static int seg_create(struct wal *w, uint64_t seq, int64_t base_rev, uint64_t si
 	fd = ops->open(ops->ctx, tmp, O_RDWR | O_CREAT | O_TRUNC, 0600);
 	if (fd < 0)
 		return fd;
-	seg_hdr_encode(hdr, seq, base_rev);
+	seg_hdr_encode(hdr, seq, base_rev, size);
 	rc = ops_prealloc(ops, fd, 0, size);
 	if (!rc)
 		rc = ops_write_all(ops, fd, hdr, SEG_HDR, 0);
@@ -646,32 +787,146 @@ static int seg_create(struct wal *w, uint64_t seq, int64_t base_rev, uint64_t si
 	return 0;
 }
 
-/* Starts segment seq+1 able to take `need` bytes of records. Nothing is in flight. */
+static void spare_drop(struct wal *w)
+{
+	char path[SEG_PATH_MAX];
+
+	if (w->spare_fd < 0)
+		return;
+	w->ops->close(w->ops->ctx, w->spare_fd);
+	w->spare_fd = -1;
+	seg_path(path, sizeof path, w->dir, w->segs[w->nsegs - 1].seq + 1, ".spare");
+	w->ops->unlink(w->ops->ctx, path);
+}
+
+/* Preallocates the next segment ahead of need, as <seq+1>.seg.spare: a full disk shows
+ * here, 64 MiB before the log needs the space, and the roll itself allocates nothing. Not
+ * synced: the roll syncs it before it gets its name, and open deletes a leftover one.
+ * Nothing changes on failure (the half-made file is removed). */
+static int spare_create(struct wal *w, uint64_t size)
+{
+	const struct wal_file_ops *ops = w->ops;
+	char path[SEG_PATH_MAX];
+	int fd, rc;
+
+	seg_path(path, sizeof path, w->dir, w->segs[w->nsegs - 1].seq + 1, ".spare");
+	fd = ops->open(ops->ctx, path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0)
+		return fd;
+	if ((rc = ops_prealloc(ops, fd, 0, size))) {
+		ops->close(ops->ctx, fd);
+		ops->unlink(ops->ctx, path);
+		return rc;
+	}
+	w->spare_fd = fd;
+	w->spare_bytes = size;
+	return 0;
+}
+
+/* Writes the link record naming the next segment at the tail of the current one, durably. */
+static int link_write(struct wal *w)
+{
+	uint8_t r[LINK_BYTES] = {0};
+	int rc;
+
+	le_put32(r + 8, REC_MAGIC);
+	le_put32(r + 12, 8);
+	le_put64(r + 16, (uint64_t)w->durable_rev);
+	r[24] = WAL_REC_LINK;
+	le_put64(r + REC_HDR, w->segs[w->nsegs - 1].seq + 1);
+	le_put64(r, XXH3_64bits(r + 8, REC_HDR - 8 + 8));
+	_Static_assert(LINK_BYTES == REC_HDR + 8, "a link record is a header and a sequence number");
+	rc = ops_write_all(w->ops, w->fd, r, LINK_BYTES, w->tail);
+	if (!rc && !w->no_fsync)
+		rc = w->ops->fsync(w->ops->ctx, w->fd);
+	return rc;
+}
+
+/* Starts segment seq+1 able to take `need` bytes of records. Nothing is in flight.
+ *
+ * The steps, and what a crash after each leaves (see the recovery notes at the top):
+ *   1. the spare <seq+1>.seg.spare, preallocated (made now if missing or too small)
+ *        crash: a *.seg.spare, deleted at open. Failure (ENOSPC): returned, nothing changed
+ *        and the log still healthy, so the caller may try again once space is back.
+ *   2. its header (base revision = the last durable one), fsync
+ *   3. renamed <seq+1>.seg, directory fsync
+ *        crash: a last segment without records that the current one does not link to: an
+ *        unfinished roll, removed at open (nothing was written to it)
+ *   4. the link record at the tail of the current segment, fsync
+ *        crash: torn link (removed as a torn tail, and the empty segment as above) or the
+ *        link and an empty next segment, which open continues in
+ *   5. records go to the new segment; a new spare is made (failure: no spare, not an
+ *      error: wal_spare_ready says so, the caller retries with wal_spare_prepare)
+ * A failure in steps 2-4 fails the log (the durability contract in wal.h). */
 static int wal_rollover(struct wal *w, size_t need)
 {
 	struct wal_seg s = {.seq = w->segs[w->nsegs - 1].seq + 1, .base_rev = w->durable_rev};
+	char spare[SEG_PATH_MAX], path[SEG_PATH_MAX];
+	uint8_t hdr[SEG_HDR];
 	uint64_t size = w->segment_bytes;
-	int fd = -1, rc;
+	int rc;
 
-	if (SEG_HDR + need > size)
-		size = (SEG_HDR + need + 4095) & ~(uint64_t)4095;
-	if (!w->no_fsync && (rc = w->ops->fsync(w->ops->ctx, w->fd)))
+	if (SEG_HDR + need + LINK_BYTES > size)
+		size = (SEG_HDR + need + LINK_BYTES + 4095) & ~(uint64_t)4095;
+	if (w->spare_fd >= 0 && w->spare_bytes < size)
+		spare_drop(w);
+	if (w->spare_fd < 0 && (rc = spare_create(w, size)))
 		return rc;
-	if ((rc = seg_create(w, s.seq, s.base_rev, size, &fd)))
-		return rc;
+	size = w->spare_bytes;
+	seg_path(spare, sizeof spare, w->dir, s.seq, ".spare");
+	seg_path(path, sizeof path, w->dir, s.seq, "");
+	seg_hdr_encode(hdr, s.seq, s.base_rev, size);
+	if ((rc = ops_write_all(w->ops, w->spare_fd, hdr, SEG_HDR, 0)) ||
+	    (!w->no_fsync && (rc = w->ops->fsync(w->ops->ctx, w->spare_fd))) ||
+	    (rc = w->ops->rename(w->ops->ctx, spare, path)) ||
+	    (!w->no_fsync && (rc = w->ops->fsync(w->ops->ctx, w->dir_fd))))
+		return wal_fail(w, rc, "segment rollover (the next segment)");
+	/* a version 1 segment written to its very end has no room for a link: it predates them */
+	if (w->tail + LINK_BYTES <= w->seg_cap) {
+		if ((rc = link_write(w)))
+			return wal_fail(w, rc, "segment rollover (the link to the next segment)");
+		w->segs[w->nsegs - 1].linked = true;
+	}
 	s.first_rev = s.last_rev = s.base_rev;
 	s.bytes = size;
 	s.end = SEG_HDR;
-	if ((rc = segs_push(w, &s))) {
-		w->ops->close(w->ops->ctx, fd);
-		return rc;
-	}
+	s.version = SEG_VERSION;
+	s.prealloc = size;
+	if ((rc = segs_push(w, &s)))
+		return wal_fail(w, rc, "segment rollover");
 	w->ops->close(w->ops->ctx, w->fd);
-	w->fd = fd;
+	w->fd = w->spare_fd;
+	w->spare_fd = -1;
 	w->tail = SEG_HDR;
 	w->seg_cap = size;
+	wal_spare_prepare(w);
 	return 0;
 }
+
+bool wal_spare_ready(const struct wal *w) { return w->spare_fd >= 0; }
+
+int wal_spare_prepare(struct wal *w)
+{
+	int rc;
+
+	if (w->err)
+		return w->err;
+	if (w->spare_fd >= 0)
+		return 0;
+	if ((rc = spare_create(w, w->segment_bytes))) {
+		if (!w->spare_warned)
+			log_warn("wal: cannot preallocate the next segment (%" PRIu64 " bytes) in %s: %s", w->segment_bytes,
+				 w->dir, strerror(-rc));
+		w->spare_warned = true;
+		return rc;
+	}
+	if (w->spare_warned)
+		log_info("wal: the next segment is preallocated again in %s", w->dir);
+	w->spare_warned = false;
+	return 0;
+}
+
+int wal_error(const struct wal *w) { return w->err; }
 
 /* ---- commit: io_uring or synchronous ---- */
 
@@ -787,8 +1042,9 @@ int wal_commit_submit(struct wal *w)
 	struct wal_buf *b = &w->bufs[w->cur];
 	if (!b->len)
 		return 0;
-	if (w->tail + b->len > w->seg_cap && (rc = wal_rollover(w, b->len)))
-		return wal_fail(w, rc, "segment rollover");
+	/* every segment keeps room for the link to the next (wal_rollover) */
+	if (w->tail + b->len + LINK_BYTES > w->seg_cap && (rc = wal_rollover(w, b->len)))
+		return rc; /* failed the log, or no space for the next segment (not failed: retry) */
 	w->cur ^= 1; /* appends go to the other buffer from now on */
 	w->io_off = w->tail;
 	w->io_done = 0;
@@ -898,10 +1154,13 @@ struct replay_ctx {
 static int replay_rec(void *arg, const struct wal_record_info *r)
 {
 	struct replay_ctx *c = arg;
+	if (r->type == WAL_REC_LINK) /* the log's own: not replayed */
+		return 0;
 	return c->fn(c->arg, r->type, r->rev, r->payload, r->len);
 }
 
-/* Cuts segment `fd` at `off` and preallocates the rest again as zeros. */
+/* Cuts segment `fd` at `off` and preallocates the rest again as zeros (the repair option:
+ * a crash in between leaves a short segment, which the next open refuses again). */
 static int seg_truncate(struct wal *w, int fd, uint64_t off, uint64_t size)
 {
 	const struct wal_file_ops *ops = w->ops;
@@ -914,10 +1173,30 @@ static int seg_truncate(struct wal *w, int fd, uint64_t off, uint64_t size)
 	return rc;
 }
 
+/* Zeroes [off, off+len) of segment `fd` in place: the file keeps its size throughout, so a
+ * crash in the middle leaves a torn tail again, never a short segment. */
+static int seg_zero(struct wal *w, int fd, uint64_t off, uint64_t len)
+{
+	static const uint8_t zero[ZERO_CHUNK];
+	int rc = 0;
+
+	while (!rc && len) {
+		size_t k = len < sizeof zero ? (size_t)len : sizeof zero;
+		rc = ops_write_all(w->ops, fd, zero, k, off);
+		off += k;
+		len -= k;
+	}
+	if (!rc && !w->no_fsync)
+		rc = w->ops->fsync(w->ops->ctx, fd);
+	return rc;
+}
+
 static void wal_free(struct wal *w)
 {
 	if (w->fd >= 0)
 		w->ops->close(w->ops->ctx, w->fd);
+	if (w->spare_fd >= 0)
+		w->ops->close(w->ops->ctx, w->spare_fd);
 	if (w->dir_fd >= 0)
 		w->ops->close(w->ops->ctx, w->dir_fd);
 	if (w->use_uring)
@@ -926,6 +1205,53 @@ static void wal_free(struct wal *w)
 	free(w->bufs[1].p);
 	free(w->segs);
 	free(w);
+}
+
+/* A new log: data-dir/log.new with its first segment, renamed data-dir/log. So a log
+ * directory always holds a segment, and one with none has lost them. */
+static int log_create(struct wal *w, const char *data_dir, uint64_t seq, int64_t base_rev)
+{
+	char tmpdir[PATH_MAX], path[PATH_MAX + 256 + 2];
+	int fd = -1, rc;
+	DIR *d;
+
+	if ((size_t)snprintf(tmpdir, sizeof tmpdir, "%s/log.new", data_dir) >= sizeof tmpdir)
+		return -ENAMETOOLONG;
+	if ((d = opendir(tmpdir))) { /* a crash in here last time: start over */
+		struct dirent *de;
+		while ((de = readdir(d)))
+			if (de->d_name[0] != '.') {
+				snprintf(path, sizeof path, "%s/%s", tmpdir, de->d_name);
+				unlink(path);
+			}
+		closedir(d);
+		rmdir(tmpdir);
+	}
+	if (mkdir(tmpdir, 0700) < 0)
+		return -errno;
+	memcpy(w->dir, tmpdir, sizeof w->dir);
+	if ((rc = w->ops->open(w->ops->ctx, tmpdir, O_RDONLY | O_DIRECTORY, 0)) < 0)
+		goto done;
+	w->dir_fd = rc;
+	rc = seg_create(w, seq, base_rev, w->segment_bytes, &fd);
+	w->ops->close(w->ops->ctx, w->dir_fd);
+	w->dir_fd = -1;
+	if (fd >= 0)
+		w->ops->close(w->ops->ctx, fd);
+	if (rc)
+		goto done;
+	snprintf(w->dir, sizeof w->dir, "%s/log", data_dir);
+	if ((rc = w->ops->rename(w->ops->ctx, tmpdir, w->dir)))
+		goto done;
+	if (!w->no_fsync && (rc = w->ops->open(w->ops->ctx, data_dir, O_RDONLY | O_DIRECTORY, 0)) >= 0) {
+		int dfd = rc;
+		rc = w->ops->fsync(w->ops->ctx, dfd);
+		w->ops->close(w->ops->ctx, dfd);
+	}
+	rc = rc > 0 ? 0 : rc;
+done:
+	snprintf(w->dir, sizeof w->dir, "%s/log", data_dir);
+	return rc;
 }
 
 int wal_open(const char *data_dir, const struct wal_options *o, wal_replay_fn fn, void *arg, struct wal **out,
@@ -938,6 +1264,7 @@ int wal_open(const char *data_dir, const struct wal_options *o, wal_replay_fn fn
 	size_t nseq = 0;
 	struct wal *w;
 	char path[SEG_PATH_MAX];
+	struct stat st;
 	int rc;
 
 	*out = NULL;
@@ -947,7 +1274,7 @@ int wal_open(const char *data_dir, const struct wal_options *o, wal_replay_fn fn
 		o = &defaults;
 	if (!(w = calloc(1, sizeof *w)))
 		return -ENOMEM;
-	w->fd = w->dir_fd = -1;
+	w->fd = w->dir_fd = w->spare_fd = -1;
 	w->ops = o->ops ? o->ops : &posix_ops;
 	w->no_fsync = o->no_fsync;
 	w->segment_bytes = o->segment_bytes ? o->segment_bytes : WAL_SEGMENT_BYTES_DEFAULT;
@@ -962,9 +1289,21 @@ int wal_open(const char *data_dir, const struct wal_options *o, wal_replay_fn fn
 		rc = -ENAMETOOLONG;
 		goto fail;
 	}
-	if ((rc = mkdir_sync(data_dir, NULL, false)) || (rc = mkdir_sync(w->dir, data_dir, !w->no_fsync))) {
-		snprintf(err, errlen, "wal: cannot create %s: %s", w->dir, strerror(-rc));
+	if ((rc = mkdir_sync(data_dir, NULL, false))) {
+		snprintf(err, errlen, "wal: cannot create %s: %s", data_dir, strerror(-rc));
 		goto fail;
+	}
+	if (stat(w->dir, &st) < 0) {
+		/* a new data directory, or one a restore made (a checkpoint, no log yet) */
+		if (errno != ENOENT || (rc = log_create(w, data_dir, o->first_seq ? o->first_seq : 1,
+							 o->base_rev > 0 ? o->base_rev : 0))) {
+			rc = errno != ENOENT ? -errno : rc;
+			snprintf(err, errlen, "wal: cannot create %s: %s", w->dir, strerror(-rc));
+			goto fail;
+		}
+		if (o->first_seq)
+			log_info("wal: a new log at segment %016" PRIx64 " after the checkpoint at revision %" PRId64,
+				 o->first_seq, o->base_rev);
 	}
 	if ((rc = w->ops->open(w->ops->ctx, w->dir, O_RDONLY | O_DIRECTORY, 0)) < 0)
 		goto fail;
@@ -987,14 +1326,19 @@ int wal_open(const char *data_dir, const struct wal_options *o, wal_replay_fn fn
 			if (!w->no_fsync && (rc = w->ops->fsync(w->ops->ctx, w->dir_fd)))
 				goto fail;
 		}
-		if (nseq && seqs[0] != o->first_seq) {
+		if (!nseq || seqs[0] != o->first_seq) {
+			/* the checkpoint's roll made that segment before the checkpoint existed */
 			seg_path(path, sizeof path, w->dir, o->first_seq, "");
 			snprintf(err, errlen, "%s offset 0: missing (the checkpoint at revision %" PRId64
-				 " continues there, the log resumes at segment %016" PRIx64 ")",
-				 path, o->base_rev, seqs[0]);
+				 " continues the log there; %s)", path, o->base_rev,
+				 nseq ? "the log resumes at a later segment" : "no segment is left");
 			rc = -EBADMSG;
 			goto fail;
 		}
+	} else if (!nseq) {
+		snprintf(err, errlen, "%s: no log segment, and no checkpoint (every segment was deleted?)", w->dir);
+		rc = -EBADMSG;
+		goto fail;
 	}
 
 	wk.ops = w->ops;
@@ -1014,9 +1358,18 @@ int wal_open(const char *data_dir, const struct wal_options *o, wal_replay_fn fn
 		goto fail;
 	}
 
+	if (wk.drop_last) {
+		/* a roll that never linked its new segment: nothing was written there */
+		seg_path(path, sizeof path, w->dir, seqs[nseq - 1], "");
+		log_warn("wal: %s was made by a segment roll that did not finish: removed (it held no records)", path);
+		if ((rc = w->ops->unlink(w->ops->ctx, path)) ||
+		    (!w->no_fsync && (rc = w->ops->fsync(w->ops->ctx, w->dir_fd))))
+			goto fail;
+		nseq--;
+	}
 	/* keep segments [0, keep); the last kept one is cut at `cut` if cut != 0 */
 	size_t keep = nseq;
-	uint64_t cut = 0;
+	uint64_t cut = 0, zero = 0;
 	w->durable_rev = o->base_rev > 0 ? o->base_rev : 0;
 	if (wk.status != WALK_CLEAN) {
 		seg_path(path, sizeof path, w->dir, seqs[wk.bad], "");
@@ -1026,14 +1379,16 @@ int wal_open(const char *data_dir, const struct wal_options *o, wal_replay_fn fn
 			rc = -EBADMSG;
 			goto fail;
 		}
-		if (wk.status == WALK_TORN)
-			log_warn("wal: torn tail in %s at offset %" PRIu64 " (%s): truncated, %" PRIu64
+		if (wk.status == WALK_TORN) {
+			zero = wk.segs[wk.bad].torn_bytes;
+			log_warn("wal: torn tail in %s at offset %" PRIu64 " (%s): %" PRIu64
 				 " bytes of an unfinished commit discarded",
-				 path, wk.bad_off, wk.why, wk.segs[wk.bad].bytes - wk.bad_off);
-		else
+				 path, wk.bad_off, wk.why, zero);
+		} else {
 			log_warn("wal: corruption in %s at offset %" PRIu64 " (%s): repairing as asked, the log is "
 				 "truncated there and %zu later segment(s) renamed *.seg.discarded",
 				 path, wk.bad_off, wk.why, nseq - wk.bad - 1);
+		}
 		keep = wk.bad + 1;
 		cut = wk.bad_off;
 		if (cut < SEG_HDR) { /* bad header or missing segment: drop the whole file */
@@ -1054,7 +1409,11 @@ int wal_open(const char *data_dir, const struct wal_options *o, wal_replay_fn fn
 	for (size_t i = 0; i < keep; i++) {
 		if (i == keep - 1 && cut) {
 			wk.segs[i].end = cut; /* walk already counted only records before cut */
+			if (wk.segs[i].linked && wk.segs[i].link_off >= cut)
+				wk.segs[i].linked = false;
 		}
+		if (wk.segs[i].prealloc) /* (the repair option restores a short one's size) */
+			wk.segs[i].bytes = wk.segs[i].prealloc;
 		if ((rc = segs_push(w, &wk.segs[i])))
 			goto fail;
 		if (wk.segs[i].last_rev > w->durable_rev) /* base_rev if it has no records */
@@ -1066,12 +1425,17 @@ int wal_open(const char *data_dir, const struct wal_options *o, wal_replay_fn fn
 		if ((rc = w->ops->open(w->ops->ctx, path, O_RDWR, 0)) < 0)
 			goto fail;
 		w->fd = rc;
-		if (cut && (rc = seg_truncate(w, w->fd, cut, s->bytes)))
+		rc = 0;
+		if (cut && wk.status == WALK_TORN)
+			rc = seg_zero(w, w->fd, cut, zero);
+		else if (cut) /* the repair option: back to the segment's own size */
+			rc = seg_truncate(w, w->fd, cut, s->prealloc ? s->prealloc : s->bytes);
+		if (rc)
 			goto fail;
 		w->tail = s->end;
 		w->seg_cap = s->bytes;
 	} else {
-		/* an empty log, or one whose every segment was discarded */
+		/* every segment was discarded (repair) */
 		struct wal_seg s = {.seq = nseq ? seqs[nseq - 1] + 1 : o->first_seq ? o->first_seq : 1,
 				    .base_rev = w->durable_rev};
 		int fd;
@@ -1080,7 +1444,8 @@ int wal_open(const char *data_dir, const struct wal_options *o, wal_replay_fn fn
 			goto fail;
 		w->fd = fd;
 		s.first_rev = s.last_rev = s.base_rev;
-		s.bytes = w->segment_bytes;
+		s.bytes = s.prealloc = w->segment_bytes;
+		s.version = SEG_VERSION;
 		s.end = SEG_HDR;
 		if ((rc = segs_push(w, &s)))
 			goto fail;
@@ -1088,6 +1453,7 @@ int wal_open(const char *data_dir, const struct wal_options *o, wal_replay_fn fn
 		w->seg_cap = s.bytes;
 	}
 	w->last_rev = w->durable_rev;
+	wal_spare_prepare(w); /* no space for it: the caller sees wal_spare_ready() false */
 
 	if (!o->ops) {
 		/* a small private ring: one write and one fsync in flight at most */
@@ -1168,7 +1534,7 @@ int64_t wal_roll(struct wal *w)
 	if (w->tail == SEG_HDR) /* nothing written here: it already starts fresh */
 		return (int64_t)w->segs[w->nsegs - 1].seq;
 	if ((rc = wal_rollover(w, 0)))
-		return wal_fail(w, rc, "starting a segment");
+		return rc; /* failed the log, or no space for the next segment (not failed) */
 	return (int64_t)w->segs[w->nsegs - 1].seq;
 }
 
@@ -1199,34 +1565,60 @@ int wal_remove_segments_below(struct wal *w, uint64_t seq)
 
 int wal_inspect(const char *data_dir, wal_inspect_fn fn, void *arg, char *err, size_t errlen)
 {
+	return wal_inspect_at(data_dir, 0, fn, arg, err, errlen);
+}
+
+int wal_inspect_at(const char *data_dir, uint64_t first_seq, wal_inspect_fn fn, void *arg, char *err, size_t errlen)
+{
 	char dir[PATH_MAX], path[SEG_PATH_MAX];
 	struct wal_walk wk = {.ops = &posix_ops, .dir = dir, .rec = fn, .arg = arg};
 	uint64_t *seqs = NULL;
-	size_t n = 0;
+	size_t n = 0, skip = 0;
+	struct stat st;
 	int rc;
 
 	if (err && errlen)
 		err[0] = '\0';
 	if ((size_t)snprintf(dir, sizeof dir, "%s/log", data_dir) >= sizeof dir)
 		return -ENAMETOOLONG;
+	if (first_seq && stat(dir, &st) < 0 && errno == ENOENT)
+		return 0; /* a restored data directory never started: the log begins at first_seq */
 	if ((rc = list_segments(dir, &posix_ops, false, &seqs, &n))) {
 		snprintf(err, errlen, "%s: %s", dir, strerror(-rc));
 		return rc;
 	}
-	wk.seqs = seqs;
-	wk.n = n;
-	if (n && !(wk.segs = calloc(n, sizeof *wk.segs))) {
+	while (first_seq && skip < n && seqs[skip] < first_seq)
+		skip++; /* covered by the checkpoint, left by a crash: start-up deletes them */
+	if (first_seq ? skip == n || seqs[skip] != first_seq : !n) {
+		seg_path(path, sizeof path, dir, first_seq ? first_seq : 1, "");
+		snprintf(err, errlen, "%s offset 0: missing (%s)", path,
+			 first_seq ? "the checkpoint continues the log there" : "the log has no segment");
+		free(seqs);
+		return -EBADMSG;
+	}
+	wk.seqs = seqs + skip;
+	wk.n = n - skip;
+	if (!(wk.segs = calloc(wk.n, sizeof *wk.segs))) {
 		free(seqs);
 		return -ENOMEM;
 	}
 	rc = walk_log(&wk);
 	if (rc < 0) {
 		snprintf(err, errlen, "%s: %s", dir, strerror(-rc));
-	} else if (wk.status != WALK_CLEAN) {
-		seg_path(path, sizeof path, dir, seqs[wk.bad], "");
-		snprintf(err, errlen, "%s offset %" PRIu64 ": %s%s", path, wk.bad_off, wk.why,
-			 wk.status == WALK_TORN ? " (torn tail of an unfinished commit: truncated at start-up)" : "");
-		rc = wk.status == WALK_TORN ? 1 : -EBADMSG;
+	} else if (wk.status == WALK_CORRUPT) {
+		seg_path(path, sizeof path, dir, wk.seqs[wk.bad], "");
+		snprintf(err, errlen, "%s offset %" PRIu64 ": %s", path, wk.bad_off, wk.why);
+		rc = -EBADMSG;
+	} else if (wk.status == WALK_TORN) {
+		seg_path(path, sizeof path, dir, wk.seqs[wk.bad], "");
+		snprintf(err, errlen, "%s offset %" PRIu64 ": %s (torn tail of an unfinished commit, %" PRIu64
+			 " bytes: truncated at start-up)", path, wk.bad_off, wk.why, wk.segs[wk.bad].torn_bytes);
+		rc = 1;
+	} else if (wk.drop_last) {
+		seg_path(path, sizeof path, dir, wk.seqs[wk.n - 1], "");
+		snprintf(err, errlen, "%s offset 0: made by a segment roll that did not finish (empty: removed at "
+			 "start-up)", path);
+		rc = 1;
 	}
 	free(seqs);
 	free(wk.segs);

@@ -6,7 +6,10 @@
  * consecutive, the oldest may be > 1 after wal_remove_segments_before()). Each segment has a
  * 64-byte header, then 8-byte-aligned records: a 32-byte header (XXH3-64 checksum, magic,
  * length, revision, type, offset within its commit) and the payload. The preallocated rest
- * of a segment is zeros, and an all-zero record header marks the end of written data.
+ * of a segment is zeros, and an all-zero record header marks the end of written data. A
+ * segment keeps its preallocated size (in its header) for life and ends, once the log has
+ * moved on, with a link record naming the next: the chain is durable, so a segment cut
+ * short or deleted is found, never taken for a crash's torn tail.
  *
  * Threading: one owner (the sequencer) calls everything except wal_size_bytes() and
  * wal_used_bytes(), which any thread may call. Errors are 0 or -errno; corruption found at
@@ -32,7 +35,9 @@ struct wal;
 /* Record types (the header's type byte). 0 never appears in a valid record. */
 enum {
 	WAL_REC_BATCH = 1, /* payload: a batch, see wal_batch_* below */
-	/* 2..15 reserved for storage records (checkpoint markers, lease state, auth state) */
+	WAL_REC_LINK = 2,  /* payload: u64 le, the next segment's sequence number; the last
+	                    * record of a segment, written by the log itself at a roll */
+	/* 3..15 reserved for storage records (checkpoint markers, lease state, auth state) */
 };
 
 /* Every file operation of the log except directory listing and mkdir goes through this
@@ -75,8 +80,9 @@ struct wal_options {
 	const struct wal_file_ops *ops; /* NULL: real syscalls + io_uring */
 	/* After a checkpoint (storage/ckpt.h): the log continues at segment first_seq and the
 	 * checkpoint holds revision base_rev. Older segments are covered, so wal_open deletes
-	 * them unread; a missing segment first_seq while later ones exist is damage. With no
-	 * segment left, the log starts at first_seq. 0 and 0: no checkpoint. */
+	 * them unread; a missing segment first_seq is damage (the checkpoint's roll made it
+	 * before the checkpoint existed). With no log directory at all (a data directory
+	 * uetcd-restore made), the log starts at first_seq. 0 and 0: no checkpoint. */
 	uint64_t first_seq;
 	int64_t base_rev;
 };
@@ -87,11 +93,15 @@ struct wal_options {
  * what it replayed (it is about to exit anyway). */
 typedef int (*wal_replay_fn)(void *arg, uint8_t type, int64_t rev, const uint8_t *payload, size_t len);
 
-/* Opens (creating data_dir/log/ and a first segment if needed) and replays the log through
- * fn (may be NULL). A torn tail of the last segment — an incomplete or bad record written
- * by a commit that never completed — is truncated and logged with segment and offset.
- * Any other bad record, a revision going backwards or a missing segment is -EBADMSG with
- * "<segment path> offset <n>: <why>" in err, unless o->truncate_corrupt. o may be NULL. */
+/* Opens (creating data_dir/log/ with a first segment if there is no log directory) and
+ * replays the log through fn (may be NULL). What a crash can leave is repaired and logged:
+ * a torn tail of the last segment (an incomplete or bad record written by a commit that
+ * never completed, inside a segment of its full preallocated size) is zeroed; an empty
+ * last segment of a roll that never linked it is removed. Any other bad record, a revision
+ * going backwards, a segment that is missing (a gap, a link to nothing, the checkpoint's
+ * first) or not of its preallocated size is -EBADMSG with "<segment path> offset <n>:
+ * <why>" in err, unless o->truncate_corrupt. o may be NULL. If the next segment cannot
+ * be preallocated (a full disk) the log opens all the same: see wal_spare_ready. */
 int wal_open(const char *data_dir, const struct wal_options *o, wal_replay_fn fn, void *arg, struct wal **out,
 	     char *err, size_t errlen);
 
@@ -105,7 +115,9 @@ int wal_append(struct wal *w, uint8_t type, int64_t rev, const struct iovec *iov
 /* Writes everything pending at the end of the current segment (rolling over to a new one
  * first if it does not fit) and makes it durable with one fdatasync, linked behind the
  * write in one io_uring submission. Short writes are continued. 0 or -errno; after an error
- * the wal is failed for good (see the durability contract above). */
+ * the wal is failed for good (see the durability contract above), with one exception: when
+ * the roll cannot get the next segment's space (-ENOSPC, -EDQUOT: wal_error() stays 0),
+ * nothing was written, what is pending stays pending and a later commit tries again. */
 int wal_commit(struct wal *w);
 
 /* The same in two halves, so the sequencer can prepare batch k+1 while batch k syncs:
@@ -118,7 +130,18 @@ int wal_commit_wait(struct wal *w);
 /* Waits for a commit in flight, commits what is pending, closes. Returns the first error. */
 int wal_close(struct wal *w);
 
-/* Bytes of the segment files (allocated size: what they take on disk). Any thread. */
+/* The log's sticky error (0: healthy). */
+int wal_error(const struct wal *w);
+
+/* The log keeps the segment after the current one preallocated (<seq>.seg.spare), so a roll
+ * allocates nothing and a full disk shows a whole segment before the log needs the space.
+ * ready: the spare exists. prepare: makes it if missing; 0 or -errno (-ENOSPC: the disk is
+ * still full), never fails the log; logs the first failure and the recovery. The server
+ * refuses writes that add data while it is missing (etcd's NOSPACE alarm). */
+bool wal_spare_ready(const struct wal *w);
+int wal_spare_prepare(struct wal *w);
+
+/* Bytes of the segment files (allocated size, not the spare: what they take on disk). Any thread. */
 uint64_t wal_size_bytes(const struct wal *w);
 /* Bytes the segments' headers and durable records occupy (not their preallocated tails),
  * for Status.db_size. Any thread. */
@@ -141,7 +164,8 @@ size_t wal_segments(const struct wal *w, struct wal_segment_info *out, size_t ma
 /* Ends the current segment so that what comes next starts a new one, whose sequence
  * number it returns (the current one's if nothing was written to it yet): a checkpoint of
  * the state so far says "replay from here". Nothing may be pending or in flight (-EBUSY).
- * Returns the sequence number or -errno (and then the wal is failed, as for a commit). */
+ * Returns the sequence number or -errno (and then the wal is failed, as for a commit,
+ * except for no space: see wal_commit). */
 int64_t wal_roll(struct wal *w);
 
 /* Space reclamation after a durable checkpoint that continues at segment `seq`: deletes
@@ -169,6 +193,10 @@ typedef int (*wal_inspect_fn)(void *arg, const struct wal_record_info *r);
  * truncate; described in err), -EBADMSG with the first problem's segment and offset in err,
  * or another -errno. */
 int wal_inspect(const char *data_dir, wal_inspect_fn fn, void *arg, char *err, size_t errlen);
+/* The same for a log that a checkpoint says continues at segment first_seq (0: none): the
+ * segments below it are skipped, and a missing first_seq is damage, as at start-up. */
+int wal_inspect_at(const char *data_dir, uint64_t first_seq, wal_inspect_fn fn, void *arg, char *err,
+		   size_t errlen);
 
 /* ---- batch payload codec (record type WAL_REC_BATCH) ----
  * A batch is the changes of consecutive revisions: puts, deletes (one per key; the

@@ -8,13 +8,15 @@
  *
  * Exit status: 0 clean; 1 damaged (the first problem's segment and offset on stderr: the
  * server would refuse to start); 2 the log ends in a torn tail (an unfinished last commit
- * the server truncates at start, as it should); 3 the directory could not be read. */
+ * the server truncates at start, as it should, or an unfinished segment roll it removes);
+ * 3 the directory could not be read. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "core/qsbr.h"
+#include "storage/ckpt.h"
 #include "storage/mvcc.h"
 #include "storage/recover.h"
 #include "storage/wal.h"
@@ -56,7 +58,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: %s DATA_DIR\n", argv[0]);
 		return 3;
 	}
-	int rc = wal_inspect(argv[1], check_record, &c, err, sizeof err);
+	/* the log the checkpoint says continues at: a missing first segment is damage */
+	struct ckpt_header h;
+	int rc = ckpt_latest_header(argv[1], &h);
+	if (rc < 0) {
+		fprintf(stderr, "damaged: %s/snap: the newest checkpoint's header: %s\n", argv[1], strerror(-rc));
+		return rc == -EBADMSG ? 1 : 3;
+	}
+	rc = wal_inspect_at(argv[1], rc ? h.log_seq : 0, check_record, &c, err, sizeof err);
 	if (rc > 1 || c.bad[0]) {
 		fprintf(stderr, "damaged: %s\n", c.bad);
 		return 1;

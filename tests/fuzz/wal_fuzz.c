@@ -8,6 +8,8 @@
  *          for segment 1 is prepended)
  *   bit 2  split: the body is cut in two at a point given by input[1], written as segments
  *          1 and 2 (the second gets a valid header), to reach cross-segment checks
+ *   bit 3  format 2: the headers made here are version 2 (the file's size in the header,
+ *          links between segments required), else version 1
  * The files are opened without and then with truncate_corrupt, checked with wal_inspect,
  * and every replayed payload, as well as the whole body, is decoded as a batch. After a
  * successful open one record is appended and committed, and the log reopened: it must then
@@ -78,14 +80,15 @@ static void le_put64(uint8_t *p, uint64_t v)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
-static void seg_header(uint8_t *p, uint64_t seq, int64_t base)
+static void seg_header(uint8_t *p, uint64_t seq, int64_t base, uint64_t v2_size)
 {
 	memset(p, 0, 64);
 	memcpy(p, "uetcdlog", 8);
-	p[8] = 1;
+	p[8] = v2_size ? 2 : 1;
 	p[12] = 64;
 	le_put64(p + 16, seq);
 	le_put64(p + 24, (uint64_t)base);
+	le_put64(p + 32, v2_size);
 	le_put64(p + 56, XXH3_64bits(p, 56));
 }
 
@@ -145,7 +148,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (mode & 2) {
 		memcpy(img, body, blen);
 	} else {
-		seg_header(img, 1, 0);
+		seg_header(img, 1, 0, (mode & 8) ? n : 0);
 		memcpy(img + 64, body, blen);
 	}
 	if (mode & 1)
@@ -154,9 +157,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	clean_dir();
 	if ((mode & 4) && n > 64 && blen > 1) {
 		size_t cut = 64 + (size_t)body[0] * 8 % (n - 64);
+		if ((mode & 8) && !(mode & 2))
+			seg_header(img, 1, 0, cut);
 		write_seg(1, img, cut);
 		uint8_t *second = malloc(n - cut + 64);
-		seg_header(second, 2, 0);
+		seg_header(second, 2, 0, (mode & 8) ? n - cut + 64 : 0);
 		memcpy(second + 64, img + cut, n - cut);
 		if (mode & 1)
 			fix_checksums(second, n - cut + 64);

@@ -1343,6 +1343,74 @@ Test(ckpt, dump_while_compacting)
 	}
 }
 
+/* Issue 12 item 11 (checkpoints starved by compaction): with compactions held for the
+ * job (mvcc_compact_hold, as the sequencer does), a compaction past the view no longer
+ * makes the dump start over: the checkpoint is the view, the log after it replays the
+ * compaction, and the result is the store. While held, every read and history answer is
+ * the one a store that really cut its chains gives. */
+Test(ckpt, dump_completes_when_compactions_are_held)
+{
+	const int64_t R = 9;
+
+	for (int64_t c = 1; c <= R + 3; c++) {
+		struct qsbr *qq = qsbr_new(2);
+		struct mvcc_store *t = mvcc_store_new(qq), *ref = mvcc_store_new(qq);
+		struct mvcc_view v;
+		int slot = qsbr_reader_register(qq);
+
+		build_small_history(t);
+		build_small_history(ref);
+		mvcc_publish(t);
+		mvcc_publish(ref);
+		qsbr_quiescent(qq, slot);
+		mvcc_compact_hold(t);
+		mvcc_view_published(t, &v);
+		mvcc_put(t, S("e"), S("1"), 0, NULL);              /* 10 */
+		mvcc_delete_range(t, S("c"), NULL, 0, NULL, NULL); /* 11 */
+		mvcc_put(t, S("a"), S("5"), 0, NULL);              /* 12 */
+		mvcc_put(ref, S("e"), S("1"), 0, NULL);
+		mvcc_delete_range(ref, S("c"), NULL, 0, NULL, NULL);
+		mvcc_put(ref, S("a"), S("5"), 0, NULL);
+		cr_assert_eq(mvcc_compact(t, c), 0);
+		cr_assert_eq(mvcc_compact(t, c), -MVCC_ECOMPACTED, "the compacted revision moved at once");
+		cr_assert_eq(mvcc_compact(ref, c), 0);
+		mvcc_publish(t);
+		mvcc_publish(ref);
+		stores_equal(t, ref, false); /* held or cut, the same answers */
+
+		uint64_t bytes = 0;
+		struct ckpt_header h;
+		int fd = memfd_create("ckpt_test", MFD_CLOEXEC);
+		cr_assert_eq(ckpt_write_fd(fd, &v, 1, NULL, 0, &bytes, &h), 0, "compacted at %" PRId64, c);
+		cr_assert_eq(h.rev, R);
+		cr_assert_eq(h.compact_rev, -1);
+		mvcc_compact_release(t);
+		stores_equal(t, ref, true); /* and the release cut what the compaction would have */
+
+		/* start-up: the checkpoint, then the log after it (which holds the compaction) */
+		uint8_t *p = malloc(bytes);
+		cr_assert_eq(pread(fd, p, bytes, 0), (ssize_t)bytes);
+		struct mvcc_store *t2 = mvcc_store_new(qq);
+		struct loader l;
+		struct ckpt_sink sink = loader_sink(&l, t2);
+		char err[256];
+		cr_assert_eq(ckpt_parse(p, bytes, &sink, err, sizeof err), 0, "%s", err);
+		mvcc_put(t2, S("e"), S("1"), 0, NULL);
+		mvcc_delete_range(t2, S("c"), NULL, 0, NULL, NULL);
+		mvcc_put(t2, S("a"), S("5"), 0, NULL);
+		cr_assert_eq(mvcc_compact(t2, c), 0);
+		mvcc_publish(t2);
+		stores_equal(t, t2, true);
+		free(p);
+		close(fd);
+		mvcc_store_free(t2);
+		qsbr_offline(qq, slot);
+		mvcc_store_free(t);
+		mvcc_store_free(ref);
+		qsbr_free(qq);
+	}
+}
+
 /* ==== 5. the data directory's files ==== */
 
 static void snap_path(char *out, size_t n, const char *name) { snprintf(out, n, "%s/snap/%s", dir, name); }

@@ -157,6 +157,7 @@ struct faults {
 	int pwrite_short_at;                        /* nth pwrite writes half */
 	int fdatasync_fail_at, fdatasync_err;
 	int fallocate_fail_at, fallocate_err;
+	int fallocate_fail_from;                    /* every fallocate from the nth on fails */
 };
 
 static ssize_t f_pwrite(void *ctx, int fd, const void *buf, size_t len, uint64_t off)
@@ -188,7 +189,8 @@ static int f_fsync(void *ctx, int fd)
 static int f_fallocate(void *ctx, int fd, uint64_t off, uint64_t len)
 {
 	struct faults *f = ctx;
-	if (++f->fallocates == f->fallocate_fail_at)
+	++f->fallocates;
+	if (f->fallocates == f->fallocate_fail_at || (f->fallocate_fail_from && f->fallocates >= f->fallocate_fail_from))
 		return f->fallocate_err;
 	return px_fallocate(NULL, fd, off, len);
 }
@@ -559,7 +561,7 @@ Test(wal, leftovers_and_garbage_after_the_end)
 	flip_byte(1, (uint64_t)st.st_size - 1);
 	cr_assert_eq(wal_open(dir, &o, NULL, NULL, &w, err, sizeof err), -EBADMSG);
 	cr_assert(strstr(err, "0000000000000001.seg offset"), "%s", err);
-	cr_assert(strstr(err, "not the last"), "%s", err);
+	cr_assert(strstr(err, "data after the link to the next segment"), "%s", err);
 	recs_free(&got);
 	recs_free(&want);
 }
@@ -661,30 +663,53 @@ Test(wal, eio_on_fdatasync_is_never_retried)
 	recs_free(&want);
 }
 
+/* Issue 12 item 8: no space for the next segment is not an error of the log. The spare (the
+ * next segment, preallocated ahead) is missing first, while the current segment still has
+ * room; a commit that needs the next segment then gets -ENOSPC with nothing written and the
+ * log healthy, and succeeds once space is back. */
 Test(wal, enospc_at_rollover)
 {
 	struct wal_options o = {.segment_bytes = 4096};
 	struct recs want = {0};
-	struct wal *w = fault_setup(&want, &o);
-	fl.fallocate_fail_at = 1;
+	o.ops = fault_ops();
+	arm();
+	fl.fallocate_fail_from = 1; /* the disk is full from the start */
 	fl.fallocate_err = -ENOSPC;
-	for (int i = 11; i <= 30; i++) {
-		int rc = add(w, &want, i, 200);
-		if (rc == 0)
-			rc = wal_commit(w);
+	char err[512];
+	struct wal *w;
+	cr_assert_eq(wal_open(dir, &o, NULL, NULL, &w, err, sizeof err), -ENOSPC, "the first segment needs space");
+	fl.fallocate_fail_from = 0;
+	w = open_ok(&o, NULL);
+	cr_assert(wal_spare_ready(w));
+	for (int i = 1; i <= 10; i++) /* fills segment 1 and rolls into the spare */
+		cr_assert_eq(add(w, &want, i, 200), 0);
+	cr_assert_eq(wal_commit(w), 0);
+	arm();
+	fl.fallocate_fail_from = 1;
+	fl.fallocate_err = -ENOSPC;
+	int i = 11;
+	for (; i <= 60; i++) { /* into the spare; the next spare fails */
+		cr_assert_eq(add(w, &want, i, 200), 0);
+		int rc = wal_commit(w);
 		if (rc) {
 			cr_assert_eq(rc, -ENOSPC);
-			want.n--, free(want.v[want.n].p); /* that one never became durable */
 			break;
 		}
 	}
-	cr_assert_eq(fl.fallocates, 1);
-	sticky(w, -ENOSPC);
-	char p[512];
-	seg_file(p, sizeof p, 2);
-	cr_assert(!exists(p));
-	strcat(p, ".tmp");
-	cr_assert(!exists(p));
+	cr_assert_leq(i, 60, "a commit needed the missing segment");
+	cr_assert(!wal_spare_ready(w));
+	cr_assert_eq(wal_error(w), 0, "the log is not failed");
+	cr_assert_eq(wal_spare_prepare(w), -ENOSPC);
+	cr_assert_eq(wal_commit(w), -ENOSPC, "still full");
+	cr_assert_eq(wal_last_rev(w), i - 1);
+	fl.fallocate_fail_from = 0; /* space is back */
+	cr_assert_eq(wal_commit(w), 0, "the same pending record goes out");
+	cr_assert_eq(wal_last_rev(w), i);
+	cr_assert(wal_spare_ready(w));
+	cr_assert_eq(add(w, &want, i + 1, 200), 0);
+	cr_assert_eq(wal_commit(w), 0);
+	cr_assert_eq(wal_close(w), 0);
+	cr_assert_eq(wal_inspect(dir, NULL, NULL, err, sizeof err), 0, "%s", err);
 	check_reopen(&o, &want, want.n, want.n);
 	recs_free(&want);
 }
@@ -830,12 +855,21 @@ Test(wal, roll_and_first_seq)
 	cr_assert_eq(got.v[0].rev, 11);
 	cr_assert_eq(wal_close(w), 0);
 	recs_free(&got);
-	/* a checkpoint that continues in a segment that is gone while a later one exists */
+	/* the segment a checkpoint continues in is gone: damage, whether or not later ones
+	 * exist (issue 12 item 7: it used to start an empty log there, losing revisions 11-20) */
+	char err[512];
 	seg_file(p, sizeof p, 2);
 	cr_assert_eq(unlink(p), 0);
+	cr_assert_eq(wal_open(dir, &o, NULL, NULL, &w, err, sizeof err), -EBADMSG);
+	cr_assert(strstr(err, "0000000000000002.seg offset 0: missing"), "%s", err);
 	o.first_seq = 3;
 	o.base_rev = 20;
-	w = open_ok(&o, &got); /* nothing left: the log starts at segment 3 */
+	cr_assert_eq(wal_open(dir, &o, NULL, NULL, &w, err, sizeof err), -EBADMSG);
+	cr_assert(strstr(err, "0000000000000003.seg offset 0: missing"), "%s", err);
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "rm -rf %s/log", dir);
+	cr_assert_eq(system(cmd), 0);
+	w = open_ok(&o, &got); /* no log directory at all (a restore): the log starts at 3 */
 	cr_assert_eq(got.n, 0);
 	cr_assert_eq(wal_last_rev(w), 20);
 	cr_assert_eq(add(w, NULL, 21, 10), 0);
@@ -846,18 +880,225 @@ Test(wal, roll_and_first_seq)
 	cr_assert_eq(wal_close(w), 0);
 	seg_file(p, sizeof p, 3);
 	cr_assert_eq(unlink(p), 0);
-	char err[512];
 	o.ops = NULL;
 	cr_assert_eq(wal_open(dir, &o, NULL, NULL, &w, err, sizeof err), -EBADMSG);
 	cr_assert(strstr(err, "0000000000000003.seg offset 0: missing"), "%s", err);
 	recs_free(&want);
 }
 
+/* ---- issue 12 item 7: damage that looks like a torn tail ---- */
+
+/* commits records of 200 bytes until the next one needs a roll; returns the next revision */
+static int64_t fill_segment(struct wal *w, struct recs *want, int64_t rev)
+{
+	while (w->tail + ALIGN8(REC_HDR + 200) + LINK_BYTES <= w->seg_cap) {
+		cr_assert_eq(add(w, want, rev++, 200), 0);
+		cr_assert_eq(wal_commit(w), 0);
+	}
+	return rev;
+}
+
+static void seg_truncate_file(uint64_t seq, uint64_t size)
+{
+	char p[512];
+	seg_file(p, sizeof p, seq);
+	cr_assert_eq(truncate(p, (off_t)size), 0);
+}
+
+/* A newest segment cut short (a preallocated file no crash can shorten) used to be taken for
+ * a torn tail and its records dropped; cut at a record boundary it even looked clean. */
+Test(wal, truncated_newest_segment_is_damage)
+{
+	struct wal_options o = {.segment_bytes = 16384};
+	struct recs want = {0};
+	struct wal *w = open_ok(&o, NULL);
+	int64_t rev = fill_segment(w, &want, 1);
+	for (int i = 0; i < 5; i++) {
+		cr_assert_eq(add(w, &want, rev++, 200), 0);
+		cr_assert_eq(wal_commit(w), 0);
+	}
+	cr_assert_eq(w->nsegs, 2);
+	uint64_t tail = w->tail;
+	cr_assert_eq(wal_close(w), 0);
+	char err[512], p[512];
+	seg_file(p, sizeof p, 2);
+	uint64_t cuts[] = {tail - 100, tail, 8192, SEG_HDR + 1};
+	for (size_t k = 0; k < sizeof cuts / sizeof *cuts; k++) {
+		seg_truncate_file(2, cuts[k]);
+		cr_assert_eq(wal_open(dir, &o, NULL, NULL, &w, err, sizeof err), -EBADMSG, "cut at %" PRIu64, cuts[k]);
+		cr_assert(strstr(err, p), "%s", err);
+		cr_assert(strstr(err, "not the 16384 it was preallocated to"), "%s", err);
+		cr_assert_eq(wal_inspect(dir, NULL, NULL, err, sizeof err), -EBADMSG);
+		cr_assert(strstr(err, "cut short"), "%s", err);
+	}
+	/* the repair option keeps what is whole and gives the segment its size back */
+	o.truncate_corrupt = true;
+	struct recs got = {0};
+	w = open_ok(&o, &got);
+	cr_assert_eq(w->seg_cap, 16384);
+	cr_assert_eq(wal_close(w), 0);
+	cr_assert_eq(wal_inspect(dir, NULL, NULL, err, sizeof err), 0, "%s", err);
+	recs_free(&got);
+	recs_free(&want);
+}
+
+static int find_link(void *arg, const struct wal_record_info *r)
+{
+	if (r->type == WAL_REC_LINK && r->seq == 1)
+		*(uint64_t *)arg = r->offset;
+	return 0;
+}
+
+/* Deleting the newest segment used to roll the log back silently to the previous one. */
+Test(wal, deleted_newest_segment_is_damage)
+{
+	struct wal_options o = {.segment_bytes = 8192};
+	struct recs want = {0};
+	struct wal *w = open_ok(&o, NULL);
+	int64_t rev = fill_segment(w, &want, 1);
+	cr_assert_eq(add(w, &want, rev++, 200), 0);
+	cr_assert_eq(wal_commit(w), 0);
+	rev = fill_segment(w, &want, rev);
+	cr_assert_eq(add(w, &want, rev, 200), 0);
+	cr_assert_eq(wal_commit(w), 0);
+	cr_assert_eq(w->nsegs, 3);
+	cr_assert_eq(wal_close(w), 0);
+	char err[512], p[512];
+	seg_file(p, sizeof p, 3);
+	cr_assert_eq(unlink(p), 0);
+	cr_assert_eq(wal_open(dir, &o, NULL, NULL, &w, err, sizeof err), -EBADMSG);
+	cr_assert(strstr(err, "0000000000000002.seg offset"), "%s", err);
+	cr_assert(strstr(err, "links to segment 0000000000000003.seg, which is missing"), "%s", err);
+	cr_assert_eq(wal_inspect(dir, NULL, NULL, err, sizeof err), -EBADMSG);
+	/* a segment (with records) that its predecessor does not link to is damage too */
+	uint64_t link_off = 0;
+	cr_assert_eq(wal_inspect(dir, find_link, &link_off, err, sizeof err), -EBADMSG);
+	cr_assert_gt(link_off, 0);
+	seg_file(p, sizeof p, 1);
+	int fd = open(p, O_RDWR);
+	static uint8_t zero[LINK_BYTES];
+	cr_assert_eq(pwrite(fd, zero, LINK_BYTES, (off_t)link_off), LINK_BYTES);
+	close(fd);
+	cr_assert_eq(wal_open(dir, &o, NULL, NULL, &w, err, sizeof err), -EBADMSG);
+	cr_assert(strstr(err, "0000000000000002.seg offset 0: the previous segment does not link to this one"), "%s",
+		  err);
+	recs_free(&want);
+}
+
+/* Every state a crash can leave in the middle of a roll opens, with nothing acknowledged
+ * lost: the next segment renamed but not linked (its predecessor's link never written, or
+ * torn), and linked but empty. */
+Test(wal, crash_windows_of_a_roll)
+{
+	for (int kind = 0; kind < 3; kind++) {
+		struct wal_options o = {.segment_bytes = 8192, .ops = fault_ops()};
+		struct recs want = {0}, got = {0};
+		struct wal *w = open_ok(&o, NULL);
+		int64_t rev = fill_segment(w, &want, 1);
+		arm();
+		/* the roll's writes: the next segment's header (1), the link (2), then the commit */
+		if (kind == 0) {
+			fl.pwrite_fail_at = 2;
+			fl.pwrite_err = -EIO;
+		} else if (kind == 1) {
+			fl.pwrite_short_at = 2;
+			fl.pwrite_fail_at = 3;
+			fl.pwrite_err = -EIO;
+		} else {
+			fl.pwrite_fail_at = 3;
+			fl.pwrite_err = -EIO;
+		}
+		cr_assert_eq(add(w, NULL, rev, 200), 0);
+		cr_assert_eq(wal_commit(w), -EIO, "kind %d", kind);
+		wal_close(w);
+		char p[512], err[512];
+		seg_file(p, sizeof p, 2);
+		cr_assert(exists(p), "kind %d: the next segment has its name", kind);
+		int rc = wal_inspect(dir, NULL, NULL, err, sizeof err);
+		cr_assert_eq(rc, kind == 2 ? 0 : 1, "kind %d: %d %s", kind, rc, err);
+		o.ops = NULL;
+		w = open_ok(&o, &got);
+		recs_expect(&got, &want, want.n);
+		cr_assert_eq(w->nsegs, kind == 2 ? 2 : 1, "kind %d", kind);
+		cr_assert_eq(add(w, &want, rev, 200), 0);
+		cr_assert_eq(wal_commit(w), 0);
+		rev = fill_segment(w, &want, rev + 1);
+		cr_assert_eq(add(w, &want, rev, 200), 0);
+		cr_assert_eq(wal_commit(w), 0);
+		cr_assert_eq(wal_close(w), 0);
+		cr_assert_eq(wal_inspect(dir, NULL, NULL, err, sizeof err), 0, "kind %d: %s", kind, err);
+		recs_free(&got);
+		w = open_ok(&o, &got);
+		recs_expect(&got, &want, want.n);
+		wal_close(w);
+		recs_free(&got);
+		recs_free(&want);
+		rm_dir();
+		mk_dir();
+	}
+}
+
+/* A data directory of format version 1 (no size in the header, no links) is still read,
+ * and goes on in version 2 segments. */
+Test(wal, version_1_segments_still_read)
+{
+	struct wal_options o = {.segment_bytes = 8192};
+	struct recs want = {0}, got = {0};
+	struct wal *w = open_ok(&o, NULL);
+	for (int i = 1; i <= 5; i++) {
+		cr_assert_eq(add(w, &want, i, 100), 0);
+		cr_assert_eq(wal_commit(w), 0);
+	}
+	cr_assert_eq(wal_close(w), 0);
+	char p[512];
+	seg_file(p, sizeof p, 1);
+	int fd = open(p, O_RDWR);
+	uint8_t h[SEG_HDR];
+	cr_assert_eq(pread(fd, h, SEG_HDR, 0), SEG_HDR);
+	le_put32(h + 8, 1);
+	memset(h + 32, 0, 8);
+	le_put64(h + 56, XXH3_64bits(h, 56));
+	cr_assert_eq(pwrite(fd, h, SEG_HDR, 0), SEG_HDR);
+	close(fd);
+	w = open_ok(&o, &got);
+	recs_expect(&got, &want, 5);
+	cr_assert_eq(w->segs[0].version, 1);
+	int64_t rev = fill_segment(w, &want, 6);
+	cr_assert_eq(add(w, &want, rev, 200), 0);
+	cr_assert_eq(wal_commit(w), 0);
+	cr_assert_eq(w->nsegs, 2);
+	cr_assert_eq(wal_close(w), 0);
+	recs_free(&got);
+	w = open_ok(&o, &got);
+	recs_expect(&got, &want, want.n);
+	wal_close(w);
+	recs_free(&got);
+	recs_free(&want);
+}
+
+/* The torn-tail message counts the bytes of records discarded, not the zeros after them. */
+Test(wal, torn_tail_counts_the_bytes_discarded)
+{
+	struct wal *w = open_ok(NULL, NULL);
+	cr_assert_eq(add(w, NULL, 1, 100), 0);
+	cr_assert_eq(wal_commit(w), 0);
+	uint64_t tail = w->tail;
+	cr_assert_eq(add(w, NULL, 2, 1000), 0);
+	cr_assert_eq(wal_commit(w), 0);
+	cr_assert_eq(wal_close(w), 0);
+	flip_byte(1, tail + 40);
+	char err[512], want[64];
+	cr_assert_eq(wal_inspect(dir, NULL, NULL, err, sizeof err), 1);
+	snprintf(want, sizeof want, "commit, %" PRIu64 " bytes", (uint64_t)ALIGN8(REC_HDR + 1000));
+	cr_assert(strstr(err, want), "%s", err);
+}
+
 /* ---- inspection ---- */
 
 static int count_rec(void *arg, const struct wal_record_info *r)
 {
-	(*(int *)arg)++;
+	if (r->type == WAL_REC_BATCH) /* not the links between segments */
+		(*(int *)arg)++;
 	return 0;
 }
 
