@@ -5,6 +5,7 @@
  * sequencer), and chained for svc_flush. */
 #include "core/svc.h"
 
+#include <errno.h>
 #include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #include "core/lease_svc.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/pbguard.h"
 #include "core/maint.h"
 #include "core/seq.h"
 #include "core/snapstream.h"
@@ -386,6 +388,50 @@ int svc_auth_request(struct svc_thread *t, struct seq_req *r, struct kv_result *
 	return 0;
 }
 
+static const ProtobufCMessageDescriptor *const svc_kv_desc[KV_METHODS] = {
+	[KV_RANGE] = &etcdserverpb__range_request__descriptor,
+	[KV_PUT] = &etcdserverpb__put_request__descriptor,
+	[KV_DELETE_RANGE] = &etcdserverpb__delete_range_request__descriptor,
+	[KV_TXN] = &etcdserverpb__txn_request__descriptor,
+	[KV_COMPACT] = &etcdserverpb__compaction_request__descriptor,
+};
+
+/* Every request from outside is decoded here, through pbguard (core/pbguard.h): walked
+ * without recursion first, so protobuf-c never recurses past PBGUARD_DEPTH_MAX. A Txn
+ * nested deeper than etcd's checks can look (pbguard_txn_depth) is flattened there, and
+ * kv_check answers it as etcd does ("too many operations"); past what pbguard can flatten
+ * (--max-txn-ops above 254) it gets that answer at once. Other schemas cannot nest that
+ * deep. NULL: answered already. */
+static ProtobufCMessage *svc_decode(struct svc_thread *t, struct grpc_conn *c, uint32_t sid, int method,
+				    const ProtobufCMessageDescriptor *desc, struct arena *a, const uint8_t *msg,
+				    size_t len, bool *flattened)
+{
+	bool txn = desc == &etcdserverpb__txn_request__descriptor;
+	ProtobufCMessage *m;
+	int rc = 0;
+
+	m = desc ? pbguard_unpack(desc, a, msg, len,
+				  txn ? pbguard_txn_depth(t->srv->limits.max_txn_ops) : PBGUARD_DEPTH_MAX + 1, flattened,
+				  &rc)
+		 : NULL;
+	if (m)
+		return m;
+	if (rc == -ELOOP && txn)
+		svc_status(t, c, sid, method, GRPC_INVALID_ARGUMENT, "etcdserver: too many operations in txn request");
+	else
+		svc_status(t, c, sid, method, GRPC_INTERNAL, "grpc: error unmarshalling request");
+	return NULL;
+}
+
+/* Bytes that watch.c or maint.c unpack themselves: their schemas hold no recursion (at
+ * most 3 levels), so this only has to refuse what protobuf-c would refuse, as they do. */
+static bool svc_guard(const ProtobufCMessageDescriptor *desc, const uint8_t *msg, size_t len)
+{
+	struct pbguard_frame frames[PBGUARD_FRAMES_STACK];
+
+	return !desc || pbguard_walk(desc, msg, len, frames, PBGUARD_FRAMES_STACK, 0, NULL) > 0;
+}
+
 /* A call the sequencer answers: decoded into the request's own arena. Every Lease method
  * runs there (it owns the lease table); a keep-alive's stream stays open. Auth methods go
  * by way of the password thread when they carry a password. */
@@ -393,12 +439,10 @@ static void svc_queue_unpacked(struct svc_thread *t, struct grpc_conn *c, uint64
 			       const ProtobufCMessageDescriptor *desc, const uint8_t *msg, size_t len)
 {
 	struct seq_req *r = svc_req_get(t);
-	ProtobufCAllocator al;
+	bool flat;
 
-	arena_pb_allocator(r->arena, &al);
-	r->msg = desc ? protobuf_c_message_unpack(desc, &al, len, msg) : NULL;
+	r->msg = svc_decode(t, c, sid, method, desc, r->arena, msg, len, &flat);
 	if (!r->msg) {
-		svc_status(t, c, sid, method, GRPC_INTERNAL, "grpc: error unmarshalling request");
 		svc_req_put(t, r);
 		return;
 	}
@@ -428,6 +472,10 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 	ProtobufCMessage *req;
 
 	if (method == SVC_WATCH) {
+		if (!svc_guard(&etcdserverpb__watch_request__descriptor, msg, len)) {
+			svc_status(t, c, sid, method, GRPC_INTERNAL, "grpc: error unmarshalling request");
+			return;
+		}
 		watch_stream_message(t->watch, c, sid, msg, len);
 		return;
 	}
@@ -476,17 +524,22 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 	}
 	if (method == SVC_ELECTION_OBSERVE) {
 		if (t->srv->auth && authsvc_enabled(t->srv->auth)) { /* read permission on the name */
-			ProtobufCAllocator al;
 			ProtobufCMessage *q;
+			bool flat;
+			int rc;
 			arena_reset(t->scratch);
-			arena_pb_allocator(t->scratch, &al);
-			q = protobuf_c_message_unpack(election_request_desc(method), &al, len, msg);
+			q = pbguard_unpack(election_request_desc(method), t->scratch, msg, len, PBGUARD_DEPTH_MAX + 1,
+					   &flat, &rc);
 			struct kv_result res;
 			if (q && !svc_auth_allows(t, grpc_call_user(c, sid), method, q, NULL, &res)) {
 				/* etcd's observer stops at the refused read and ends the call quietly */
 				svc_status(t, c, sid, method, GRPC_OK, NULL);
 				return;
 			}
+		}
+		if (!svc_guard(election_request_desc(method), msg, len)) {
+			svc_status(t, c, sid, method, GRPC_INTERNAL, "grpc: error unmarshalling request");
+			return;
 		}
 		watch_observe(t->watch, c, sid, msg, len);
 		return;
@@ -499,13 +552,12 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 		svc_status(t, c, sid, method, GRPC_UNIMPLEMENTED, "unknown method");
 		return;
 	}
+	bool flat;
 	if (method == KV_RANGE) {
 		arena_reset(t->scratch);
-		req = kv_decode(KV_RANGE, t->scratch, msg, len);
-		if (!req) {
-			svc_status(t, c, sid, method, GRPC_INTERNAL, "grpc: error unmarshalling request");
+		req = svc_decode(t, c, sid, method, svc_kv_desc[KV_RANGE], t->scratch, msg, len, &flat);
+		if (!req)
 			return;
-		}
 		if (kv_check(KV_RANGE, req, len, &t->srv->limits, t->scratch, &res)) {
 			svc_status(t, c, sid, method, res.code, res.message);
 			return;
@@ -517,14 +569,18 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 	}
 
 	struct seq_req *r = svc_req_get(t);
-	req = kv_decode((enum kv_method)method, r->arena, msg, len);
+	req = svc_decode(t, c, sid, method, svc_kv_desc[method], r->arena, msg, len, &flat);
 	if (!req) {
-		svc_status(t, c, sid, method, GRPC_INTERNAL, "grpc: error unmarshalling request");
 		svc_req_put(t, r);
 		return;
 	}
 	if (kv_check((enum kv_method)method, req, len, &t->srv->limits, r->arena, &res)) {
 		svc_status(t, c, sid, method, res.code, res.message);
+		svc_req_put(t, r);
+		return;
+	}
+	if (flat) { /* NEVER: a flattened txn always fails etcd's checks; never run one */
+		svc_status(t, c, sid, method, GRPC_INVALID_ARGUMENT, "etcdserver: too many operations in txn request");
 		svc_req_put(t, r);
 		return;
 	}
