@@ -2,16 +2,17 @@
  * See pbguard.h.
  *
  * The rules are protobuf-c 1.4's (protobuf_c_message_unpack), restated:
- *  - a tag is a varint of at most 5 bytes (bits past 32 dropped); any field number that
- *    the descriptor does not know, 0 included, is an unknown field, kept as bytes;
+ *  - a tag is a varint of at most 5 bytes (bits past 32 dropped); field number 0 is
+ *    refused; any other the descriptor does not know is an unknown field, kept as bytes;
  *  - wire types 0 (varint, at most 10 bytes), 1 (8 bytes), 2 (a length of at most 5 bytes,
  *    bits past 32 dropped, then that many bytes) and 5 (4 bytes); 3, 4, 6, 7 are refused;
  *  - a known field must come with its type's wire type (bool takes any); a repeated
  *    numeric field may come packed (wire type 2): fixed widths a multiple of 4 or 8 bytes,
  *    varints each ended within 10 bytes, bools each byte 0 or 1;
  *  - a message field's bytes must themselves be a valid message of its type.
- * One difference, on purpose: a length whose 32-bit sum with its prefix wraps around is
- * refused here (protobuf-c would read past the field).
+ * Two differences, on purpose, both answered -EPROTO: field 0 written in more than one
+ * byte is refused (protobuf-c takes it, etcd does not), and so is a length whose 32-bit
+ * sum with its prefix wraps around (protobuf-c would read past the field).
  */
 #include "core/pbguard.h"
 
@@ -187,6 +188,8 @@ int pbguard_walk(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t
 		size_t n = pbguard_tag(p, end, &fnum, &wire);
 		if (!n)
 			return -EBADMSG;
+		if (fnum == 0) /* protobuf-c refuses the one-byte form only, etcd every form */
+			return n == 1 ? -EBADMSG : -EPROTO;
 		p += n;
 		const uint8_t *body = p, *next;
 		switch (wire) {
@@ -210,7 +213,7 @@ int pbguard_walk(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t
 				return -EBADMSG;
 			v &= UINT32_MAX; /* protobuf-c keeps 32 bits of a length */
 			if (v > (uint64_t)(end - p - (ptrdiff_t)n))
-				return -EBADMSG;
+				return (uint64_t)n + v > UINT32_MAX ? -EPROTO : -EBADMSG;
 			body = p + n;
 			next = body + v;
 			break;

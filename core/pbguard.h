@@ -47,8 +47,10 @@ struct pbguard_frame {
 /* Walks `len` bytes as a message of type `d`. With `flat` (a copy of the input, len bytes)
  * every message at depth flat_depth (>= 1) is flattened in the copy as described above.
  * Returns the deepest nesting (>= 1) when protobuf-c would unpack the input; -EBADMSG when
- * it would refuse it; -ELOOP when nesting passes frames_max; -ENOTSUP when more than
- * PBGUARD_TYPES_MAX message types are reached (a schema this guard was not sized for). */
+ * it would refuse it; -EPROTO for the two inputs refused although protobuf-c takes them
+ * (field number 0 in a multi-byte tag, as etcd refuses it; a length that wraps 32 bits);
+ * -ELOOP when nesting passes frames_max; -ENOTSUP when more than PBGUARD_TYPES_MAX
+ * message types are reached (a schema this guard was not sized for). */
 int pbguard_walk(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, struct pbguard_frame *frames,
 		 size_t frames_max, unsigned flat_depth, uint8_t *flat);
 
