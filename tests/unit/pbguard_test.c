@@ -52,7 +52,8 @@ static uint8_t *chain(unsigned depth, const uint8_t *inner, size_t inner_len, si
 		*o++ = (d % 2 == 0) ? 0x12 : 0x22; /* TxnRequest.success / RequestOp.request_txn */
 		o += put_varint(o, rest);
 	}
-	memcpy(o, inner, inner_len);
+	if (inner_len)
+		memcpy(o, inner, inner_len);
 	free(pre);
 	*len = n;
 	return b;
