@@ -163,17 +163,34 @@ static int pbguard_type_index(const ProtobufCMessageDescriptor **types, unsigned
 int pbguard_walk(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, struct pbguard_frame *frames,
 		 size_t frames_max, unsigned flat_depth, uint8_t *flat)
 {
+	size_t merged;
+
+	return pbguard_walk_merge(d, buf, len, frames, frames_max, flat_depth, flat, &merged);
+}
+
+int pbguard_walk_merge(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
+		       struct pbguard_frame *frames, size_t frames_max, unsigned flat_depth, uint8_t *flat,
+		       size_t *merged)
+{
 	const ProtobufCMessageDescriptor *types[PBGUARD_TYPES_MAX];
 	unsigned ntypes = 0, depth = 1, deepest = 1;
 	const uint8_t *p = buf, *end = buf + len;
+	const uint8_t *run = NULL; /* the current run of unknown fields, and how many */
+	size_t run_n = 0;
 	int cur = 0;
 
+	*merged = 0;
 	if (len > UINT32_MAX)
 		return -EBADMSG; /* frames keep 32-bit offsets; gRPC's limits are far below */
 	types[ntypes++] = d;
 	if (flat && flat_depth == 1)
 		pbguard_fill(d, flat, len);
 	for (;;) {
+		if (run && p == end) { /* a run ends with its message */
+			if (run_n >= 2 && flat && (flat_depth == 0 || depth < flat_depth))
+				pbguard_fill(types[cur], flat + (run - buf), (size_t)(p - run));
+			run = NULL;
+		}
 		if (p == end) {
 			if (depth == 1)
 				return (int)deepest;
@@ -182,6 +199,7 @@ int pbguard_walk(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t
 			cur = (int)frames[depth - 1].type;
 			continue;
 		}
+		const uint8_t *field_start = p;
 		uint32_t fnum;
 		unsigned wire;
 		uint64_t v;
@@ -222,8 +240,20 @@ int pbguard_walk(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t
 		}
 		p = next;
 		const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(types[cur], fnum);
-		if (!f)
+		if (!f) {
+			if (!run) {
+				run = field_start;
+				run_n = 0;
+			}
+			if (++run_n >= 2)
+				(*merged)++;
 			continue;
+		}
+		if (run) { /* a known field ends the run before it */
+			if (run_n >= 2 && flat && (flat_depth == 0 || depth < flat_depth))
+				pbguard_fill(types[cur], flat + (run - buf), (size_t)(field_start - run));
+			run = NULL;
+		}
 		if (f->label == PROTOBUF_C_LABEL_REPEATED && wire == PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED &&
 		    ((f->flags & PROTOBUF_C_FIELD_FLAG_PACKED) || pbguard_packable(f->type))) {
 			if (!pbguard_packed_ok(f->type, body, next))
@@ -268,14 +298,15 @@ ProtobufCMessage *pbguard_unpack(const ProtobufCMessageDescriptor *d, struct are
 	size_t nframes = PBGUARD_FRAMES_STACK;
 	ProtobufCAllocator al;
 	ProtobufCMessage *m;
+	size_t merged;
 	int depth;
 
 	*flattened = false;
-	depth = pbguard_walk(d, buf, len, frames, nframes, 0, NULL);
+	depth = pbguard_walk_merge(d, buf, len, frames, nframes, 0, NULL, &merged);
 	if (depth == -ELOOP) { /* hostile depth: frames for the worst case, from the arena */
 		nframes = len / 2 + 1;
 		frames = arena_alloc(a, nframes * sizeof *frames);
-		depth = pbguard_walk(d, buf, len, frames, nframes, 0, NULL);
+		depth = pbguard_walk_merge(d, buf, len, frames, nframes, 0, NULL, &merged);
 	}
 	if (depth < 0) {
 		*rc = -EBADMSG;
@@ -286,11 +317,13 @@ ProtobufCMessage *pbguard_unpack(const ProtobufCMessageDescriptor *d, struct are
 			*rc = -ELOOP;
 			return NULL;
 		}
-	} else if ((unsigned)depth > flat_depth) {
+	}
+	bool flat = flat_depth <= PBGUARD_DEPTH_MAX && (unsigned)depth > flat_depth;
+	if (flat || merged >= PBGUARD_MERGE_MIN) {
 		uint8_t *copy = arena_memdup(a, buf, len);
-		pbguard_walk(d, buf, len, frames, nframes, flat_depth, copy);
+		pbguard_walk_merge(d, buf, len, frames, nframes, flat ? flat_depth : 0, copy, &merged);
 		buf = copy;
-		*flattened = true;
+		*flattened = flat;
 	}
 	arena_pb_allocator(a, &al);
 	m = protobuf_c_message_unpack(d, &al, len, buf);

@@ -37,6 +37,8 @@ enum {
 	PBGUARD_FRAMES_STACK = 64,
 	/* Distinct message types one walk may meet (etcd's requests reach at most 6). */
 	PBGUARD_TYPES_MAX = 32,
+	/* Unknown fields in runs past which pbguard_unpack merges them (copying the input). */
+	PBGUARD_MERGE_MIN = 8,
 };
 
 struct pbguard_frame {
@@ -53,6 +55,14 @@ struct pbguard_frame {
  * message types are reached (a schema this guard was not sized for). */
 int pbguard_walk(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, struct pbguard_frame *frames,
 		 size_t frames_max, unsigned flat_depth, uint8_t *flat);
+/* The same, also counting in *merged the unknown fields that directly follow another
+ * unknown field of the same message. With `flat`, each such run (outside flattened
+ * messages) becomes one unknown field of the same size in the copy: protobuf-c spends
+ * about 60 bytes of bookkeeping per field it keeps, so 2-byte unknown fields would make
+ * a 1.5 MiB request cost 63 MiB; merged, they cost their own size, as in etcd. */
+int pbguard_walk_merge(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
+		       struct pbguard_frame *frames, size_t frames_max, unsigned flat_depth, uint8_t *flat,
+		       size_t *merged);
 
 /* The depth at which a Txn's content no longer matters to etcd's checkTxnRequest: each
  * nested txn spends at least one op of the --max-txn-ops budget, so the txn at nesting
@@ -62,7 +72,8 @@ unsigned pbguard_txn_depth(uint32_t max_txn_ops);
 
 /* Walks, then unpacks into arena `a` (protobuf-c, bounded recursion). Messages at depth
  * flat_depth are flattened first if the input is deeper (*flattened is then true; the
- * result no longer carries their content). A flat_depth beyond PBGUARD_DEPTH_MAX means
+ * result no longer carries their content); runs of unknown fields are merged when there
+ * are PBGUARD_MERGE_MIN or more (their bytes are kept, as one unknown field). A flat_depth beyond PBGUARD_DEPTH_MAX means
  * "never flatten": deeper input is refused. Returns the message, or NULL with *rc:
  * -EBADMSG (protobuf-c would refuse the bytes), -ELOOP (nested deeper than allowed). */
 ProtobufCMessage *pbguard_unpack(const ProtobufCMessageDescriptor *d, struct arena *a, const uint8_t *buf,
