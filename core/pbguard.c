@@ -148,6 +148,40 @@ static void pbguard_fill(const ProtobufCMessageDescriptor *d, uint8_t *o, size_t
 	o[tl + 4] = (uint8_t)(body >> 28);
 }
 
+/* A run of dead fields in one message: unknown fields, and occurrences of a singular
+ * scalar field that a later occurrence replaces (protobuf-c keeps the last). */
+struct pbguard_run {
+	const uint8_t *start, *end;
+	size_t n;
+};
+
+/* Ends the run: with two fields or more, it becomes one unknown field in the copy (not
+ * inside a flattened message, whose bytes are already opaque). */
+static void pbguard_run_close(struct pbguard_run *r, const ProtobufCMessageDescriptor *d, const uint8_t *buf,
+			      uint8_t *flat, bool writable)
+{
+	if (r->n >= 2 && flat && writable)
+		pbguard_fill(d, flat + (r->start - buf), (size_t)(r->end - r->start));
+	r->start = r->end = NULL;
+	r->n = 0;
+}
+
+/* Adds the dead field [s, e): joins the run if it follows it directly, else starts one. */
+static void pbguard_run_add(struct pbguard_run *r, const uint8_t *s, const uint8_t *e, size_t *merged,
+			    const ProtobufCMessageDescriptor *d, const uint8_t *buf, uint8_t *flat, bool writable)
+{
+	if (r->n && r->end == s) {
+		r->end = e;
+		r->n++;
+		(*merged)++;
+		return;
+	}
+	pbguard_run_close(r, d, buf, flat, writable);
+	r->start = s;
+	r->end = e;
+	r->n = 1;
+}
+
 static int pbguard_type_index(const ProtobufCMessageDescriptor **types, unsigned *ntypes,
 			      const ProtobufCMessageDescriptor *d)
 {
@@ -175,8 +209,9 @@ int pbguard_walk_merge(const ProtobufCMessageDescriptor *d, const uint8_t *buf, 
 	const ProtobufCMessageDescriptor *types[PBGUARD_TYPES_MAX];
 	unsigned ntypes = 0, depth = 1, deepest = 1;
 	const uint8_t *p = buf, *end = buf + len;
-	const uint8_t *run = NULL; /* the current run of unknown fields, and how many */
-	size_t run_n = 0;
+	struct pbguard_run run = {0};
+	const ProtobufCFieldDescriptor *last = NULL; /* a singular scalar field just read... */
+	const uint8_t *last_start = NULL, *last_end = NULL; /* ...and where */
 	int cur = 0;
 
 	*merged = 0;
@@ -186,12 +221,10 @@ int pbguard_walk_merge(const ProtobufCMessageDescriptor *d, const uint8_t *buf, 
 	if (flat && flat_depth == 1)
 		pbguard_fill(d, flat, len);
 	for (;;) {
-		if (run && p == end) { /* a run ends with its message */
-			if (run_n >= 2 && flat && (flat_depth == 0 || depth < flat_depth))
-				pbguard_fill(types[cur], flat + (run - buf), (size_t)(p - run));
-			run = NULL;
-		}
+		bool writable = flat_depth == 0 || depth < flat_depth;
 		if (p == end) {
+			pbguard_run_close(&run, types[cur], buf, flat, writable);
+			last = NULL;
 			if (depth == 1)
 				return (int)deepest;
 			depth--;
@@ -241,19 +274,14 @@ int pbguard_walk_merge(const ProtobufCMessageDescriptor *d, const uint8_t *buf, 
 		p = next;
 		const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(types[cur], fnum);
 		if (!f) {
-			if (!run) {
-				run = field_start;
-				run_n = 0;
-			}
-			if (++run_n >= 2)
-				(*merged)++;
+			pbguard_run_add(&run, field_start, next, merged, types[cur], buf, flat, writable);
 			continue;
 		}
-		if (run) { /* a known field ends the run before it */
-			if (run_n >= 2 && flat && (flat_depth == 0 || depth < flat_depth))
-				pbguard_fill(types[cur], flat + (run - buf), (size_t)(field_start - run));
-			run = NULL;
-		}
+		if (f == last && last_end == field_start) /* the one before is replaced by this one */
+			pbguard_run_add(&run, last_start, last_end, merged, types[cur], buf, flat, writable);
+		last = f->label != PROTOBUF_C_LABEL_REPEATED && f->type != PROTOBUF_C_TYPE_MESSAGE ? f : NULL;
+		last_start = field_start;
+		last_end = next;
 		if (f->label == PROTOBUF_C_LABEL_REPEATED && wire == PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED &&
 		    ((f->flags & PROTOBUF_C_FIELD_FLAG_PACKED) || pbguard_packable(f->type))) {
 			if (!pbguard_packed_ok(f->type, body, next))
@@ -266,6 +294,7 @@ int pbguard_walk_merge(const ProtobufCMessageDescriptor *d, const uint8_t *buf, 
 		if (f->type != PROTOBUF_C_TYPE_MESSAGE)
 			continue;
 		/* into the field's message: [body, next) */
+		pbguard_run_close(&run, types[cur], buf, flat, writable);
 		if (depth > frames_max)
 			return -ELOOP;
 		int t = pbguard_type_index(types, &ntypes, f->descriptor);

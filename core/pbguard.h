@@ -37,7 +37,7 @@ enum {
 	PBGUARD_FRAMES_STACK = 64,
 	/* Distinct message types one walk may meet (etcd's requests reach at most 6). */
 	PBGUARD_TYPES_MAX = 32,
-	/* Unknown fields in runs past which pbguard_unpack merges them (copying the input). */
+	/* Dead fields in runs past which pbguard_unpack merges them (copying the input). */
 	PBGUARD_MERGE_MIN = 8,
 };
 
@@ -55,11 +55,13 @@ struct pbguard_frame {
  * message types are reached (a schema this guard was not sized for). */
 int pbguard_walk(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, struct pbguard_frame *frames,
 		 size_t frames_max, unsigned flat_depth, uint8_t *flat);
-/* The same, also counting in *merged the unknown fields that directly follow another
- * unknown field of the same message. With `flat`, each such run (outside flattened
- * messages) becomes one unknown field of the same size in the copy: protobuf-c spends
- * about 60 bytes of bookkeeping per field it keeps, so 2-byte unknown fields would make
- * a 1.5 MiB request cost 63 MiB; merged, they cost their own size, as in etcd. */
+/* The same, also counting in *merged the dead fields that directly follow another dead
+ * field of the same message (dead: unknown, or a singular scalar field that the next
+ * field, the same one again, replaces: protobuf-c keeps the last). With `flat`, each such
+ * run (outside flattened messages) becomes one unknown field of the same size in the copy:
+ * protobuf-c spends 30 to 60 bytes of bookkeeping per field, so a 1.5 MiB request of
+ * 2-byte unknown fields cost 63 MiB, and a Put of 3-byte keys sent again and again sat
+ * queued at 20x its size; merged, they cost their own size, as in etcd. */
 int pbguard_walk_merge(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
 		       struct pbguard_frame *frames, size_t frames_max, unsigned flat_depth, uint8_t *flat,
 		       size_t *merged);
@@ -72,7 +74,7 @@ unsigned pbguard_txn_depth(uint32_t max_txn_ops);
 
 /* Walks, then unpacks into arena `a` (protobuf-c, bounded recursion). Messages at depth
  * flat_depth are flattened first if the input is deeper (*flattened is then true; the
- * result no longer carries their content); runs of unknown fields are merged when there
+ * result no longer carries their content); runs of dead fields are merged when there
  * are PBGUARD_MERGE_MIN or more (their bytes are kept, as one unknown field). A flat_depth beyond PBGUARD_DEPTH_MAX means
  * "never flatten": deeper input is refused. Returns the message, or NULL with *rc:
  * -EBADMSG (protobuf-c would refuse the bytes), -ELOOP (nested deeper than allowed). */

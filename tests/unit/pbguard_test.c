@@ -388,3 +388,39 @@ Test(pbguard, unknown_field_runs_are_merged)
 	free(b);
 	arena_free(a);
 }
+
+/* A singular field sent again and again (protobuf-c keeps the last) is merged the same way:
+ * a queued Put of 100000 keys costs its size, and is the Put of the last key. */
+Test(pbguard, repeated_singular_fields_are_merged)
+{
+	const ProtobufCMessageDescriptor *pr = &etcdserverpb__put_request__descriptor;
+	struct arena *a = arena_new(1 << 16);
+	size_t n = 0, merged;
+	uint8_t *b = malloc(300010);
+	for (int i = 0; i < 100000; i++) {
+		memcpy(b + n, "\x0a\x01", 2);
+		b[n + 2] = (uint8_t)('a' + i % 26);
+		n += 3;
+	}
+	memcpy(b + n, "\x12\x01v\x12\x01w", 6); /* value "v", then "w" */
+	n += 6;
+	struct pbguard_frame f[4];
+	cr_assert_eq(pbguard_walk_merge(pr, b, n, f, 4, 0, NULL, &merged), 1);
+	cr_expect_eq(merged, 99998);
+	bool flat;
+	int rc;
+	Etcdserverpb__PutRequest *m = (void *)pbguard_unpack(pr, a, b, n, PBGUARD_DEPTH_MAX + 1, &flat, &rc);
+	cr_assert_not_null(m);
+	cr_expect_eq(m->key.len, 1);
+	cr_expect_eq(m->key.data[0], 'a' + 99999 % 26);
+	cr_expect_eq(m->value.len, 1);
+	cr_expect_eq(m->value.data[0], 'w');
+	cr_expect_leq(arena_used(a), 3 * n, "arena %zu for %zu bytes", arena_used(a), n);
+	ProtobufCAllocator al;
+	arena_reset(a);
+	arena_pb_allocator(a, &al);
+	cr_assert_not_null(protobuf_c_message_unpack(pr, &al, n, b));
+	cr_expect_gt(arena_used(a), 10 * n, "without merging: %zu", arena_used(a)); /* why it matters */
+	free(b);
+	arena_free(a);
+}
