@@ -253,6 +253,19 @@ bool gateway_handle(struct svc_thread *t, struct http1_conn *h, void *conn_user,
 			svc_req_release(t, sr);
 		return true;
 	}
+	/* etcd's KV checks come before auth (its gateway calls the gRPC server) */
+	if (rt->method < KV_METHODS) {
+		size_t len = protobuf_c_message_get_packed_size(req);
+		int bad = kv_check((enum kv_method)rt->method, req, len, &srv->limits, a, &res);
+		if (bad || flat) {
+			if (!bad) /* NEVER: a flattened txn always fails etcd's checks; never run one */
+				res.code = GRPC_INVALID_ARGUMENT, res.message = "etcdserver: too many operations in txn request";
+			gw_error(h, res.code, res.message);
+			if (sr)
+				svc_req_release(t, sr);
+			return true;
+		}
+	}
 	/* auth: the token comes in the Authorization header (the gateway never uses a TLS
 	 * client certificate's name, as etcd's) */
 	if (srv->auth && authsvc_enabled(srv->auth)) {
@@ -269,16 +282,6 @@ bool gateway_handle(struct svc_thread *t, struct http1_conn *h, void *conn_user,
 		svc_auth_allows(t, NULL, rt->method, req, sr, &res); /* clears the request's auth fields */
 	}
 	if (rt->method < KV_METHODS) {
-		size_t len = protobuf_c_message_get_packed_size(req);
-		int bad = kv_check((enum kv_method)rt->method, req, len, &srv->limits, a, &res);
-		if (bad || flat) {
-			if (!bad) /* NEVER: a flattened txn always fails etcd's checks; never run one */
-				res.code = GRPC_INVALID_ARGUMENT, res.message = "etcdserver: too many operations in txn request";
-			gw_error(h, res.code, res.message);
-			if (sr)
-				svc_req_release(t, sr);
-			return true;
-		}
 		if (kv_is_read_only((enum kv_method)rt->method, req)) {
 			struct mvcc_view v;
 			mvcc_view_published(srv->store, &v);

@@ -174,3 +174,16 @@ def test_deep_json_in_unknown_field_answers_as_etcd(uetcd, etcd_ref, depth):
     want = _json_outcome(*post(etcd_ref, '/v3/kv/txn', body))
     assert got == want
     assert uetcd.alive()
+
+
+def test_deep_txn_over_the_gateway_with_auth_on_answers_as_etcd(spawn):
+    """etcd's gateway calls its gRPC server, so the txn checks come before auth: a deep txn
+    without a token gets "too many operations", not an auth error."""
+    got = {}
+    for role in ('uetcd', 'etcd'):
+        srv = spawn(role)
+        enable_auth(srv)
+        got[role] = [_json_outcome(*post(srv, '/v3/kv/txn', deep_json(n))) for n in (130, 200, 5000)]
+        assert srv.alive()
+    assert got['uetcd'] == got['etcd']
+    assert got['uetcd'][0] == (400, 3, TOO_MANY)
