@@ -423,13 +423,41 @@ static ProtobufCMessage *svc_decode(struct svc_thread *t, struct grpc_conn *c, u
 	return NULL;
 }
 
+/* What maint.c unpacks itself, by method. */
+static const ProtobufCMessageDescriptor *svc_maint_desc(int method)
+{
+	switch (method) {
+	case SVC_MAINT_HASH: return &etcdserverpb__hash_request__descriptor;
+	case SVC_MAINT_HASHKV: return &etcdserverpb__hash_kvrequest__descriptor;
+	case SVC_MAINT_MOVE_LEADER: return &etcdserverpb__move_leader_request__descriptor;
+	case SVC_MAINT_DOWNGRADE: return &etcdserverpb__downgrade_request__descriptor;
+	case SVC_CLUSTER_MEMBER_ADD: return &etcdserverpb__member_add_request__descriptor;
+	case SVC_CLUSTER_MEMBER_REMOVE: return &etcdserverpb__member_remove_request__descriptor;
+	case SVC_CLUSTER_MEMBER_UPDATE: return &etcdserverpb__member_update_request__descriptor;
+	case SVC_CLUSTER_MEMBER_PROMOTE: return &etcdserverpb__member_promote_request__descriptor;
+	default: return NULL;
+	}
+}
+
 /* Bytes that watch.c or maint.c unpack themselves: their schemas hold no recursion (at
- * most 3 levels), so this only has to refuse what protobuf-c would refuse, as they do. */
-static bool svc_guard(const ProtobufCMessageDescriptor *desc, const uint8_t *msg, size_t len)
+ * most 3 levels), so this refuses what protobuf-c would refuse, as they do, and merges
+ * runs of dead fields (pbguard_unpack) into a copy in t->scratch, which *msg then points
+ * to: reset t->scratch before, not after. False: refused. */
+static bool svc_guard(struct svc_thread *t, const ProtobufCMessageDescriptor *desc, const uint8_t **msg, size_t len)
 {
 	struct pbguard_frame frames[PBGUARD_FRAMES_STACK];
+	size_t merged;
 
-	return !desc || pbguard_walk(desc, msg, len, frames, PBGUARD_FRAMES_STACK, 0, NULL) > 0;
+	if (!desc)
+		return true;
+	if (pbguard_walk_merge(desc, *msg, len, frames, PBGUARD_FRAMES_STACK, 0, NULL, &merged) <= 0)
+		return false;
+	if (merged >= PBGUARD_MERGE_MIN) {
+		uint8_t *copy = arena_memdup(t->scratch, *msg, len);
+		pbguard_walk_merge(desc, *msg, len, frames, PBGUARD_FRAMES_STACK, 0, copy, &merged);
+		*msg = copy;
+	}
+	return true;
 }
 
 /* A call the sequencer answers: decoded into the request's own arena. Every Lease method
@@ -472,7 +500,8 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 	ProtobufCMessage *req;
 
 	if (method == SVC_WATCH) {
-		if (!svc_guard(&etcdserverpb__watch_request__descriptor, msg, len)) {
+		arena_reset(t->scratch);
+		if (!svc_guard(t, &etcdserverpb__watch_request__descriptor, &msg, len)) {
 			svc_status(t, c, sid, method, GRPC_INTERNAL, "grpc: error unmarshalling request");
 			return;
 		}
@@ -510,6 +539,10 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 		if (!svc_authorized(t, c, sid, method, NULL, NULL))
 			return;
 		arena_reset(t->scratch);
+		if (!svc_guard(t, svc_maint_desc(method), &msg, len)) {
+			svc_status(t, c, sid, method, GRPC_INTERNAL, "grpc: error unmarshalling request");
+			return;
+		}
 		mvcc_view_published(t->srv->store, &v);
 		maint_handle(t->srv, method, msg, len, &v, t->scratch, &res);
 		if (res.code != GRPC_OK)
@@ -537,7 +570,7 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 				return;
 			}
 		}
-		if (!svc_guard(election_request_desc(method), msg, len)) {
+		if (!svc_guard(t, election_request_desc(method), &msg, len)) {
 			svc_status(t, c, sid, method, GRPC_INTERNAL, "grpc: error unmarshalling request");
 			return;
 		}
