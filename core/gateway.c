@@ -25,6 +25,7 @@
 #include "core/kv.h"
 #include "core/lease_svc.h"
 #include "core/maint.h"
+#include "core/pbguard.h"
 #include "core/pbjson.h"
 #include "core/seq.h"
 #include "core/server.h"
@@ -211,7 +212,7 @@ bool gateway_handle(struct svc_thread *t, struct http1_conn *h, void *conn_user,
 		arena_pb_allocator(a, &al);
 		if (pbjson_unmarshal(&etcdserverpb__watch_request__descriptor, r->body, r->body_len, &al, &req, &jerr) < 0) {
 			char msg[200];
-			snprintf(msg, sizeof msg, "proto: %s", jerr.msg);
+			snprintf(msg, sizeof msg, "%s%s", jerr.json ? "" : "proto: ", jerr.msg);
 			gw_error(h, GRPC_INVALID_ARGUMENT, msg);
 		} else if (!svc_http_watch(t, h, conn_user, (const Etcdserverpb__WatchRequest *)req,
 					   srv->auth && authsvc_enabled(srv->auth) ? gw_identify(srv, r) : NULL)) {
@@ -241,13 +242,29 @@ bool gateway_handle(struct svc_thread *t, struct http1_conn *h, void *conn_user,
 		arena_reset(a);
 	}
 	arena_pb_allocator(a, &al);
-	if (pbjson_unmarshal(rt->req, r->body, r->body_len, &al, &req, &jerr) < 0) {
+	bool flat; /* a Txn nested past etcd's budget: see pbguard_txn_depth */
+	if (pbjson_unmarshal_flat(rt->req, r->body, r->body_len, &al, &req, &jerr,
+				  rt->method == KV_TXN ? pbguard_txn_depth(srv->limits.max_txn_ops) : PBJSON_MSG_DEPTH_MAX + 1,
+				  &flat) < 0) {
 		char msg[200];
-		snprintf(msg, sizeof msg, "proto: %s", jerr.msg);
+		snprintf(msg, sizeof msg, "%s%s", jerr.json ? "" : "proto: ", jerr.msg);
 		gw_error(h, GRPC_INVALID_ARGUMENT, msg);
 		if (sr)
 			svc_req_release(t, sr);
 		return true;
+	}
+	/* etcd's KV checks come before auth (its gateway calls the gRPC server) */
+	if (rt->method < KV_METHODS) {
+		size_t len = protobuf_c_message_get_packed_size(req);
+		int bad = kv_check((enum kv_method)rt->method, req, len, &srv->limits, a, &res);
+		if (bad || flat) {
+			if (!bad) /* NEVER: a flattened txn always fails etcd's checks; never run one */
+				res.code = GRPC_INVALID_ARGUMENT, res.message = "etcdserver: too many operations in txn request";
+			gw_error(h, res.code, res.message);
+			if (sr)
+				svc_req_release(t, sr);
+			return true;
+		}
 	}
 	/* auth: the token comes in the Authorization header (the gateway never uses a TLS
 	 * client certificate's name, as etcd's) */
@@ -265,13 +282,6 @@ bool gateway_handle(struct svc_thread *t, struct http1_conn *h, void *conn_user,
 		svc_auth_allows(t, NULL, rt->method, req, sr, &res); /* clears the request's auth fields */
 	}
 	if (rt->method < KV_METHODS) {
-		size_t len = protobuf_c_message_get_packed_size(req);
-		if (kv_check((enum kv_method)rt->method, req, len, &srv->limits, a, &res)) {
-			gw_error(h, res.code, res.message);
-			if (sr)
-				svc_req_release(t, sr);
-			return true;
-		}
 		if (kv_is_read_only((enum kv_method)rt->method, req)) {
 			struct mvcc_view v;
 			mvcc_view_published(srv->store, &v);

@@ -2,8 +2,10 @@
  *
  * One codec for every message: both directions walk the ProtobufCMessageDescriptor. The
  * marshaller appends into one caller-owned buffer (reserve, then write; no allocation per
- * field). The parser is a recursive descent over the input with an explicit depth bound;
- * every string is scanned (escapes, control characters, UTF-8) before anything is
+ * field). The parser first scans the whole value iteratively as encoding/json does (only
+ * to find JSON nested past PBJSON_DEPTH_MAX before anything else), then is a recursive
+ * descent whose recursion follows message nesting only, bounded by PBJSON_MSG_DEPTH_MAX
+ * (values of unknown fields are skipped iteratively); every string is scanned (escapes, control characters, UTF-8) before anything is
  * allocated, so arbitrary input ends in a clean error. Allocation goes through the caller's
  * ProtobufCAllocator (an arena in the server), and the message under construction is kept
  * consistent (arrays and their counts set together) so that protobuf-c's free_unpacked can
@@ -329,7 +331,7 @@ static int put_sep(struct pbjson_buf *b, unsigned flags)
 
 static int marshal_message(struct pbjson_buf *b, const ProtobufCMessage *m, unsigned flags, int depth)
 {
-	if (depth > PBJSON_DEPTH_MAX)
+	if (depth >= PBJSON_MSG_DEPTH_MAX)
 		return -ELOOP;
 	const ProtobufCMessageDescriptor *d = m->descriptor;
 	const char *base = (const char *)m;
@@ -407,6 +409,9 @@ struct rd {
 	const uint8_t *s, *p, *end;
 	ProtobufCAllocator *a;
 	struct pbjson_error *err;
+	unsigned mdepth;     /* messages open */
+	unsigned flat_depth; /* a message at this nesting is skipped, left empty */
+	bool flattened;
 };
 
 static int fail_at(struct rd *r, const uint8_t *at, const char *fmt, ...)
@@ -1075,50 +1080,81 @@ static const ProtobufCFieldDescriptor *find_field(const ProtobufCMessageDescript
 	return NULL;
 }
 
+/* A member name and its ':' inside a skipped object. */
+static int skip_key(struct rd *r)
+{
+	const uint8_t *s, *e;
+	int rc;
+
+	ws(r);
+	if (r->p >= r->end || *r->p != '"')
+		return fail_at(r, r->p, r->p >= r->end ? "unexpected EOF" : "unexpected token");
+	if ((rc = scan_string(r, &s, &e)) < 0)
+		return rc;
+	ws(r);
+	if (r->p >= r->end || *r->p != ':')
+		return fail_at(r, r->p, r->p >= r->end ? "unexpected EOF" : "unexpected token");
+	r->p++;
+	return 0;
+}
+
+/* Skips one value (an unknown field's, or a flattened message's), checking it, without
+ * recursion: `depth` containers are already open around it. */
 static int skip_value(struct rd *r, int depth)
 {
-	if (depth > PBJSON_DEPTH_MAX)
-	{
-		fail_at(r, r->p, "exceeded max recursion depth");
-		return -ELOOP;
-	}
-	ws(r);
-	if (r->p >= r->end)
-		return fail_at(r, r->p, "unexpected EOF");
-	const uint8_t *s, *e;
-	uint8_t c = *r->p;
-	if (c == '"')
-		return scan_string(r, &s, &e);
-	if (c == '-' || (c >= '0' && c <= '9'))
-		return scan_number(r, &s, &e) < 0 ? fail_at(r, r->p, "invalid number") : 0;
-	if (expect_literal(r, "true") == 0 || expect_literal(r, "false") == 0 || expect_literal(r, "null") == 0)
-		return 0;
-	if (c != '{' && c != '[')
-		return fail_at(r, r->p, "unexpected token %.*s", raw_len(r->p, r->end), r->p);
-	uint8_t close = c == '{' ? '}' : ']';
-	r->p++;
-	ws(r);
-	if (r->p < r->end && *r->p == close) {
-		r->p++;
-		return 0;
-	}
+	uint8_t objs[PBJSON_DEPTH_MAX / 8 + 1]; /* bit n: container n of this value is an object */
+	int n = 0, rc;
+
 	for (;;) {
 		ws(r);
-		int rc;
-		if (close == '}') {
-			if (r->p >= r->end || *r->p != '"')
-				return fail_at(r, r->p, r->p >= r->end ? "unexpected EOF" : "unexpected token");
+		if (r->p >= r->end)
+			return fail_at(r, r->p, "unexpected EOF");
+		const uint8_t *s, *e;
+		uint8_t c = *r->p;
+		if (c == '{' || c == '[') {
+			if (depth + n + 1 > PBJSON_DEPTH_MAX) {
+				fail_at(r, r->p, "exceeded max recursion depth");
+				return -ELOOP;
+			}
+			r->p++;
+			ws(r);
+			if (r->p < r->end && *r->p == (c == '{' ? '}' : ']')) {
+				r->p++;
+			} else {
+				if (c == '{')
+					objs[n / 8] |= (uint8_t)(1u << (n % 8));
+				else
+					objs[n / 8] &= (uint8_t)~(1u << (n % 8));
+				n++;
+				if (c == '{' && (rc = skip_key(r)) < 0)
+					return rc;
+				continue;
+			}
+		} else if (c == '"') {
 			if ((rc = scan_string(r, &s, &e)) < 0)
 				return rc;
-			ws(r);
-			if (r->p >= r->end || *r->p != ':')
-				return fail_at(r, r->p, r->p >= r->end ? "unexpected EOF" : "unexpected token");
-			r->p++;
+		} else if (c == '-' || (c >= '0' && c <= '9')) {
+			if (scan_number(r, &s, &e) < 0)
+				return fail_at(r, r->p, "invalid number");
+		} else if (expect_literal(r, "true") < 0 && expect_literal(r, "false") < 0 &&
+			   expect_literal(r, "null") < 0) {
+			return fail_at(r, r->p, "unexpected token %.*s", raw_len(r->p, r->end), r->p);
 		}
-		if ((rc = skip_value(r, depth + 1)) < 0)
-			return rc;
-		if ((rc = list_next(r, close)) <= 0)
-			return rc;
+		/* a value ended: close what it ends, or go on to the next element */
+		for (;;) {
+			if (n == 0)
+				return 0;
+			bool obj = objs[(n - 1) / 8] & (1u << ((n - 1) % 8));
+			if ((rc = list_next(r, obj ? '}' : ']')) < 0)
+				return rc;
+			if (rc == 0) {
+				n--;
+				continue;
+			}
+			if (obj && (rc = skip_key(r)) < 0)
+				return rc;
+			break;
+		}
 	}
 }
 
@@ -1212,7 +1248,7 @@ static int parse_fields(struct rd *r, const ProtobufCMessageDescriptor *d, Proto
 
 static int parse_message(struct rd *r, const ProtobufCMessageDescriptor *d, ProtobufCMessage **out, int depth)
 {
-	if (depth > PBJSON_DEPTH_MAX) {
+	if (depth > PBJSON_DEPTH_MAX || r->mdepth >= PBJSON_MSG_DEPTH_MAX) {
 		fail_at(r, r->p, "exceeded max recursion depth");
 		return -ELOOP;
 	}
@@ -1221,7 +1257,140 @@ static int parse_message(struct rd *r, const ProtobufCMessageDescriptor *d, Prot
 		return -ENOMEM;
 	d->message_init(m);
 	*out = m; /* installed at once so that a failure below frees it with its parent */
-	return parse_fields(r, d, m, depth);
+	if (++r->mdepth == r->flat_depth) { /* checked, left empty: see pbjson_unmarshal_flat */
+		r->flattened = true;
+		int rc = skip_value(r, depth);
+		r->mdepth--;
+		return rc;
+	}
+	int rc = parse_fields(r, d, m, depth);
+	r->mdepth--;
+	return rc;
+}
+
+/* A scan of the first JSON value as encoding/json's scanner makes it before protojson sees
+ * anything, iterative, for one verdict only: is its first error JSON nested past
+ * PBJSON_DEPTH_MAX? Then -ELOOP with Go's message; any other error (left to the parser,
+ * which reports it) or none: 0. */
+static int prescan_depth(struct rd *r)
+{
+	enum { VALUE, VALUE_OR_CLOSE, KEY, KEY_OR_CLOSE, COLON, AFTER } st = VALUE;
+	uint8_t objs[PBJSON_DEPTH_MAX / 8 + 1];
+	const uint8_t *p = r->p, *end = r->end;
+	int n = 0;
+
+	for (;;) {
+		while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+			p++;
+		if (st == AFTER && n == 0)
+			return 0;
+		if (p >= end)
+			return 0;
+		uint8_t c = *p;
+		bool obj = n > 0 && (objs[(n - 1) / 8] & (1u << ((n - 1) % 8)));
+		switch (st) {
+		case VALUE_OR_CLOSE:
+		case KEY_OR_CLOSE:
+			if (c == (st == KEY_OR_CLOSE ? '}' : ']')) {
+				p++;
+				n--;
+				st = AFTER;
+				continue;
+			}
+			if (st == KEY_OR_CLOSE) {
+				st = KEY;
+				continue;
+			}
+			/* fall through */
+		case VALUE:
+			if (c == '{' || c == '[') {
+				if (n == PBJSON_DEPTH_MAX) {
+					fail_at(r, p, "x"); /* the position; Go's message has none */
+					if (r->err) {
+						snprintf(r->err->msg, sizeof r->err->msg, "invalid character '%c' exceeded max depth",
+							 c);
+						r->err->json = true;
+					}
+					return -ELOOP;
+				}
+				if (c == '{')
+					objs[n / 8] |= (uint8_t)(1u << (n % 8));
+				else
+					objs[n / 8] &= (uint8_t)~(1u << (n % 8));
+				n++;
+				p++;
+				st = c == '{' ? KEY_OR_CLOSE : VALUE_OR_CLOSE;
+				continue;
+			}
+			if (c == '"') {
+				c = 0; /* a string: below */
+			} else if (c == '-' || (c >= '0' && c <= '9')) {
+				struct rd t = {.s = p, .p = p, .end = end};
+				const uint8_t *a, *b;
+				if (scan_number(&t, &a, &b) < 0)
+					return 0;
+				p = t.p;
+				st = AFTER;
+				continue;
+			} else {
+				static const char *const lits[] = {"true", "false", "null"};
+				size_t i = 0;
+				for (; i < 3; i++) {
+					size_t l = strlen(lits[i]);
+					if ((size_t)(end - p) >= l && memcmp(p, lits[i], l) == 0) {
+						p += l;
+						break;
+					}
+				}
+				if (i == 3)
+					return 0;
+				st = AFTER;
+				continue;
+			}
+			/* fall through */
+		case KEY:
+			if (*p != '"')
+				return 0;
+			for (p++; p < end && *p != '"'; p++) {
+				if (*p < 0x20)
+					return 0;
+				if (*p == '\\') {
+					if (++p >= end)
+						return 0;
+					if (*p == 'u') {
+						for (int k = 0; k < 4; k++)
+							if (++p >= end || !((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') ||
+									   (*p >= 'A' && *p <= 'F')))
+								return 0;
+					} else if (!strchr("\"\\/bfnrt", *p) || !*p) {
+						return 0;
+					}
+				}
+			}
+			if (p >= end)
+				return 0;
+			p++;
+			st = st == KEY ? COLON : AFTER;
+			continue;
+		case COLON:
+			if (c != ':')
+				return 0;
+			p++;
+			st = VALUE;
+			continue;
+		case AFTER:
+			if (c == ',') {
+				p++;
+				st = obj ? KEY : VALUE;
+			} else if (c == (obj ? '}' : ']')) {
+				p++;
+				n--;
+			} else {
+				return 0;
+			}
+			continue;
+		}
+	}
 }
 
 static void *sys_alloc(void *data, size_t n)
@@ -1240,7 +1409,15 @@ static void sys_free(void *data, void *p)
 int pbjson_unmarshal(const ProtobufCMessageDescriptor *d, const uint8_t *json, size_t len,
 		     ProtobufCAllocator *alloc, ProtobufCMessage **out, struct pbjson_error *err)
 {
-	struct rd r = {.s = json, .p = json, .end = json + len, .a = alloc, .err = err};
+	bool flattened;
+	return pbjson_unmarshal_flat(d, json, len, alloc, out, err, PBJSON_MSG_DEPTH_MAX + 1, &flattened);
+}
+
+int pbjson_unmarshal_flat(const ProtobufCMessageDescriptor *d, const uint8_t *json, size_t len,
+			  ProtobufCAllocator *alloc, ProtobufCMessage **out, struct pbjson_error *err,
+			  unsigned flat_depth, bool *flattened)
+{
+	struct rd r = {.s = json, .p = json, .end = json + len, .a = alloc, .err = err, .flat_depth = flat_depth};
 	ProtobufCAllocator sys = {.alloc = sys_alloc, .free = sys_free};
 	if (!r.a)
 		r.a = &sys;
@@ -1259,10 +1436,14 @@ int pbjson_unmarshal(const ProtobufCMessageDescriptor *d, const uint8_t *json, s
 		*out = m;
 		return 0;
 	}
-	if (*r.p != '{') {
+	*flattened = false;
+	if ((rc = prescan_depth(&r)) < 0) {
+		/* nested past encoding/json's limit: refused before any decoding, as etcd's gateway */
+	} else if (*r.p != '{') {
 		rc = fail_at(&r, r.p, "unexpected token %.*s", raw_len(r.p, r.end), r.p);
 	} else {
 		rc = parse_message(&r, d, &m, 0);
+		*flattened = r.flattened;
 	}
 	/* bytes after the object are ignored: the gateway decodes only the first JSON value */
 	if (rc < 0) {

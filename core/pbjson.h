@@ -17,7 +17,9 @@
  * by name or number (an unknown name is ignored, as DiscardUnknown does); bytes in standard
  * or URL-safe base64, padded or not; null leaves a field unset; unknown fields are skipped.
  * Errors: duplicate field, a second member of a oneof, wrong JSON types, out-of-range numbers,
- * invalid UTF-8 in strings, trailing garbage, depth beyond PBJSON_DEPTH_MAX.
+ * invalid UTF-8 in strings, trailing garbage, JSON nesting beyond PBJSON_DEPTH_MAX (found by
+ * a scan of the whole value first, as encoding/json does), messages nested beyond
+ * PBJSON_MSG_DEPTH_MAX (or flattened at a chosen depth: pbjson_unmarshal_flat).
  *
  * Not done: maps, float/double marshalled with Go's exact shortest formatting (etcd has no
  * floating-point fields), well-known types (Any, Timestamp, wrappers), proto2 defaults.
@@ -25,13 +27,20 @@
 #ifndef UETCD_CORE_PBJSON_H
 #define UETCD_CORE_PBJSON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <protobuf-c/protobuf-c.h>
 
 enum {
-	PBJSON_DEPTH_MAX = 64, /* nesting of messages/arrays in either direction */
+	/* JSON nesting (objects and arrays) the parser takes: Go's encoding/json limit, which
+	 * etcd's gateway applies before protojson ("invalid character '[' exceeded max
+	 * depth"). Checked first by an iterative scan, so nothing recurses on it. */
+	PBJSON_DEPTH_MAX = 10000,
+	/* Message nesting in either direction, for protobuf-c and the recursive parser and
+	 * marshaller (about 1 KiB of stack per level): pbguard's bound. */
+	PBJSON_MSG_DEPTH_MAX = 512,
 };
 
 /* Marshal flags. */
@@ -58,6 +67,7 @@ int pbjson_marshal(const ProtobufCMessage *m, unsigned flags, struct pbjson_buf 
 struct pbjson_error {
 	size_t offset; /* byte offset in the input */
 	int line, col; /* 1-based */
+	bool json;     /* msg is encoding/json's (no position; the gateway adds no "proto: ") */
 	char msg[160];
 };
 
@@ -69,6 +79,13 @@ struct pbjson_error {
  * leaks), -ELOOP (too deep), -ENOMEM. */
 int pbjson_unmarshal(const ProtobufCMessageDescriptor *d, const uint8_t *json, size_t len,
 		     ProtobufCAllocator *alloc, ProtobufCMessage **out, struct pbjson_error *err);
+/* The same, but a message at nesting flat_depth (the top is 1) is left empty and its JSON
+ * only checked, as pbguard flattens protobuf (pbguard_txn_depth for a Txn: etcd refuses
+ * such a txn whatever it holds); *flattened tells whether that happened. A flat_depth past
+ * PBJSON_MSG_DEPTH_MAX flattens nothing: deeper messages are -ELOOP. */
+int pbjson_unmarshal_flat(const ProtobufCMessageDescriptor *d, const uint8_t *json, size_t len,
+			  ProtobufCAllocator *alloc, ProtobufCMessage **out, struct pbjson_error *err,
+			  unsigned flat_depth, bool *flattened);
 
 /* Appends raw bytes (e.g. the {"result": ... }\n wrapper of a streamed message). */
 int pbjson_put_raw(struct pbjson_buf *out, const void *data, size_t len);

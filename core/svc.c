@@ -5,6 +5,7 @@
  * sequencer), and chained for svc_flush. */
 #include "core/svc.h"
 
+#include <errno.h>
 #include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #include "core/lease_svc.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/pbguard.h"
 #include "core/maint.h"
 #include "core/seq.h"
 #include "core/snapstream.h"
@@ -411,6 +413,78 @@ int svc_auth_request(struct svc_thread *t, struct seq_req *r, struct kv_result *
 	return 0;
 }
 
+static const ProtobufCMessageDescriptor *const svc_kv_desc[KV_METHODS] = {
+	[KV_RANGE] = &etcdserverpb__range_request__descriptor,
+	[KV_PUT] = &etcdserverpb__put_request__descriptor,
+	[KV_DELETE_RANGE] = &etcdserverpb__delete_range_request__descriptor,
+	[KV_TXN] = &etcdserverpb__txn_request__descriptor,
+	[KV_COMPACT] = &etcdserverpb__compaction_request__descriptor,
+};
+
+/* Every request from outside is decoded here, through pbguard (core/pbguard.h): walked
+ * without recursion first, so protobuf-c never recurses past PBGUARD_DEPTH_MAX. A Txn
+ * nested deeper than etcd's checks can look (pbguard_txn_depth) is flattened there, and
+ * kv_check answers it as etcd does ("too many operations"); past what pbguard can flatten
+ * (--max-txn-ops above 254) it gets that answer at once. Other schemas cannot nest that
+ * deep. NULL: answered already. */
+static ProtobufCMessage *svc_decode(struct svc_thread *t, struct grpc_conn *c, uint32_t sid, int method,
+				    const ProtobufCMessageDescriptor *desc, struct arena *a, const uint8_t *msg,
+				    size_t len, bool *flattened)
+{
+	bool txn = desc == &etcdserverpb__txn_request__descriptor;
+	ProtobufCMessage *m;
+	int rc = 0;
+
+	m = desc ? pbguard_unpack(desc, a, msg, len,
+				  txn ? pbguard_txn_depth(t->srv->limits.max_txn_ops) : PBGUARD_DEPTH_MAX + 1, flattened,
+				  &rc)
+		 : NULL;
+	if (m)
+		return m;
+	if (rc == -ELOOP && txn)
+		svc_status(t, c, sid, method, GRPC_INVALID_ARGUMENT, "etcdserver: too many operations in txn request");
+	else
+		svc_status(t, c, sid, method, GRPC_INTERNAL, "grpc: error unmarshalling request");
+	return NULL;
+}
+
+/* What maint.c unpacks itself, by method. */
+static const ProtobufCMessageDescriptor *svc_maint_desc(int method)
+{
+	switch (method) {
+	case SVC_MAINT_HASH: return &etcdserverpb__hash_request__descriptor;
+	case SVC_MAINT_HASHKV: return &etcdserverpb__hash_kvrequest__descriptor;
+	case SVC_MAINT_MOVE_LEADER: return &etcdserverpb__move_leader_request__descriptor;
+	case SVC_MAINT_DOWNGRADE: return &etcdserverpb__downgrade_request__descriptor;
+	case SVC_CLUSTER_MEMBER_ADD: return &etcdserverpb__member_add_request__descriptor;
+	case SVC_CLUSTER_MEMBER_REMOVE: return &etcdserverpb__member_remove_request__descriptor;
+	case SVC_CLUSTER_MEMBER_UPDATE: return &etcdserverpb__member_update_request__descriptor;
+	case SVC_CLUSTER_MEMBER_PROMOTE: return &etcdserverpb__member_promote_request__descriptor;
+	default: return NULL;
+	}
+}
+
+/* Bytes that watch.c or maint.c unpack themselves: their schemas hold no recursion (at
+ * most 3 levels), so this refuses what protobuf-c would refuse, as they do, and merges
+ * runs of dead fields (pbguard_unpack) into a copy in t->scratch, which *msg then points
+ * to: reset t->scratch before, not after. False: refused. */
+static bool svc_guard(struct svc_thread *t, const ProtobufCMessageDescriptor *desc, const uint8_t **msg, size_t len)
+{
+	struct pbguard_frame frames[PBGUARD_FRAMES_STACK];
+	size_t merged;
+
+	if (!desc)
+		return true;
+	if (pbguard_walk_merge(desc, *msg, len, frames, PBGUARD_FRAMES_STACK, 0, NULL, &merged) <= 0)
+		return false;
+	if (merged >= PBGUARD_MERGE_MIN) {
+		uint8_t *copy = arena_memdup(t->scratch, *msg, len);
+		pbguard_walk_merge(desc, *msg, len, frames, PBGUARD_FRAMES_STACK, 0, copy, &merged);
+		*msg = copy;
+	}
+	return true;
+}
+
 /* A call the sequencer answers: decoded into the request's own arena. Every Lease method
  * runs there (it owns the lease table); a keep-alive's stream stays open. Auth methods go
  * by way of the password thread when they carry a password. */
@@ -418,12 +492,10 @@ static void svc_queue_unpacked(struct svc_thread *t, struct grpc_conn *c, uint64
 			       const ProtobufCMessageDescriptor *desc, const uint8_t *msg, size_t len)
 {
 	struct seq_req *r = svc_req_get(t);
-	ProtobufCAllocator al;
+	bool flat;
 
-	arena_pb_allocator(r->arena, &al);
-	r->msg = desc ? protobuf_c_message_unpack(desc, &al, len, msg) : NULL;
+	r->msg = svc_decode(t, c, sid, method, desc, r->arena, msg, len, &flat);
 	if (!r->msg) {
-		svc_status(t, c, sid, method, GRPC_INTERNAL, "grpc: error unmarshalling request");
 		svc_req_put(t, r);
 		return;
 	}
@@ -453,6 +525,11 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 	ProtobufCMessage *req;
 
 	if (method == SVC_WATCH) {
+		arena_reset(t->scratch);
+		if (!svc_guard(t, &etcdserverpb__watch_request__descriptor, &msg, len)) {
+			svc_status(t, c, sid, method, GRPC_INTERNAL, "grpc: error unmarshalling request");
+			return;
+		}
 		watch_stream_message(t->watch, c, sid, msg, len);
 		return;
 	}
@@ -487,6 +564,10 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 		if (!svc_authorized(t, c, sid, method, NULL, NULL))
 			return;
 		arena_reset(t->scratch);
+		if (!svc_guard(t, svc_maint_desc(method), &msg, len)) {
+			svc_status(t, c, sid, method, GRPC_INTERNAL, "grpc: error unmarshalling request");
+			return;
+		}
 		mvcc_view_published(t->srv->store, &v);
 		maint_handle(t->srv, method, msg, len, &v, t->scratch, &res);
 		if (res.code != GRPC_OK)
@@ -501,17 +582,22 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 	}
 	if (method == SVC_ELECTION_OBSERVE) {
 		if (t->srv->auth && authsvc_enabled(t->srv->auth)) { /* read permission on the name */
-			ProtobufCAllocator al;
 			ProtobufCMessage *q;
+			bool flat;
+			int rc;
 			arena_reset(t->scratch);
-			arena_pb_allocator(t->scratch, &al);
-			q = protobuf_c_message_unpack(election_request_desc(method), &al, len, msg);
+			q = pbguard_unpack(election_request_desc(method), t->scratch, msg, len, PBGUARD_DEPTH_MAX + 1,
+					   &flat, &rc);
 			struct kv_result res;
 			if (q && !svc_auth_allows(t, grpc_call_user(c, sid), method, q, NULL, &res)) {
 				/* etcd's observer stops at the refused read and ends the call quietly */
 				svc_status(t, c, sid, method, GRPC_OK, NULL);
 				return;
 			}
+		}
+		if (!svc_guard(t, election_request_desc(method), &msg, len)) {
+			svc_status(t, c, sid, method, GRPC_INTERNAL, "grpc: error unmarshalling request");
+			return;
 		}
 		watch_observe(t->watch, c, sid, msg, len);
 		return;
@@ -524,13 +610,12 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 		svc_status(t, c, sid, method, GRPC_UNIMPLEMENTED, "unknown method");
 		return;
 	}
+	bool flat;
 	if (method == KV_RANGE) {
 		arena_reset(t->scratch);
-		req = kv_decode(KV_RANGE, t->scratch, msg, len);
-		if (!req) {
-			svc_status(t, c, sid, method, GRPC_INTERNAL, "grpc: error unmarshalling request");
+		req = svc_decode(t, c, sid, method, svc_kv_desc[KV_RANGE], t->scratch, msg, len, &flat);
+		if (!req)
 			return;
-		}
 		if (kv_check(KV_RANGE, req, len, &t->srv->limits, t->scratch, &res)) {
 			svc_status(t, c, sid, method, res.code, res.message);
 			return;
@@ -542,14 +627,18 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 	}
 
 	struct seq_req *r = svc_req_get(t);
-	req = kv_decode((enum kv_method)method, r->arena, msg, len);
+	req = svc_decode(t, c, sid, method, svc_kv_desc[method], r->arena, msg, len, &flat);
 	if (!req) {
-		svc_status(t, c, sid, method, GRPC_INTERNAL, "grpc: error unmarshalling request");
 		svc_req_put(t, r);
 		return;
 	}
 	if (kv_check((enum kv_method)method, req, len, &t->srv->limits, r->arena, &res)) {
 		svc_status(t, c, sid, method, res.code, res.message);
+		svc_req_put(t, r);
+		return;
+	}
+	if (flat) { /* NEVER: a flattened txn always fails etcd's checks; never run one */
+		svc_status(t, c, sid, method, GRPC_INVALID_ARGUMENT, "etcdserver: too many operations in txn request");
 		svc_req_put(t, r);
 		return;
 	}

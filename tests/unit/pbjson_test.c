@@ -604,29 +604,74 @@ Test(pbjson_in, errors_like_protojson)
 	parse_fail(hd, "{\"cluster_id\":-1}", NULL);
 }
 
-Test(pbjson_in, depth_limit)
+/* JSON nesting as etcd's gateway takes it: encoding/json's 10000 levels, checked before
+ * anything else; messages deeper than PBJSON_MSG_DEPTH_MAX refused, or flattened. */
+static size_t deep_txn_json(char *buf, int levels)
 {
-	/* nested transactions beyond the limit */
-	char buf[8192];
 	size_t n = 0;
-	for (int i = 0; i < 80; i++)
+	for (int i = 0; i < levels; i++)
 		n += (size_t)sprintf(buf + n, "{\"success\":[{\"request_txn\":");
 	n += (size_t)sprintf(buf + n, "{}");
-	for (int i = 0; i < 80; i++)
+	for (int i = 0; i < levels; i++)
 		n += (size_t)sprintf(buf + n, "}]}");
+	return n;
+}
+
+Test(pbjson_in, depth_limit)
+{
+	const ProtobufCMessageDescriptor *tx = &etcdserverpb__txn_request__descriptor;
+	char *buf = malloc(1 << 20);
 	ProtobufCMessage *m = NULL;
-	cr_assert_eq(pbjson_unmarshal(&etcdserverpb__txn_request__descriptor, (const uint8_t *)buf, n, NULL, &m, NULL),
-		     -ELOOP);
+	struct pbjson_error err;
+	bool flat;
+	/* 200 nested txns (401 messages) parse, as etcd; 300 (601 messages) are too deep... */
+	size_t n = deep_txn_json(buf, 200);
+	cr_assert_eq(pbjson_unmarshal(tx, (const uint8_t *)buf, n, NULL, &m, NULL), 0);
+	protobuf_c_message_free_unpacked(m, NULL);
+	n = deep_txn_json(buf, 300);
+	cr_assert_eq(pbjson_unmarshal(tx, (const uint8_t *)buf, n, NULL, &m, NULL), -ELOOP);
 	cr_assert_null(m);
-	/* unknown deep values too */
-	n = (size_t)sprintf(buf, "{\"u\":");
-	for (int i = 0; i < 200; i++)
+	/* ...unless flattened at a depth (what the gateway does for a Txn) */
+	cr_assert_eq(pbjson_unmarshal_flat(tx, (const uint8_t *)buf, n, NULL, &m, NULL, 259, &flat), 0);
+	cr_assert(flat);
+	protobuf_c_message_free_unpacked(m, NULL);
+	n = deep_txn_json(buf, 100);
+	cr_assert_eq(pbjson_unmarshal_flat(tx, (const uint8_t *)buf, n, NULL, &m, NULL, 259, &flat), 0);
+	cr_assert(!flat);
+	protobuf_c_message_free_unpacked(m, NULL);
+	/* unknown deep values: 10000 levels in all are fine, 10001 are encoding/json's error */
+	for (int depth = 9999; depth <= 10000; depth++) {
+		n = (size_t)sprintf(buf, "{\"u\":");
+		for (int i = 0; i < depth; i++)
+			buf[n++] = '[';
+		for (int i = 0; i < depth; i++)
+			buf[n++] = ']';
+		buf[n++] = '}';
+		int rc = pbjson_unmarshal(tx, (const uint8_t *)buf, n, NULL, &m, &err);
+		if (depth == 9999) {
+			cr_assert_eq(rc, 0);
+			protobuf_c_message_free_unpacked(m, NULL);
+		} else {
+			cr_assert_eq(rc, -ELOOP);
+			cr_assert_str_eq(err.msg, "invalid character '[' exceeded max depth");
+			cr_assert(err.json);
+		}
+	}
+	/* the depth error comes first even with a later error, not with an earlier one */
+	n = (size_t)sprintf(buf, "{\"limit\":\"x\", \"u\":");
+	for (int i = 0; i < 10001; i++)
 		buf[n++] = '[';
-	for (int i = 0; i < 200; i++)
-		buf[n++] = ']';
-	buf[n++] = '}';
-	cr_assert_eq(pbjson_unmarshal(&etcdserverpb__txn_request__descriptor, (const uint8_t *)buf, n, NULL, &m, NULL),
+	cr_assert_eq(pbjson_unmarshal(&etcdserverpb__range_request__descriptor, (const uint8_t *)buf, n, NULL, &m, &err),
 		     -ELOOP);
+	n = (size_t)sprintf(buf, "{\"limit\":\"x\",, \"u\":");
+	for (int i = 0; i < 10001; i++)
+		buf[n++] = '[';
+	cr_assert_eq(pbjson_unmarshal(&etcdserverpb__range_request__descriptor, (const uint8_t *)buf, n, NULL, &m, &err),
+		     -EINVAL);
+	cr_assert(!err.json);
+	free(buf);
+	char sbuf[8192];
+	buf = sbuf;
 	/* 10 levels are fine */
 	n = 0;
 	for (int i = 0; i < 10; i++)
