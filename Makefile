@@ -95,13 +95,26 @@ fuzz:
 			$(FUZZ_BUILD)/corpus/$$n $$( [ -d tests/fuzz/corpus/$$n ] && echo tests/fuzz/corpus/$$n ) 2>&1 | tail -3; \
 	done
 
-# Installs build/uetcd as $(PREFIX)/bin/uetcd and `etcd` beside it (a symlink), so a
-# kubeadm static pod or a script that runs `etcd` runs uetcd with the same flags.
+# Installs build/uetcd as $(PREFIX)/bin/uetcd. With ETCD_LINK=1 also an `etcd` symlink to
+# it, so a kubeadm static pod or a script that runs `etcd` runs uetcd with the same flags;
+# opt-in, and refused when that path already holds something other than our symlink, or
+# when another `etcd` on PATH would be shadowed by it (a distribution's etcd-server).
 PREFIX ?= /usr/local
+ETCD_LINK ?=
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(BUILD)/uetcd $(DESTDIR)$(PREFIX)/bin/uetcd
-	ln -sf uetcd $(DESTDIR)$(PREFIX)/bin/etcd
+ifeq ($(ETCD_LINK),1)
+	@set -e; dst=$(DESTDIR)$(PREFIX)/bin/etcd; \
+	if [ -e "$$dst" -o -L "$$dst" ] && [ "$$(readlink "$$dst")" != uetcd ]; then \
+		echo "make install: $$dst exists and is not uetcd; not replacing it" >&2; exit 1; fi; \
+	other=$$(command -v etcd || true); \
+	if [ -n "$$other" ] && [ "$$other" != "$(PREFIX)/bin/etcd" ]; then \
+		echo "make install: another etcd is on PATH ($$other); an etcd symlink would shadow it or be shadowed: not made" >&2; exit 1; fi; \
+	ln -sf uetcd "$$dst"; echo "installed $$dst -> uetcd"
+else
+	@echo "installed $(DESTDIR)$(PREFIX)/bin/uetcd (no etcd symlink: make install ETCD_LINK=1 adds one)"
+endif
 
 clean:
 	rm -rf build
