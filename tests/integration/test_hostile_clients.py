@@ -15,6 +15,7 @@ import struct
 import subprocess
 import threading
 import time
+import urllib.parse
 
 import grpc
 import pytest
@@ -26,6 +27,7 @@ import conftest
 import h2raw as h
 
 RANGE = b'/etcdserverpb.KV/Range'
+AUTHENTICATE = b'/etcdserverpb.Auth/Authenticate'
 PUT = b'/etcdserverpb.KV/Put'
 KEEPALIVE = b'/etcdserverpb.Lease/LeaseKeepAlive'
 CLK_TCK = os.sysconf('SC_CLK_TCK')
@@ -415,3 +417,48 @@ def test_pipelined_past_the_bound_all_answered(start):
     assert rev - rev0 == n
     with open(srv.log_path, 'rb') as f:
         assert b'not reading it until they drain' in f.read(), 'the bound was never reached'
+
+
+def read_statuses(conn, sids, limit_s):
+    """grpc-status (and grpc-message) of every stream in sids, as far as they come."""
+    status = {}
+    deadline = time.monotonic() + limit_s
+    while len(status) < len(sids) and time.monotonic() < deadline:
+        f = conn.recv_frame(timeout=max(0.0, deadline - time.monotonic()))
+        if f is None:
+            break
+        ftype, flags, sid, payload = f
+        if ftype == h.HEADERS:
+            hdrs = dict((k.decode(), v.decode()) for k, v in
+                        conn.decoder.decode(h.strip_headers_padding(flags, payload)))
+            if 'grpc-status' in hdrs:
+                status[sid] = (hdrs['grpc-status'], urllib.parse.unquote(hdrs.get('grpc-message', '')))
+    return status
+
+
+def test_password_queue_bounded(start):
+    """300 pipelined Authenticate calls: bcrypt (~50 ms each) runs on one thread, whose
+    queue is bounded; the calls past it get etcd's "too many requests" at once instead of
+    queueing 15 s of bcrypt, every call is answered, and logins work afterwards."""
+    srv = start()
+    with srv.channel() as ch:
+        auth = pbg.AuthStub(ch)
+        auth.UserAdd(pb.AuthUserAddRequest(name='root', password='pw'), timeout=30)
+        auth.UserGrantRole(pb.AuthUserGrantRoleRequest(user='root', role='root'), timeout=10)
+        auth.AuthEnable(pb.AuthEnableRequest(), timeout=10)
+    conn = h.Conn(srv.host, srv.port, timeout=30.0)
+    body = h.grpc_frame(pb.AuthenticateRequest(name='root', password='pw').SerializeToString())
+    sids = list(range(1, 601, 2))
+    conn.send(b''.join(h.frame(h.HEADERS, h.END_HEADERS, sid, h.grpc_headers(AUTHENTICATE)) +
+                       h.frame(h.DATA, h.END_STREAM, sid, body) for sid in sids))
+    status = read_statuses(conn, sids, 180)
+    conn.close()
+    assert len(status) == len(sids)
+    codes = [c for c, _ in status.values()]
+    busy = [m for c, m in status.values() if c == '8']
+    assert set(codes) <= {'0', '8'}, codes
+    assert busy and set(busy) == {'etcdserver: too many requests'}
+    assert codes.count('0') >= 64          # the queue's worth got through
+    with srv.channel() as ch:
+        assert pbg.AuthStub(ch).Authenticate(pb.AuthenticateRequest(name='root', password='pw'),
+                                             timeout=30).token
