@@ -695,38 +695,37 @@ static void reactor_resume(struct reactor *r)
 	r->paused = NULL;
 	for (; c; c = next) {
 		next = c->next_paused;
-		c->in_paused = false;
-		if (c->closing) {
-			if (conn_can_free(c))
+		/* c stays marked in_paused while it is worked on, so nothing frees it meanwhile */
+		if (!c->closing && conn_may_resume(c)) {
+			c->paused = false;
+			/* held bytes go up a receive buffer's worth at a time, as they would have
+			 * come: if they pause it again, the rest stays held */
+			size_t off = 0;
+			while (off < c->nheld && !c->paused && !c->closing) {
+				size_t n = c->nheld - off < RECV_BUF_SIZE ? c->nheld - off : RECV_BUF_SIZE;
+				conn_feed(c, c->held + off, n);
+				off += n;
+			}
+			if (c->held && off) {
+				memmove(c->held, c->held + off, c->nheld - off);
+				c->nheld -= off;
+			}
+			if (c->held && !c->nheld) {
+				free(c->held);
+				c->held = NULL;
+				c->held_cap = 0;
+			}
+			if (!c->paused && !c->recv_armed && !c->closing && !c->close_when_flushed)
+				conn_arm_recv(c);
+		}
+		if (c->closing || !c->paused) {
+			c->in_paused = false;
+			if (c->closing && conn_can_free(c))
 				conn_free(c);
 			continue;
 		}
-		if (!conn_may_resume(c)) {
-			c->in_paused = true;
-			c->next_paused = r->paused;
-			r->paused = c;
-			continue;
-		}
-		c->paused = false;
-		/* held bytes go up a receive buffer's worth at a time, as they would have come:
-		 * if they pause it again, the rest stays held */
-		size_t off = 0;
-		while (off < c->nheld && !c->paused && !c->closing) {
-			size_t n = c->nheld - off < RECV_BUF_SIZE ? c->nheld - off : RECV_BUF_SIZE;
-			conn_feed(c, c->held + off, n);
-			off += n;
-		}
-		if (c->held && off) {
-			memmove(c->held, c->held + off, c->nheld - off);
-			c->nheld -= off;
-		}
-		if (c->held && !c->nheld) {
-			free(c->held);
-			c->held = NULL;
-			c->held_cap = 0;
-		}
-		if (!c->paused && !c->recv_armed && !c->closing && !c->close_when_flushed)
-			conn_arm_recv(c);
+		c->next_paused = r->paused; /* still (or again) over its bounds */
+		r->paused = c;
 	}
 }
 
@@ -891,9 +890,9 @@ static void reactor_run_work(struct reactor *r)
 	r->ready_head = r->ready_tail = NULL;
 	for (; c; c = next) {
 		next = c->next_ready;
-		c->in_ready = false;
 		if (!c->closing && !atomic_load_explicit(&r->srv->stopping, memory_order_relaxed))
 			conn_work_run(c);
+		c->in_ready = false; /* only now: nothing may free c while its work runs */
 		if (c->closing) {
 			if (conn_can_free(c))
 				conn_free(c);
