@@ -1437,6 +1437,7 @@ void reactor_free(struct reactor *r)
 	for (uint32_t i = 0; i < r->n_slots; i++) {
 		struct conn *c = r->conns[i];
 		if (c) {
+			conn_work_drop(c);
 			if (c->g)
 				grpc_conn_free(c->g);
 			if (c->h)
