@@ -88,8 +88,8 @@ void snapstreams_ready(struct snapstreams *s, struct grpc_conn *c, uint32_t sid,
 	st->fd = fd;
 	st->bytes = bytes;
 	st->rev = rev;
-	log_info("sending database snapshot to client: %llu bytes at revision %lld", (unsigned long long)bytes,
-		 (long long)rev);
+	log_info_limited("sending database snapshot to client: %llu bytes at revision %lld", (unsigned long long)bytes,
+			 (long long)rev);
 }
 
 void snapstreams_close(struct snapstreams *s, struct grpc_conn *c, uint32_t sid)
