@@ -24,6 +24,7 @@ Start-up is a figure as well: instructions from exec to "ready" and exit for a s
 STARTUP_KEYS keys loaded from a checkpoint, plus the native seconds to ready (median of 3).
 """
 import argparse
+import concurrent.futures
 import datetime
 import json
 import os
@@ -51,24 +52,24 @@ TOLERANCE = 0.03
 STARTUP_KEYS = 100000
 # Functions kept per workload in the baseline (for the "what grew" diff): those costing at
 # least this many instructions per operation, at most FUNCS_MAX of them.
-FUNCS_MIN_PER_OP = 2.0
-FUNCS_MAX = 120
+FUNCS_MIN_PER_OP = 1.0
+FUNCS_MAX = 250
 SERVER_READY_S = 120   # under callgrind, with a 100k-key checkpoint to load
 LOADGEN_MAX_S = 600    # loadgen's own hard deadline is similar
 
 # name, loadgen arguments, measured ops N, warm-up ops W, what one op is
 WORKLOADS = [
-    ("put", "--workload put --conns 1 --streams 4 --keyspace 1000", 2000, 200,
+    ("put", "--workload put --conns 1 --streams 4 --keyspace 1000", 1000, 100,
      "Put of a 256-byte value, 4 in flight"),
-    ("range", "--workload get --conns 1 --streams 4 --keyspace 1000", 4000, 400,
+    ("range", "--workload get --conns 1 --streams 4 --keyspace 1000", 2000, 200,
      "linearizable single-key Range, 4 in flight"),
-    ("txn", "--workload txn-put --conns 1 --streams 4 --keyspace 1000", 2000, 200,
+    ("txn", "--workload txn-put --conns 1 --streams 4 --keyspace 1000", 1000, 100,
      "If(mod_revision==known) Put Else Range, 4 in flight"),
-    ("watch", "--workload watch --conns 2 --streams 50 --writer-conns 1 --writer-streams 1", 200, 20,
+    ("watch", "--workload watch --conns 2 --streams 50 --writer-conns 1 --writer-streams 1", 100, 10,
      "one Put delivered to 100 prefix watchers"),
-    ("lease", "--workload lease-keepalive --conns 1 --streams 4 --leases 100", 4000, 400,
+    ("lease", "--workload lease-keepalive --conns 1 --streams 4 --leases 100", 2000, 200,
      "LeaseKeepAlive round trip, 4 streams"),
-    ("k8s", "--workload k8s --conns 1 --streams 4 --keyspace 100 --watchers 10", 2000, 200,
+    ("k8s", "--workload k8s --conns 1 --streams 4 --keyspace 100 --watchers 10", 1000, 100,
      "request of the Kubernetes mix (10 watchers, compaction every 200)"),
 ]
 
@@ -164,6 +165,20 @@ def run_loadgen(cfg, server, args, ops, warmup):
 LINE = re.compile(r"^\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(.*?)\s*$")
 
 
+def func_key(k):
+    """'function (dir/file.c)' -> 'function (file.c)': the same name whatever the checkout's path
+    (debug info may name /abs/path/net/h2.c in one build and net/h2.c in another)."""
+    m = re.match(r"^(.*) \((.*)\)$", k)
+    return f"{m.group(1)} ({os.path.basename(m.group(2))})" if m else k
+
+
+def norm_funcs(funcs):
+    out = {}
+    for k, v in funcs.items():
+        out[func_key(k)] = out.get(func_key(k), 0) + v
+    return out
+
+
 def annotate(path):
     """(total instructions, {function: instructions}) from a callgrind output file."""
     r = subprocess.run(["callgrind_annotate", "--inclusive=no", "--auto=no", "--threshold=100", path], capture_output=True,
@@ -186,7 +201,7 @@ def annotate(path):
         file, _, fn = what.rpartition(":")
         if not fn:
             continue
-        key = f"{fn} ({obj})" if file in ("???", "") else f"{fn} ({file})"
+        key = func_key(f"{fn} ({obj})" if file in ("???", "") else f"{fn} ({file})")
         funcs[key] = funcs.get(key, 0) + n
     if total is None:
         raise RuntimeError(f"{path}: no PROGRAM TOTALS (callgrind output incomplete?)")
@@ -194,10 +209,11 @@ def annotate(path):
 
 
 def measure_workload(cfg, work, name, args, ops, warmup, rep):
-    """Instructions per op (total and per function) of one workload: (A - B) / N."""
-    out = {}
-    for phase, n in (("a", ops), ("b", 0)):
-        s = Server(cfg, work, f"{name}-{rep}{phase}")
+    """Instructions per op (total and per function) of one workload: (A - B) / N. The two runs
+    go side by side (separate servers and ports): counts do not depend on timing, and on a
+    busy machine two processes get twice the CPU share of one."""
+    def phase(tag, n):
+        s = Server(cfg, work, f"{name}-{rep}{tag}")
         try:
             s.wait_ready()
             t0 = time.monotonic()
@@ -207,8 +223,11 @@ def measure_workload(cfg, work, name, args, ops, warmup, rep):
             s.stop()
         if s.proc.returncode not in (0, -signal.SIGTERM):
             raise RuntimeError(f"{s.tag}: server exited with {s.proc.returncode}:\n{s.tail()}")
-        out[phase] = annotate(s.cg_out) + (res, wall)
-    (ta, fa, res, wall), (tb, fb, _, _) = out["a"], out["b"]
+        return annotate(s.cg_out) + (res, wall)
+
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        fut_a, fut_b = ex.submit(phase, "a", ops), ex.submit(phase, "b", 0)
+        (ta, fa, res, wall), (tb, fb, _, _) = fut_a.result(), fut_b.result()
     per_op = (ta - tb) / ops
     funcs = {k: (fa.get(k, 0) - fb.get(k, 0)) / ops for k in set(fa) | set(fb)}
     return {"instr_per_op": per_op, "functions": funcs, "ops": ops, "warmup": warmup, "wall_s": wall,
@@ -229,18 +248,17 @@ def build_checkpoint_store(cfg, work, keys):
                            timeout=30, env=env)
         rev = json.loads(r.stdout)["header"]["revision"]
         subprocess.run([ctl, "--endpoints", ep, "defrag"], capture_output=True, text=True, timeout=120, env=env)
-        snap = os.path.join(s.data, "snap", f"{rev}.ckpt")
-        # the file name's revision may be printed in another width: match by value
+        # storage/ckpt.c names a checkpoint snap/<16 hex digits of its revision>.ckpt
+        snap = os.path.join(s.data, "snap")
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            names = os.listdir(os.path.join(s.data, "snap")) if os.path.isdir(os.path.join(s.data, "snap")) else []
-            revs = [int(n.split(".")[0], 16 if re.search(r"[a-f]", n.split(".")[0]) else 10)
-                    for n in names if n.endswith(".ckpt") and n.split(".")[0].isalnum()]
+            names = os.listdir(snap) if os.path.isdir(snap) else []
+            revs = [int(n[:16], 16) for n in names if len(n) == 21 and n.endswith(".ckpt")]
             if any(r_ >= rev for r_ in revs):
                 break
             time.sleep(0.1)
         else:
-            raise RuntimeError(f"no checkpoint at revision {rev} after a Defragment ({snap})")
+            raise RuntimeError(f"no checkpoint at revision {rev} in {snap} after a Defragment")
         time.sleep(0.5)
     finally:
         s.stop(signal.SIGKILL)
@@ -323,14 +341,17 @@ def machine():
     return f"{os.cpu_count()} x {cpu}, Linux {platform.release()}, {vg}"
 
 
-def grew(base_funcs, cur_funcs, n=8):
-    """The functions whose instructions per op grew most: [(name, base, cur, delta)]."""
+def grew(base_funcs, cur_funcs, total_growth, n=8):
+    """The functions whose instructions per op grew most, each by at least 5 % of the figure's
+    total growth (smaller ones are noise or below the baseline's list): [(name, base, cur, delta)]."""
     rows = []
+    base_funcs, cur_funcs = norm_funcs(base_funcs), norm_funcs(cur_funcs)
     for k in set(base_funcs) | set(cur_funcs):
         b, c = base_funcs.get(k, 0.0), cur_funcs.get(k, 0.0)
         rows.append((k, b, c, c - b))
     rows.sort(key=lambda r: -r[3])
-    return [r for r in rows[:n] if r[3] > 0]
+    floor = max(1.0, 0.05 * total_growth)
+    return [r for r in rows[:n] if r[3] >= floor]
 
 
 def cmd_check(cfg):
@@ -341,7 +362,8 @@ def cmd_check(cfg):
         base = json.load(f)
     tol = base.get("tolerance", TOLERANCE)
     results = measure_all(cfg)
-    history.append("bench-check", history_figures(results))
+    if cfg.history:
+        history.append("bench-check", history_figures(results))
     failed = []
     print(f"bench-check: server instructions per operation against {os.path.basename(BASELINE)} "
           f"({base.get('date', '?')}, commit {base.get('commit', '?')}); tolerance +{tol * 100:.1f} %")
@@ -362,7 +384,7 @@ def cmd_check(cfg):
         print(f"\n{name}: +{r['instr_per_op'] - b['instr_per_op']:,.0f} {unit}; the functions that grew "
               f"(self cost, {unit}):")
         print(f"  {'baseline':>12} {'now':>12} {'change':>12}  function (file or object)")
-        for k, bv, cv, d in grew(b["functions"], r["functions"]):
+        for k, bv, cv, d in grew(b["functions"], r["functions"], r["instr_per_op"] - b["instr_per_op"]):
             print(f"  {bv:>12,.1f} {cv:>12,.1f} {d:>+12,.1f}  {k}")
     if failed:
         print(f"\nbench-check: FAIL ({', '.join(n for n, _, _ in failed)} grew by more than "
@@ -377,7 +399,8 @@ def cmd_baseline(cfg):
         log("gate: baseline needs a reason: make bench-baseline NOTE='why'")
         return 2
     results = measure_all(cfg)
-    history.append("bench-check", history_figures(results))
+    if cfg.history:
+        history.append("bench-check", history_figures(results))
     out = {"note": cfg.note,
            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
            "commit": history.commit(), "machine": machine(), "tolerance": TOLERANCE,
@@ -417,9 +440,12 @@ def main():
     a.add_argument("--reps", type=int, default=int(os.environ.get("REPS", "5")))
     a.add_argument("--only", default=os.environ.get("ONLY", ""), help="comma-separated figures")
     a.add_argument("--keep", action="store_true", help="keep the work directory (callgrind files)")
+    a.add_argument("--no-history", action="store_true", help="do not append to bench/results/history.tsv")
     cfg = a.parse_args()
     cfg.only = [x for x in cfg.only.split(",") if x]
     cfg.uetcd = os.environ.get("UETCD_BIN") or os.path.join(cfg.build, "uetcd")
+    # the history is of this tree's commits: a binary from elsewhere (UETCD_BIN) stays out of it
+    cfg.history = not cfg.no_history and not os.environ.get("UETCD_BIN")
     cfg.loadgen = os.path.join(cfg.build, "bench", "loadgen")
     cfg.shim = os.path.abspath(os.path.join(cfg.build, "bench", "vg_uring.so"))
     cfg.work_root = os.path.join(cfg.build, "bench-data")

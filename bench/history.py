@@ -66,23 +66,27 @@ def load():
     return rows
 
 
-# Panels of history.png: (title, y label, log scale, figure-name predicate, label of a figure)
+# Panels of history.png: (title, y label, mode, figure-name predicate, label of a figure).
+# mode: "rel" = percent change from the figure's first value in the history (linear: a 3 % step
+# or drift shows whatever the figure's size), "log" = value on a log scale, "lin" = value.
 PANELS = [
-    ("bench-check: server instructions per operation (callgrind; the gate's figure)",
-     "instructions / op", True,
-     lambda n: n.startswith("gate.") and n.endswith(".instr_per_op"), lambda n: n.split(".")[1]),
-    ("start-up from a checkpoint: instructions (bench-check, 100k keys)",
-     "instructions", True,
-     lambda n: n.startswith("startup.") and n.endswith(".instr"), lambda n: n.split(".", 1)[1]),
-    ("start-up from a checkpoint: seconds to the first Range",
-     "seconds", True,
-     lambda n: n.startswith("startup.") and n.endswith(".seconds"), lambda n: n.split(".", 1)[1]),
+    ("bench-check: server instructions per op (callgrind), change from the first run in the history",
+     "% change", "rel",
+     lambda n: (n.startswith("gate.") and n.endswith(".instr_per_op")) or
+     (n.startswith("startup.") and n.endswith(".instr")),
+     lambda n: n.split(".")[1] if n.startswith("gate.") else "startup " + n.split(".")[1]),
+    ("start-up seconds (gate: exec to ready, 100k keys; bench-startup: exec to first Range)",
+     "seconds", "log",
+     lambda n: n.startswith("startup.") and n.endswith(".seconds"), lambda n: n.split(".")[1]),
     ("make bench: uetcd throughput (a report: moves with machine load)",
-     "ops/s", True,
+     "ops/s", "log",
      lambda n: n.startswith("bench.") and n.endswith(".uetcd_ops_per_s"), lambda n: n.split(".")[1]),
     ("make bench: uetcd ops/s / etcd ops/s (same minute, same machine)",
-     "x etcd", False,
+     "x etcd", "lin",
      lambda n: n.startswith("bench.") and n.endswith(".x_ops"), lambda n: n.split(".")[1]),
+    ("make bench: noise indicator (CPU other processes used during the runs)",
+     "% of a core", "lin",
+     lambda n: n.startswith("bench.noise."), lambda n: "median over workloads"),
 ]
 
 
@@ -102,26 +106,29 @@ def plot(out_png):
     datadir = os.path.join(HERE, "results", "history-plot")
     os.makedirs(datadir, exist_ok=True)
     panels = []
-    for title, ylabel, logy, pred, label in PANELS:
+    for title, ylabel, mode, pred, label in PANELS:
         series = {}
         for d, c, s, name, v, _ in rows:
-            if pred(name) and v > 0:
+            if pred(name) and (v > 0 or mode == "lin"):
                 series.setdefault(label(name), []).append((run_of[(d, c, s)], v))
+        if mode == "rel":
+            series = {f"{k} ({pts[0][1]:,.0f})": [(x, (v / pts[0][1] - 1) * 100) for x, v in pts]
+                      for k, pts in series.items()}
         if series:
-            panels.append((title, ylabel, logy, series))
+            panels.append((title, ylabel, mode, series))
     if not panels:
         print("bench-history: no plottable figures", file=sys.stderr)
         return 1
-    xt = ", ".join(f'"{c} {d[5:10]}" {i}' for i, (d, c, s) in enumerate(runs))
+    xt = ", ".join(f'"{c} {d[5:16].replace("T", " ")}" {i}' for i, (d, c, s) in enumerate(runs))
     g = [f'set terminal pngcairo size 1400,{360 * len(panels)} font "DejaVu Sans,10"',
          f'set output "{out_png}"',
          f"set multiplot layout {len(panels)},1",
-         "set key outside right top", "set grid",
+         "set key outside right top", "set grid", "set lmargin 12", "set rmargin 36",
          f"set xtics ({xt}) rotate by -40 font ',8'",
          f"set xrange [-0.5:{len(runs) - 0.5}]"]
-    for pi, (title, ylabel, logy, series) in enumerate(panels):
+    for pi, (title, ylabel, mode, series) in enumerate(panels):
         g += [f'set title "{title}"', f'set ylabel "{ylabel}"',
-              "set logscale y" if logy else "unset logscale y"]
+              "set logscale y" if mode == "log" else "unset logscale y"]
         plots = []
         for si, (name, pts) in enumerate(sorted(series.items())):
             path = os.path.join(datadir, f"p{pi}-s{si}.dat")
