@@ -2,7 +2,8 @@
 """The performance-regression gate: server instructions per operation (stdlib only).
 
   gate.py check      measure every workload, compare with bench/gate-baseline.json; exit 1 when
-                     a figure grew by more than the tolerance, naming the functions that grew
+                     a figure grew by more than the tolerance, naming the functions that grew;
+                     exit 2 when it could not measure (server did not start, loadgen failed)
   gate.py baseline   measure and rewrite bench/gate-baseline.json (needs --note "why")
   gate.py measure    measure REPS times and print the spread (how the tolerance was chosen)
 
@@ -462,7 +463,12 @@ def main():
     if not shutil.which("valgrind") or not shutil.which("callgrind_annotate"):
         log("gate: valgrind is not installed (tools/deps.sh bench installs it)")
         return 2
-    return {"check": cmd_check, "baseline": cmd_baseline, "measure": cmd_measure}[cfg.cmd](cfg)
+    try:
+        return {"check": cmd_check, "baseline": cmd_baseline, "measure": cmd_measure}[cfg.cmd](cfg)
+    except (RuntimeError, OSError, subprocess.SubprocessError, ValueError, KeyError) as e:
+        # a measurement that did not happen is not a pass, and not a regression either
+        log(f"gate: could not measure: {e}")
+        return 2
 
 
 if __name__ == "__main__":
