@@ -638,3 +638,274 @@ out:
 	bbolt_close(db);
 	return rc;
 }
+
+/* ---- writing ---- */
+
+struct bb_wentry {
+	uint8_t *k; /* key then value, one allocation */
+	size_t kl, vl;
+	uint64_t pgid; /* branch levels: the child page */
+	uint32_t flags;
+};
+
+struct bb_wbucket {
+	char name[BBOLT_NAME_MAX + 1];
+	struct bb_wentry *e;
+	size_t n, cap;
+};
+
+struct bbolt_writer {
+	struct bb_wbucket *b;
+	size_t nb, cap;
+	uint8_t *buf; /* pages laid out so far */
+	uint64_t npages, cap_pages;
+};
+
+struct bbolt_writer *bbolt_writer_new(void) { return calloc(1, sizeof(struct bbolt_writer)); }
+
+void bbolt_writer_free(struct bbolt_writer *w)
+{
+	if (!w)
+		return;
+	for (size_t i = 0; i < w->nb; i++) {
+		for (size_t j = 0; j < w->b[i].n; j++)
+			free(w->b[i].e[j].k);
+		free(w->b[i].e);
+	}
+	free(w->b);
+	free(w->buf);
+	free(w);
+}
+
+int bbolt_writer_bucket(struct bbolt_writer *w, const char *name)
+{
+	size_t len = strlen(name);
+
+	if (!len || len > BBOLT_NAME_MAX)
+		return -EINVAL;
+	for (size_t i = 0; i < w->nb; i++)
+		if (!strcmp(w->b[i].name, name))
+			return -EINVAL;
+	if (w->nb == w->cap) {
+		size_t cap = w->cap ? w->cap * 2 : 16;
+		struct bb_wbucket *b = realloc(w->b, cap * sizeof *b);
+		if (!b)
+			return -ENOMEM;
+		w->b = b;
+		w->cap = cap;
+	}
+	memset(&w->b[w->nb], 0, sizeof w->b[w->nb]);
+	memcpy(w->b[w->nb].name, name, len + 1);
+	w->nb++;
+	return 0;
+}
+
+static int bb_wadd(struct bb_wentry **e, size_t *n, size_t *cap, const uint8_t *k, size_t kl, const uint8_t *v,
+		   size_t vl, uint32_t flags)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 64;
+		struct bb_wentry *x = realloc(*e, c * sizeof *x);
+		if (!x)
+			return -ENOMEM;
+		*e = x;
+		*cap = c;
+	}
+	uint8_t *b = malloc(kl + vl + 1);
+	if (!b)
+		return -ENOMEM;
+	memcpy(b, k, kl);
+	if (vl)
+		memcpy(b + kl, v, vl);
+	(*e)[(*n)++] = (struct bb_wentry){.k = b, .kl = kl, .vl = vl, .flags = flags};
+	return 0;
+}
+
+int bbolt_writer_put(struct bbolt_writer *w, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen)
+{
+	if (!w->nb || klen > UINT32_MAX || vlen > UINT32_MAX)
+		return -EINVAL;
+	struct bb_wbucket *b = &w->b[w->nb - 1];
+	if (b->n && bb_key_cmp(b->e[b->n - 1].k, b->e[b->n - 1].kl, key, klen) >= 0)
+		return -EINVAL;
+	return bb_wadd(&b->e, &b->n, &b->cap, key, klen, val, vlen, 0);
+}
+
+/* n zeroed pages at the end of the file: the first one's id, or 0 when out of memory. */
+static uint64_t bb_walloc(struct bbolt_writer *w, uint64_t n)
+{
+	if (w->npages + n > w->cap_pages) {
+		uint64_t cap = w->cap_pages ? w->cap_pages : 16;
+		while (cap < w->npages + n)
+			cap *= 2;
+		uint8_t *b = realloc(w->buf, (size_t)cap * BBOLT_PAGE_SIZE);
+		if (!b)
+			return 0;
+		memset(b + w->cap_pages * BBOLT_PAGE_SIZE, 0, (size_t)(cap - w->cap_pages) * BBOLT_PAGE_SIZE);
+		w->buf = b;
+		w->cap_pages = cap;
+	}
+	uint64_t id = w->npages;
+	w->npages += n;
+	return id;
+}
+
+/* Writes e[0..n) as one page (leaf, or branch when `branch`); its id, or 0. */
+static uint64_t bb_wpage(struct bbolt_writer *w, const struct bb_wentry *e, size_t n, size_t bytes, bool branch)
+{
+	uint64_t pages = (bytes + BBOLT_PAGE_SIZE - 1) / BBOLT_PAGE_SIZE;
+	uint64_t id = bb_walloc(w, pages);
+
+	if (!id)
+		return 0;
+	uint8_t *pg = w->buf + id * BBOLT_PAGE_SIZE;
+	le_put64(pg, id);
+	pg[8] = branch ? BB_FLAG_BRANCH : BB_FLAG_LEAF;
+	pg[10] = (uint8_t)n;
+	pg[11] = (uint8_t)(n >> 8);
+	le_put32(pg + 12, (uint32_t)(pages - 1));
+	size_t data = BB_PAGE_HDR + n * BB_ELEM;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *el = pg + BB_PAGE_HDR + i * BB_ELEM;
+		size_t pos = data - (BB_PAGE_HDR + i * BB_ELEM);
+		if (branch) {
+			le_put32(el, (uint32_t)pos);
+			le_put32(el + 4, (uint32_t)e[i].kl);
+			le_put64(el + 8, e[i].pgid);
+			memcpy(pg + data, e[i].k, e[i].kl);
+			data += e[i].kl;
+		} else {
+			le_put32(el, e[i].flags);
+			le_put32(el + 4, (uint32_t)pos);
+			le_put32(el + 8, (uint32_t)e[i].kl);
+			le_put32(el + 12, (uint32_t)e[i].vl);
+			memcpy(pg + data, e[i].k, e[i].kl + e[i].vl);
+			data += e[i].kl + e[i].vl;
+		}
+	}
+	return id;
+}
+
+/* Packs e[0..n) (n >= 1) into leaves, then branch levels until one page: the root's id, or
+ * 0 when out of memory. A page takes entries while they fit; one entry larger than a page
+ * gets a page of its own with overflow pages. */
+static uint64_t bb_wtree(struct bbolt_writer *w, const struct bb_wentry *e, size_t n)
+{
+	struct bb_wentry *up = NULL, *cur = NULL;
+	size_t nup = 0;
+	bool branch = false;
+	uint64_t root = 0;
+
+	for (;;) {
+		size_t cap = n, start = 0, bytes = BB_PAGE_HDR;
+		nup = 0;
+		if (!(up = malloc(cap * sizeof *up)))
+			goto out;
+		for (size_t i = 0; i <= n; i++) {
+			size_t need = i < n ? BB_ELEM + e[i].kl + (branch ? 0 : e[i].vl) : 0;
+			/* a page holds at most 0xffff elements (the count is u16); 4 KiB pages hold 255 */
+			if (i == n || (i > start && bytes + need > BBOLT_PAGE_SIZE)) {
+				uint64_t id = bb_wpage(w, e + start, i - start, bytes, branch);
+				if (!id)
+					goto out;
+				up[nup++] = (struct bb_wentry){.k = e[start].k, .kl = e[start].kl, .pgid = id};
+				start = i;
+				bytes = BB_PAGE_HDR;
+			}
+			bytes += need;
+		}
+		if (nup == 1) {
+			root = up[0].pgid;
+			goto out;
+		}
+		free(cur);
+		cur = up;
+		up = NULL;
+		e = cur;
+		n = nup;
+		branch = true;
+	}
+out:
+	free(up);
+	free(cur);
+	return root;
+}
+
+static int bb_wname_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct bb_wbucket *)a)->name, ((const struct bb_wbucket *)b)->name);
+}
+
+static void bb_wmeta(uint8_t *pg, uint64_t id, uint64_t root, uint64_t npages, uint64_t txid)
+{
+	uint8_t *m = pg + BB_PAGE_HDR;
+
+	le_put64(pg, id);
+	pg[8] = BB_FLAG_META;
+	le_put32(m, BB_MAGIC);
+	le_put32(m + 4, BB_VERSION);
+	le_put32(m + 8, BBOLT_PAGE_SIZE);
+	le_put32(m + 12, 0);
+	le_put64(m + 16, root);
+	le_put64(m + 24, 0);
+	le_put64(m + 32, 2); /* the freelist page */
+	le_put64(m + 40, npages);
+	le_put64(m + 48, txid);
+	le_put64(m + 56, bb_fnv64a(m, 56));
+}
+
+int bbolt_writer_finish(struct bbolt_writer *w, uint64_t txid, uint8_t **out, size_t *len)
+{
+	struct bb_wentry *roots = NULL;
+	size_t nroots = 0, rcap = 0;
+	uint8_t hdr[BB_BUCKET_HDR + BB_PAGE_HDR] = {0};
+	int rc = -ENOMEM;
+
+	if (txid < 2)
+		return -EINVAL;
+	/* pages 0 and 1: meta; 2: the freelist, empty (every page is in use) */
+	if (w->npages || bb_walloc(w, 3) != 0 || w->npages != 3) /* finished already, or no memory */
+		return w->npages ? -EINVAL : -ENOMEM;
+	w->buf[2 * BBOLT_PAGE_SIZE] = 2;
+	w->buf[2 * BBOLT_PAGE_SIZE + 8] = 0x10;
+	qsort(w->b, w->nb, sizeof *w->b, bb_wname_cmp);
+	for (size_t i = 0; i < w->nb; i++) {
+		struct bb_wbucket *b = &w->b[i];
+		size_t hl = BB_BUCKET_HDR;
+		memset(hdr, 0, sizeof hdr);
+		if (b->n) {
+			uint64_t root = bb_wtree(w, b->e, b->n);
+			if (!root)
+				goto out;
+			le_put64(hdr, root);
+		} else { /* inline: an empty leaf page in the value */
+			hdr[BB_BUCKET_HDR + 8] = BB_FLAG_LEAF;
+			hl += BB_PAGE_HDR;
+		}
+		if ((rc = bb_wadd(&roots, &nroots, &rcap, (const uint8_t *)b->name, strlen(b->name), hdr, hl,
+				  BB_LEAF_BUCKET)))
+			goto out;
+		rc = -ENOMEM;
+	}
+	uint64_t root;
+	if (nroots)
+		root = bb_wtree(w, roots, nroots);
+	else if ((root = bb_walloc(w, 1))) { /* no bucket: an empty root leaf */
+		le_put64(w->buf + root * BBOLT_PAGE_SIZE, root);
+		w->buf[root * BBOLT_PAGE_SIZE + 8] = BB_FLAG_LEAF;
+	}
+	if (!root)
+		goto out;
+	bb_wmeta(w->buf, 0, root, w->npages, txid - 1);
+	bb_wmeta(w->buf + BBOLT_PAGE_SIZE, 1, root, w->npages, txid);
+	*out = w->buf;
+	*len = (size_t)w->npages * BBOLT_PAGE_SIZE;
+	w->buf = NULL;
+	w->npages = w->cap_pages = 0;
+	rc = 0;
+out:
+	for (size_t i = 0; i < nroots; i++)
+		free(roots[i].k);
+	free(roots);
+	return rc;
+}

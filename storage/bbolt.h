@@ -72,4 +72,26 @@ struct bbolt_etcd_sink {
  * 0, -EBADMSG with the reason, -ENOMEM, or the sink's result. */
 int bbolt_etcd_read(const uint8_t *p, size_t len, const struct bbolt_etcd_sink *sink, char *err, size_t errlen);
 
+/* ---- writing ---- */
+
+struct bbolt_writer;
+
+/* A database built in memory: top-level buckets of key/value pairs (no nested buckets),
+ * written as bbolt does (page size BBOLT_PAGE_SIZE, two meta pages, an empty freelist,
+ * leaves packed in key order, branch levels above them, an empty bucket inline). NULL when
+ * out of memory. */
+#define BBOLT_PAGE_SIZE 4096u
+struct bbolt_writer *bbolt_writer_new(void);
+void bbolt_writer_free(struct bbolt_writer *w);
+/* Starts bucket `name` (at most BBOLT_NAME_MAX bytes); later puts go into it. Buckets may
+ * come in any order but each name once. 0, -EINVAL, -ENOMEM. */
+#define BBOLT_NAME_MAX 64
+int bbolt_writer_bucket(struct bbolt_writer *w, const char *name);
+/* Adds key = val to the current bucket; keys must come strictly ascending (-EINVAL
+ * otherwise, or with no bucket started). The bytes are copied. 0, -EINVAL, -ENOMEM. */
+int bbolt_writer_put(struct bbolt_writer *w, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen);
+/* Lays out the pages; *out (malloc'd, the caller frees) and *len get the file. 0 or -ENOMEM.
+ * The writer can be freed afterwards only. */
+int bbolt_writer_finish(struct bbolt_writer *w, uint64_t txid, uint8_t **out, size_t *len);
+
 #endif
