@@ -1,8 +1,9 @@
 /* uetcd-restore: builds a new data directory from a snapshot or as of a past revision.
  *
  *   uetcd-restore SNAPSHOT_FILE --data-dir NEW_DIR
- *       SNAPSHOT_FILE is what `etcdctl snapshot save` wrote from uetcd (a checkpoint in
- *       etcd's envelope: zero padding and a SHA-256, both checked) or a checkpoint file.
+ *       SNAPSHOT_FILE is what `etcdctl snapshot save` wrote from uetcd (etcd's layout, below;
+ *       before that, a checkpoint in etcd's envelope: zero padding and a SHA-256, both
+ *       checked) or a checkpoint file.
  *       Or etcd's own snapshot (etcd 3.4/3.5's `etcdctl snapshot save`: a bbolt database
  *       followed by a SHA-256, checked): every key with its retained history, the compacted
  *       revision, the leases, users, roles and whether auth is enabled are imported (see
@@ -363,6 +364,11 @@ static int restore_snapshot(const char *file, const char *dir)
 		rc = import_etcd(p, len, file, dir);
 		free(p);
 		return rc;
+	}
+	if (len < 8 || memcmp(p, "uetcdckp", 8)) {
+		fprintf(stderr, "%s: bad magic: neither a bbolt database (etcd's snapshot) nor a uetcd checkpoint\n", file);
+		free(p);
+		return 1;
 	}
 	if (!(ck = unwrap(p, len, err, sizeof err)) || (rc = ckpt_parse(p, ck, NULL, err, sizeof err))) {
 		fprintf(stderr, "%s: %s\n", file, err);
