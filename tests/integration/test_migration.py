@@ -10,16 +10,23 @@ every retained revision (whole-keyspace Range at each revision), the compacted-r
 below the compaction and the future-revision error above the head, the leases (ids, granted
 TTLs, attached keys), users, roles and their permissions, and login with the old passwords.
 A damaged snapshot (one flipped byte, a cut tail) is refused and leaves no directory.
+
+And back: uetcd filled the same way, `etcdctl snapshot save` from uetcd, then
+`etcdutl snapshot status` (uetcd's revision) and `etcdutl snapshot restore`, then etcd
+3.5.16 started on the restored dir answers everything above as uetcd did.
 """
+import json
 import os
+import hashlib
 import shutil
 import subprocess
 import tempfile
+import time
 
 import grpc
 import pytest
 
-from conftest import etcdctl_bins, uetcd_bin
+from conftest import _die_with_parent, etcd_ref_bin, etcdctl_bins, free_port, uetcd_bin
 from etcd3.etcdrpc import rpc_pb2, rpc_pb2_grpc
 from test_crash import Node
 
@@ -225,3 +232,73 @@ def test_import_etcd_snapshot_auth_enabled(spawn):
                 assert 'SHA-256 mismatch' in r.stderr
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+ETCDUTL = os.path.join(os.path.dirname(etcd_ref_bin()), 'etcdutl')
+
+
+def clean_env():
+    return {k: v for k, v in os.environ.items() if not k.startswith('ETCD')}
+
+
+def export(spawn, enable_auth):
+    u = spawn('uetcd')
+    c = Client(u.endpoint)
+    compact = fill(c)
+    fill_auth(c, u.endpoint, enable_auth)
+    want = answers(c, compact)
+    c.close()
+    tmp = tempfile.mkdtemp(prefix='uetcd-export-')
+    etcd = None
+    try:
+        snap = os.path.join(tmp, 'uetcd.db')
+        snapshot_save(u.endpoint, snap, user='root:' + ROOT_PW if enable_auth else None)
+        data = open(snap, 'rb').read()
+        assert len(data) % 512 == 32 and hashlib.sha256(data[:-32]).digest() == data[-32:]
+        for tool in (ETCDUTL, CTL35):
+            r = subprocess.run([tool, 'snapshot', 'status', snap, '-w', 'json'], capture_output=True, text=True,
+                               env=clean_env(), timeout=60)
+            assert r.returncode == 0, r.stderr
+            assert json.loads(r.stdout)['revision'] == want['head'][0], r.stdout
+        peer = 'http://127.0.0.1:%d' % free_port()
+        data_dir = os.path.join(tmp, 'etcd')
+        r = subprocess.run([ETCDUTL, 'snapshot', 'restore', snap, '--data-dir', data_dir, '--name', 'default',
+                            '--initial-cluster', 'default=' + peer, '--initial-advertise-peer-urls', peer],
+                           capture_output=True, text=True, env=clean_env(), timeout=60)
+        assert r.returncode == 0, r.stderr
+        url = 'http://127.0.0.1:%d' % free_port()
+        log = open(os.path.join(tmp, 'etcd.log'), 'wb')
+        etcd = subprocess.Popen([etcd_ref_bin(), '--data-dir', data_dir, '--name', 'default',
+                                 '--listen-client-urls', url, '--advertise-client-urls', url,
+                                 '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
+                                 '--initial-cluster', 'default=' + peer, '--log-level', 'warn'],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=clean_env(),
+                                preexec_fn=_die_with_parent)
+        log.close()
+        endpoint = url[len('http://'):]
+        for _ in range(400):  # at most ~20 s
+            assert etcd.poll() is None, open(os.path.join(tmp, 'etcd.log')).read()[-3000:]
+            try:
+                status_probe(endpoint)
+                break
+            except grpc.RpcError:
+                time.sleep(0.05)
+        e = Client(endpoint, *(('root', ROOT_PW) if enable_auth else ()))
+        got = answers(e, compact)
+        e.close()
+        assert sorted(got) == sorted(want)
+        for k in sorted(want):
+            assert got[k] == want[k], k
+    finally:
+        if etcd:
+            etcd.kill()
+            etcd.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_export_to_etcd_auth_disabled(spawn):
+    export(spawn, False)
+
+
+def test_export_to_etcd_auth_enabled(spawn):
+    export(spawn, True)
