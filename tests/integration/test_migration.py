@@ -32,12 +32,13 @@ from test_crash import Node
 
 RESTORE = os.path.join(os.path.dirname(uetcd_bin()), 'uetcd-restore')
 CTL35 = dict(etcdctl_bins())['etcdctl35']
+CTL34 = dict(etcdctl_bins())['etcdctl34']
 ROOT_PW = 'rootpw'
 
 
-def snapshot_save(endpoint, path, user=None):
+def snapshot_save(endpoint, path, user=None, ctl=CTL35):
     env = {k: v for k, v in os.environ.items() if not k.startswith('ETCD')}
-    args = [CTL35, '--endpoints', endpoint, 'snapshot', 'save', path]
+    args = [ctl, '--endpoints', endpoint, 'snapshot', 'save', path]
     if user:
         args += ['--user', user]
     r = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60)
@@ -185,6 +186,11 @@ def migrate(spawn, enable_auth):
     tmp = tempfile.mkdtemp(prefix='uetcd-migration-')
     snap = os.path.join(tmp, 'etcd.db')
     snapshot_save(etcd.endpoint, snap, user='root:' + ROOT_PW if enable_auth else None)
+    # etcdctl 3.4 saves the same database (and checks the same trailer): it imports the same
+    snap34 = os.path.join(tmp, 'etcd34.db')
+    snapshot_save(etcd.endpoint, snap34, user='root:' + ROOT_PW if enable_auth else None, ctl=CTL34)
+    r = restore(snap34, os.path.join(tmp, 'from34'))
+    assert r.returncode == 0 and 'revision %d (compacted %d)' % (want['head'][0], compact) in r.stdout, r.stderr
     # etcd keeps running until the test ends (spawn stops it)
     n = Node(probe=status_probe)
     try:
