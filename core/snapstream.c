@@ -382,7 +382,8 @@ int snapshot_write_bbolt(int fd, const struct mvcc_view *v, const struct ckpt_le
 		return -ENOMEM;
 	if ((rc = mvcc_dump(v, snap_dump_fn, &d, &compact)))
 		goto out;
-	qsort(d.r, d.n, sizeof *d.r, snap_rec_cmp);
+	if (d.n) /* d.r is NULL for an empty store */
+		qsort(d.r, d.n, sizeof *d.r, snap_rec_cmp);
 	if ((rc = bbolt_writer_bucket(w, "key")))
 		goto out;
 	for (size_t i = 0; i < d.n; i++) {
@@ -424,8 +425,10 @@ int snapshot_write_bbolt(int fd, const struct mvcc_view *v, const struct ckpt_le
 	rc = -ENOMEM;
 	if (!(ls = malloc((nleases + 1) * sizeof *ls)))
 		goto out;
-	memcpy(ls, leases, nleases * sizeof *ls);
-	qsort(ls, nleases, sizeof *ls, snap_lease_cmp);
+	if (nleases) {
+		memcpy(ls, leases, nleases * sizeof *ls);
+		qsort(ls, nleases, sizeof *ls, snap_lease_cmp);
+	}
 	if ((rc = bbolt_writer_bucket(w, "lease")))
 		goto out;
 	for (size_t i = 0; i < nleases; i++) {

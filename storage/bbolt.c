@@ -868,7 +868,8 @@ int bbolt_writer_finish(struct bbolt_writer *w, uint64_t txid, uint8_t **out, si
 		return w->npages ? -EINVAL : -ENOMEM;
 	w->buf[2 * BBOLT_PAGE_SIZE] = 2;
 	w->buf[2 * BBOLT_PAGE_SIZE + 8] = 0x10;
-	qsort(w->b, w->nb, sizeof *w->b, bb_wname_cmp);
+	if (w->nb)
+		qsort(w->b, w->nb, sizeof *w->b, bb_wname_cmp);
 	for (size_t i = 0; i < w->nb; i++) {
 		struct bb_wbucket *b = &w->b[i];
 		size_t hl = BB_BUCKET_HDR;

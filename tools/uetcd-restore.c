@@ -242,7 +242,8 @@ static int import_store(struct imp *im, const char *dir)
 	}
 	if (compact > rev)
 		rev = compact; /* as etcd: the revision never goes below the compacted one */
-	qsort(im->kv, im->nkv, sizeof *im->kv, imp_kv_cmp);
+	if (im->nkv)
+		qsort(im->kv, im->nkv, sizeof *im->kv, imp_kv_cmp);
 	if (!vers || mvcc_load_begin(s, rev, -1)) {
 		snprintf(im->err, im->errlen, vers ? "revision %" PRId64 " out of range" : "out of memory", rev);
 		goto out;

@@ -5,6 +5,9 @@
  *   bit 0 set  forged: both meta pages (at 0 and at the page size meta 0 claims, when that
  *              fits) get a correct FNV-1a checksum, so mutations reach the tree walker,
  *              the element bounds and the protobuf records instead of dying at the meta.
+ *   bit 1 set  writer round trip instead: the rest is entries (u8 key length, u16 value
+ *              length, the bytes; u8 0xff starts the next bucket), those in ascending key
+ *              order put through bbolt_writer, and the file read back must give exactly them.
  * Every input is read as an etcd database and its root bucket walked; whatever is refused
  * must come with a reason, and a walk that succeeds must give strictly ascending keys. */
 #include <errno.h>
@@ -65,10 +68,82 @@ static int any_kv(void *arg, const struct bbolt_etcd_kv *kv)
 	return 0;
 }
 
+struct expect {
+	const uint8_t *data; /* the input: entries as given */
+	size_t *offs, n, next;
+};
+
+static int expect_fn(void *arg, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl, bool bucket)
+{
+	struct expect *e = arg;
+	if (bucket || e->next == e->n)
+		abort();
+	const uint8_t *p = e->data + e->offs[e->next++];
+	size_t ekl = p[0], evl = (size_t)p[1] | (size_t)p[2] << 8;
+	if (ekl != kl || evl != vl || memcmp(p + 3, k, kl) || memcmp(p + 3 + kl, v, vl))
+		abort();
+	return 0;
+}
+
+/* Entries of one bucket: [from, to) offsets, kept when strictly ascending. */
+static void writer_round_trip(const uint8_t *d, size_t len)
+{
+	struct bbolt_writer *w = bbolt_writer_new();
+	size_t *offs = malloc((len / 3 + 1) * sizeof *offs), nb = 0, n = 0, off = 0;
+	size_t starts[9] = {0};
+	uint8_t *file;
+	size_t flen;
+	char name[8], err[512];
+
+	while (off < len && nb < 8) {
+		if (d[off] == 0xff || !nb) { /* a new bucket */
+			snprintf(name, sizeof name, "b%zu", nb);
+			if (bbolt_writer_bucket(w, name))
+				abort();
+			starts[nb++] = n;
+			if (d[off] == 0xff) {
+				off++;
+				continue;
+			}
+		}
+		if (len - off < 3)
+			break;
+		size_t kl = d[off], vl = (size_t)d[off + 1] | (size_t)d[off + 2] << 8;
+		if (len - off - 3 < kl + vl)
+			break;
+		int rc = bbolt_writer_put(w, d + off + 3, kl, d + off + 3 + kl, vl);
+		if (rc == 0)
+			offs[n++] = off;
+		else if (rc != -EINVAL)
+			abort();
+		off += 3 + kl + vl;
+	}
+	starts[nb] = n;
+	if (bbolt_writer_finish(w, 2, &file, &flen))
+		abort();
+	struct bbolt_db *db;
+	if (bbolt_open(file, flen, &db, err, sizeof err))
+		abort();
+	for (size_t b = 0; b < nb; b++) {
+		struct expect e = {d, offs + starts[b], starts[b + 1] - starts[b], 0};
+		snprintf(name, sizeof name, "b%zu", b);
+		if (bbolt_walk(db, name, expect_fn, &e, err, sizeof err) || e.next != e.n)
+			abort();
+	}
+	bbolt_close(db);
+	free(file);
+	free(offs);
+	bbolt_writer_free(w);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
+	if (data[0] & 2) {
+		writer_round_trip(data + 1, size - 1);
+		return 0;
+	}
 	size_t len = size - 1;
 	uint8_t *p = malloc(len ? len : 1);
 	char err[512];
