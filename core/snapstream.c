@@ -378,6 +378,8 @@ int snapshot_write_bbolt(int fd, const struct mvcc_view *v, const struct ckpt_le
 	int64_t compact = 0;
 	int rc = -ENOMEM;
 
+	/* Bound: the records, the pages and the copies are each about the store's own bytes,
+	 * which --quota-backend-bytes bounds; one snapshot at a time (the checkpoint worker). */
 	if (!w)
 		return -ENOMEM;
 	if ((rc = mvcc_dump(v, snap_dump_fn, &d, &compact)))

@@ -198,7 +198,8 @@ static int bb_enter(struct bbolt_db *db, uint64_t id, struct bb_frame *f, char *
 	if (flags != BB_FLAG_BRANCH && flags != BB_FLAG_LEAF)
 		return bb_fail(err, errlen, "page %" PRIu64 ": flags 0x%x where a tree page belongs", id, flags);
 	f->leaf = flags == BB_FLAG_LEAF;
-	if (!f->count || f->count > (f->span - BB_PAGE_HDR) / BB_ELEM)
+	/* an empty leaf is a bucket with nothing left in it; an empty branch is never written */
+	if ((!f->leaf && !f->count) || f->count > (f->span - BB_PAGE_HDR) / BB_ELEM)
 		return bb_fail(err, errlen, "page %" PRIu64 ": %u elements do not fit", id, f->count);
 	return 0;
 }
@@ -391,8 +392,7 @@ struct etcd_rd {
 	char *err;
 	size_t errlen;
 	struct bbolt_etcd_meta meta;
-	int64_t last_main, last_sub;
-	bool any_kv;
+	int64_t last_rev, last_sub; /* bucket key: (revision, sub) must strictly increase */
 };
 
 static int etcd_no_nested(struct etcd_rd *r, const char *bucket, bool nested)
@@ -571,6 +571,10 @@ static int etcd_kv_fn(void *arg, const uint8_t *k, size_t kl, const uint8_t *v, 
 	kv.mod_revision = (int64_t)be_get64(k);
 	kv.sub = (int64_t)be_get64(k + 9);
 	kv.tomb = kl == 18;
+	if (kv.mod_revision < r->last_rev || (kv.mod_revision == r->last_rev && kv.sub <= r->last_sub))
+		return bb_fail(r->err, r->errlen, "revision %" PRId64 "_%" PRId64 " appears twice", kv.mod_revision, kv.sub);
+	r->last_rev = kv.mod_revision;
+	r->last_sub = kv.sub;
 	while ((rc = pb_next(&d, &f)) > 0) {
 		if (f.num == 1 && f.wt == 2)
 			kv.key = f.b, kv.key_len = f.blen;
@@ -599,7 +603,6 @@ static int etcd_kv_fn(void *arg, const uint8_t *k, size_t kl, const uint8_t *v, 
 	}
 	if (!kv.value)
 		kv.value = (const uint8_t *)"";
-	r->any_kv = true;
 	return r->sink->kv ? r->sink->kv(r->sink->arg, &kv) : 0;
 }
 
@@ -615,7 +618,7 @@ static int etcd_bucket(struct bbolt_db *db, const char *name, bool required, bbo
 
 int bbolt_etcd_read(const uint8_t *p, size_t len, const struct bbolt_etcd_sink *sink, char *err, size_t errlen)
 {
-	struct etcd_rd r = {.sink = sink, .err = err, .errlen = errlen};
+	struct etcd_rd r = {.sink = sink, .err = err, .errlen = errlen, .last_sub = -1};
 	struct bbolt_db *db;
 	int rc;
 

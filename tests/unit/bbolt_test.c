@@ -411,6 +411,19 @@ Test(bbolt, inline_buckets_and_etcd_records)
 	cr_assert_eq(read_db(f, 3 * PS, &s, err, sizeof err), -EBADMSG);
 	cr_assert(strstr(err, "not a revision"), "%s", err);
 	rec[-9] = '_';
+	/* the same revision twice: as a version and as a tombstone */
+	uint8_t rev7t[18], kb2[512];
+	memcpy(rev7t, rev7, 17);
+	rev7t[17] = 't';
+	struct el two[] = {{rev7, 17, kv, sizeof kv, 0}, {rev7t, 18, kv, 3, 0}};
+	memset(kb2, 0, 16);
+	size_t kb2l = 16 + mk_leaf(kb2 + 16, 0, 2, two);
+	struct el root2[] = {{"key", 3, kb2, kb2l, 1}, {"meta", 4, mb, mbl, 1}};
+	memset(f + 2 * PS, 0, PS);
+	mk_leaf(f + 2 * PS, 2, 2, root2);
+	cr_assert_eq(read_db(f, 3 * PS, &s, err, sizeof err), -EBADMSG);
+	cr_assert(strstr(err, "7_0 appears twice"), "%s", err);
+	memset(f + 2 * PS, 0, PS);
 	root[0].flags = 0; /* `key` as a plain key, not a bucket */
 	mk_leaf(f + 2 * PS, 2, 2, root);
 	cr_assert_eq(read_db(f, 3 * PS, &s, err, sizeof err), -EBADMSG);
