@@ -4,9 +4,12 @@
   bench.py run       every workload against both servers, alternating, repeated; medians,
                      a table with uetcd/etcd ratios, bench/results/results.csv, a latency
                      plot (gnuplot) and `etcdctl check perf` against both.
-  bench.py check     a fixed small workload against both; fails if uetcd's throughput ratio or
-                     server-CPU-per-op ratio is more than 20% below bench/baseline.json.
+  bench.py check     a fixed small workload against both; reports uetcd's throughput ratio and
+                     server-CPU-per-op ratio against bench/baseline.json (`make bench-ratios`).
+                     A report, not a gate: on a shared machine the ratios move with load (the
+                     gate is `make bench-check`, bench/gate.py, on instruction counts).
   bench.py baseline  rewrites bench/baseline.json from a `check` run (needs NOTE="why").
+Every `run` appends its figures to bench/results/history.tsv (bench/history.py).
 
 Fairness: every run gets a freshly started server with an empty data directory under
 build/bench-data (same filesystem for both, both fsync; --unsafe-no-fsync for both with
@@ -38,6 +41,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import history  # noqa: E402
 RESULTS = os.path.join(HERE, "results")
 BASELINE = os.path.join(HERE, "baseline.json")
 TOLERANCE = 0.20
@@ -75,7 +80,7 @@ WORKLOADS = [
 ]
 QUICK_WORKLOADS = ["put-1", "put-1000", "get-1000", "watch-1000"]
 
-# bench-check: fixed, small, one server process per (server, repetition)
+# bench-ratios (bench.py check): fixed, small, one server process per (server, repetition)
 CHECK_WORKLOADS = [
     ("put", "--workload put --conns 10 --streams 10"),
     ("get", "--workload get --conns 10 --streams 10 --keyspace 1000"),
@@ -599,6 +604,22 @@ def write_results(cfg, wls, medians, perf, cand):
         w.writerow(["target", "value", "bound", "verdict"])
         for what, v, bound, verdict in targets(medians, cand):
             w.writerow([what, f"{v:.4g}", bound, verdict])
+    if cand == "uetcd":
+        figs, noise = [], []
+        for name, _, _ in wls:
+            m, e = medians.get((cand, name)), medians.get(("etcd", name))
+            if not m:
+                continue
+            figs += [(f"bench.{name}.uetcd_ops_per_s", m["ops_per_s"], "ops/s"),
+                     (f"bench.{name}.uetcd_p99_us", m["p99_us"], "us"),
+                     (f"bench.{name}.uetcd_cpu_us_per_op", m["srv_cpu_us_per_op"], "us")]
+            if e:
+                figs.append((f"bench.{name}.x_ops", ratio(m["ops_per_s"], e["ops_per_s"]), "x"))
+            if m.get("other_cpu_pct") is not None:
+                noise.append(m["other_cpu_pct"])
+        if noise:  # the noise indicator: CPU the rest of the machine used during the runs
+            figs.append(("bench.noise.other_cpu_pct_median", med(noise), "%"))
+        history.append("bench", figs)
     with open(os.path.join(RESULTS, "meta.txt"), "w") as f:
         f.write(f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}\n")
         f.write(f"machine: {machine()}\n")
@@ -826,12 +847,12 @@ def cmd_check(cfg):
         with open(BASELINE) as f:
             base = json.load(f)
     except (OSError, ValueError) as e:
-        log(f"bench-check: cannot read {BASELINE}: {e} (make bench-baseline NOTE='why')")
+        log(f"bench-ratios: cannot read {BASELINE}: {e} (make bench-ratios-baseline NOTE='why')")
         return 2
-    log(f"bench-check: baseline from {base.get('created')} ({base.get('candidate')}): {base.get('note')}")
+    log(f"bench-ratios: baseline from {base.get('created')} ({base.get('candidate')}): {base.get('note')}")
     cur, why = check_measure(cfg)
     if why:
-        log(f"bench-check: FAIL: cannot measure: {why}")
+        log(f"bench-ratios: cannot measure: {why}")
         return 1
     tol = float(base.get("tolerance", TOLERANCE))
     bad = []
@@ -851,22 +872,23 @@ def cmd_check(cfg):
                 bad.append(f"{name} {key} {m[key]:.3f} < {floor:.3f}")
     print("ratios are candidate vs etcd in the same run: throughput = cand/etcd, "
           "cpu_per_op = etcd/cand (higher is better for both)")
-    log(f"bench-check: {time.time() - t0:.0f} s")
+    log(f"bench-ratios: {time.time() - t0:.0f} s")
     if bad:
-        print("bench-check: FAIL: " + "; ".join(bad))
-        return 1
-    print("bench-check: PASS")
+        print("bench-ratios: below the baseline ratios (a report, not a gate: these ratios move with "
+              "the machine's load; the gate is make bench-check): " + "; ".join(bad))
+        return 0
+    print("bench-ratios: at or above the baseline ratios")
     return 0
 
 
 def cmd_baseline(cfg):
     note = env("NOTE")
     if not note:
-        log("bench-baseline: say why the baseline changes: make bench-baseline NOTE='...'")
+        log("bench-ratios-baseline: say why the baseline changes: make bench-ratios-baseline NOTE='...'")
         return 2
     cur, why = check_measure(cfg, default_reps=9)  # a steadier reference than one check run
     if why:
-        log(f"bench-baseline: cannot measure: {why}")
+        log(f"bench-ratios-baseline: cannot measure: {why}")
         return 1
     doc = {"note": note,
            "created": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",

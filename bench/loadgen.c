@@ -15,6 +15,12 @@
  * Phases: preload (keys via 128-put Txns, leases) -> warm-up (run, not recorded) -> measure
  * (duration) -> stop. Every run ends by itself at the deadline; in-flight requests are dropped.
  *
+ * Fixed-count mode (--ops N, for the instruction-count gate): one thread, a fixed seed, exactly
+ * --warmup-ops W + N requests of the workload (watch: puts, each fanned out to every watcher),
+ * then it waits for every answer (and every event) and exits: the same request sequence every
+ * run, whatever the machine's load. The k8s compactor then ticks every COUNT_COMPACT_EVERY
+ * requests instead of every 200 ms. Closed loop only.
+ *
  * Latency histograms are log-bucketed (32 sub-buckets per power of two of nanoseconds, <= 3%
  * relative error), fixed-size arrays: recording a sample never allocates. Decoded responses
  * live in a per-worker bump arena reset after each message.
@@ -261,6 +267,9 @@ struct cfg {
 	bool quiet;
 	bool tls, tls_insecure;
 	const char *cacert, *cert, *key;
+	bool count_mode;      /* --ops given: fixed request count, no clock */
+	uint64_t count_ops, count_warmup;
+	uint64_t seed;        /* 0: from the clock */
 };
 
 static struct cfg cfg = {
@@ -276,6 +285,8 @@ static struct cfg cfg = {
 #define K8S_ROOT "/registry/pods"
 #define PRELOAD_BATCH 128 /* etcd's --max-txn-ops default */
 #define PRELOAD_MAX_S 60  /* a preload that takes longer is a failed run */
+#define COUNT_COMPACT_EVERY 200 /* fixed-count k8s mix: compactor tick per this many requests */
+#define COUNT_MAX_S 600   /* fixed-count mode: a run that takes longer is a failed run */
 
 /* ---------------------------------------------------------- shared state */
 
@@ -298,6 +309,11 @@ static _Atomic uint64_t del_next;        /* delete: next key, shared by the work
 static _Atomic bool keys_exhausted;
 static uint64_t lease_ids[65536];
 static unsigned lease_n;
+/* fixed-count mode (one worker thread: plain counters) */
+static uint64_t count_issued;            /* requests issued so far, warm-up included */
+static uint64_t count_events;            /* watch events received, warm-up included */
+static uint64_t count_puts_done;         /* watch: writer puts answered */
+static uint64_t t_count_first_ns, t_count_last_ns; /* first measured issue, last completion */
 
 /* Commit time estimate of a revision: the earliest of the put's response and the first event
  * for it (both leave the server after the commit). Returns false on the first mark. */
@@ -396,6 +412,7 @@ struct worker {
 	unsigned nslots;
 	struct slot *idle;        /* stack of idle unary/writer slots */
 	unsigned nidle;
+	unsigned nidle_max;       /* slots that can be idle (not watchers, not the compactor) */
 	struct slot *compactor;
 	unsigned short_watches;   /* k8s post-LIST watches open */
 	double rate;              /* this worker's share */
@@ -1254,6 +1271,8 @@ static void slot_issue(struct worker *w, struct slot *s, uint64_t t0)
 
 static void slot_make_idle(struct worker *w, struct slot *s)
 {
+	if (cfg.count_mode && w->measuring && w->nidle + 1 == w->nidle_max)
+		t_count_last_ns = now_ns();
 	s->busy = false;
 	s->next_idle = w->idle;
 	w->idle = s;
@@ -1353,11 +1372,14 @@ static void slot_on_unary_done(struct slot *s, uint32_t h2err)
 	}
 	case OPC_PUT: {
 		if (s->role == ROLE_WRITER) {
+			count_puts_done++;
 			Etcdserverpb__PutResponse *r = etcdserverpb__put_response__unpack(&al, mlen, msg);
 			if (r && r->header)
 				rev_mark(r->header->revision, t1);
 			if (w->measuring && t1 <= t_end_ns)
 				hist_record(&w->h_writer, t1 - s->t0_ns);
+			if (cfg.count_mode && w->measuring)
+				w->k.ops++; /* the count's unit is the put; events are reported beside it */
 			break;
 		}
 		record(w, opc, s->t0_ns, t1);
@@ -1467,6 +1489,8 @@ static void slot_on_stream_msg(struct slot *s, const uint8_t *p, size_t n)
 	}
 	if (r->created && !s->short_watch)
 		atomic_fetch_add(&watchers_created, 1);
+	for (size_t i = 0; i < r->n_events; i++)
+		count_events += r->events[i]->kv != NULL;
 	if (r->canceled)
 		note_error(w, s, 1, 0);
 	if (w->measuring && t1 <= t_end_ns) {
@@ -1559,6 +1583,19 @@ static void conn_read(struct conn *c)
 	}
 }
 
+/* Fixed-count mode: every request issued and answered, every event in (watch, k8s watchers
+ * see only what the writes produce, so nothing else is awaited), the compactor idle. */
+static bool count_done(struct worker *w)
+{
+	if (count_issued < cfg.count_warmup + cfg.count_ops || w->nidle != w->nidle_max)
+		return false;
+	if (w->compactor && w->compactor->busy)
+		return false;
+	if (cfg.wl == WL_WATCH && count_events < count_puts_done * cfg.watchers)
+		return false;
+	return true;
+}
+
 /* Runs the event loop until `until_ns` or, in preload mode, until the preload is done. */
 static void worker_loop(struct worker *w, uint64_t until_ns)
 {
@@ -1609,6 +1646,20 @@ static void worker_loop(struct worker *w, uint64_t until_ns)
 						w->k.dropped += drop;
 					w->next_due_ns += drop * period;
 				}
+			} else if (cfg.count_mode) {
+				while (writers_ok && w->idle && count_issued < cfg.count_warmup + cfg.count_ops) {
+					struct slot *s = w->idle;
+					w->idle = s->next_idle;
+					w->nidle--;
+					if (count_issued == cfg.count_warmup) {
+						w->measuring = true;
+						t_count_first_ns = now;
+					}
+					count_issued++;
+					slot_issue(w, s, now);
+				}
+				if (count_done(w))
+					break;
 			} else {
 				while (writers_ok && w->idle) {
 					struct slot *s = w->idle;
@@ -1619,7 +1670,14 @@ static void worker_loop(struct worker *w, uint64_t until_ns)
 			}
 			if (w->short_watches)
 				k8s_list_watch_expire(w, now);
-			if (w->compactor && !w->compactor->busy && now >= w->next_compact_ns) {
+			if (cfg.count_mode && w->compactor && !w->compactor->busy &&
+			    count_issued >= w->next_compact_ns && count_issued < cfg.count_warmup + cfg.count_ops) {
+				/* fixed-count mode: next_compact_ns counts requests, not time */
+				w->compactor->busy = true;
+				compactor_tick(w, w->compactor);
+				w->next_compact_ns = count_issued + COUNT_COMPACT_EVERY;
+			} else if (!cfg.count_mode && w->compactor && !w->compactor->busy &&
+				   now >= w->next_compact_ns) {
 				w->compactor->busy = true;
 				compactor_tick(w, w->compactor);
 				w->next_compact_ns = now + (uint64_t)(cfg.compact_interval_s * 1e9);
@@ -1646,7 +1704,7 @@ static void worker_loop(struct worker *w, uint64_t until_ns)
 			wake = w->next_due_ns;
 		if (!w->measuring && t_measure_ns && t_measure_ns < wake && !w->preload)
 			wake = t_measure_ns;
-		if (w->compactor && w->next_compact_ns < wake)
+		if (w->compactor && !cfg.count_mode && w->next_compact_ns < wake)
 			wake = w->next_compact_ns;
 		if (w->short_watches && now + 5000000u < wake)
 			wake = now + 5000000u; /* post-LIST watch expiry: 5 ms resolution */
@@ -1676,7 +1734,7 @@ static void worker_init(struct worker *w, unsigned id, unsigned nconns, unsigned
 {
 	memset(w, 0, sizeof *w);
 	w->id = id;
-	w->rng = 0x9E3779B97F4A7C15ull * (id + 1) ^ (uint64_t)now_ns();
+	w->rng = 0x9E3779B97F4A7C15ull * (id + 1) ^ (cfg.seed ? cfg.seed : (uint64_t)now_ns());
 	w->arena.cap = 1 << 20;
 	w->arena.base = malloc(w->arena.cap);
 	w->conns = calloc(nconns + 1, sizeof *w->conns);
@@ -1840,6 +1898,9 @@ static void usage(void)
 "  --token T                auth token sent with every call (\"token\" metadata)\n"
 "  --hist-out FILE          write the latency distribution (value_us cum_fraction count)\n"
 "  --quiet                  only the RESULT line(s)\n"
+"  --ops N --warmup-ops W   fixed-count mode: exactly W + N requests (watch: puts), W not\n"
+"                           recorded, then wait for every answer/event and exit; no clock\n"
+"  --seed S                 key-choice seed (count mode: 1; otherwise from the clock)\n"
 "  --self-test              check the latency histogram and exit\n"
 "  --tls (or https://)      TLS with ALPN h2 (OpenSSL); --cacert F, --cert F --key F for mTLS,\n"
 "                           --insecure to skip verification\n");
@@ -1850,7 +1911,8 @@ static void parse_args(int argc, char **argv)
 {
 	enum { O_EP = 1, O_WL, O_CONNS, O_STREAMS, O_THREADS, O_RATE, O_DUR, O_WARM, O_KS, O_VS,
 	       O_KEYS, O_SEQ, O_LIMIT, O_SER, O_WATCHERS, O_WC, O_WS, O_LEASES, O_READ, O_CI, O_PID, O_TOKEN,
-	       O_LABEL, O_HIST, O_QUIET, O_TLS, O_CACERT, O_CERT, O_KEY, O_INSECURE, O_LW };
+	       O_LABEL, O_HIST, O_QUIET, O_TLS, O_CACERT, O_CERT, O_KEY, O_INSECURE, O_LW, O_OPS,
+	       O_WOPS, O_SEED };
 	static const struct option opts[] = {
 		{ "endpoint", 1, 0, O_EP }, { "workload", 1, 0, O_WL }, { "conns", 1, 0, O_CONNS },
 		{ "streams", 1, 0, O_STREAMS }, { "threads", 1, 0, O_THREADS }, { "rate", 1, 0, O_RATE },
@@ -1864,6 +1926,7 @@ static void parse_args(int argc, char **argv)
 		{ "server-pid", 1, 0, O_PID }, { "token", 1, 0, O_TOKEN }, { "label", 1, 0, O_LABEL }, { "hist-out", 1, 0, O_HIST },
 		{ "quiet", 0, 0, O_QUIET }, { "tls", 0, 0, O_TLS }, { "cacert", 1, 0, O_CACERT },
 		{ "cert", 1, 0, O_CERT }, { "key", 1, 0, O_KEY }, { "insecure", 0, 0, O_INSECURE },
+		{ "ops", 1, 0, O_OPS }, { "warmup-ops", 1, 0, O_WOPS }, { "seed", 1, 0, O_SEED },
 		{ "help", 0, 0, 'h' }, { 0, 0, 0, 0 },
 	};
 	int o;
@@ -1913,6 +1976,9 @@ static void parse_args(int argc, char **argv)
 		case O_READ: cfg.read_pct = (unsigned)atoi(optarg); break;
 		case O_CI: cfg.compact_interval_s = atof(optarg); break;
 		case O_LW: cfg.list_watch_ms = (unsigned)atoi(optarg); break;
+		case O_OPS: cfg.count_mode = true; cfg.count_ops = strtoull(optarg, NULL, 10); break;
+		case O_WOPS: cfg.count_warmup = strtoull(optarg, NULL, 10); break;
+		case O_SEED: cfg.seed = strtoull(optarg, NULL, 10); break;
 		case O_PID: cfg.server_pid = (pid_t)atoi(optarg); break;
 		case O_LABEL: cfg.label = optarg; break;
 		case O_TOKEN: cfg.token = optarg; break;
@@ -1946,6 +2012,12 @@ static void parse_args(int argc, char **argv)
 		cfg.watchers = cfg.conns * cfg.streams;
 	if (cfg.threads > cfg.conns)
 		cfg.threads = cfg.conns;
+	if (cfg.count_mode) {
+		if (cfg.threads != 1 || cfg.rate > 0 || cfg.list_watch_ms)
+			die("--ops: one thread, closed loop, no --list-watch-ms");
+		if (!cfg.seed)
+			cfg.seed = 1;
+	}
 }
 
 /* Preload keys (or grant leases) on 4 connections x 16 streams, before any timing starts. */
@@ -2087,7 +2159,7 @@ int main(int argc, char **argv)
 		die("out of memory");
 	/* Every run ends by itself: a wedged server or loop cannot hold the benchmark hostage. */
 	signal(SIGALRM, on_alarm);
-	alarm((unsigned)(PRELOAD_MAX_S + cfg.warmup_s + cfg.duration_s + 30));
+	alarm((unsigned)(PRELOAD_MAX_S + (cfg.count_mode ? COUNT_MAX_S : cfg.warmup_s + cfg.duration_s) + 30));
 	preload();
 
 	/* Build the workers: connections are dealt round-robin to threads. */
@@ -2132,10 +2204,13 @@ int main(int argc, char **argv)
 		if (!c)
 			die("connect failed");
 		w->compactor = worker_add_slot(w, c, ROLE_COMPACTOR);
-		w->next_compact_ns = now_ns() + (uint64_t)(cfg.compact_interval_s * 1e9);
+		w->next_compact_ns = cfg.count_mode ? COUNT_COMPACT_EVERY :
+				     now_ns() + (uint64_t)(cfg.compact_interval_s * 1e9);
 		for (unsigned j = 0; j < cfg.watchers; j++)
 			worker_add_slot(w, c, ROLE_WATCH);
 	}
+	for (unsigned t = 0; t < cfg.threads; t++)
+		ws[t].nidle_max = ws[t].nidle;
 	unsigned ws_with_rate = 0;
 	for (unsigned t = 0; t < cfg.threads; t++)
 		ws_with_rate += ws[t].nidle > 0;
@@ -2145,18 +2220,28 @@ int main(int argc, char **argv)
 	uint64_t t_start = now_ns();
 	t_measure_ns = t_start + (uint64_t)(cfg.warmup_s * 1e9);
 	t_end_ns = t_measure_ns + (uint64_t)(cfg.duration_s * 1e9);
+	if (cfg.count_mode) {
+		t_measure_ns = 0; /* the worker starts measuring at request W + 1 */
+		t_end_ns = UINT64_MAX;
+	}
 	for (unsigned t = 0; t < cfg.threads; t++)
 		if (pthread_create(&ws[t].thr, NULL, worker_main, &ws[t]))
 			die("pthread_create");
 
 	uint64_t cpu0 = 0, cpu1 = 0, busy0 = 0, busy1 = 0;
-	sleep_until_ns(t_measure_ns);
+	if (!cfg.count_mode)
+		sleep_until_ns(t_measure_ns);
 	uint64_t sns0 = 0, sns1 = 0;
 	bool have_cpu = cfg.server_pid && proc_cpu_ticks(cfg.server_pid, &cpu0) == 0;
 	bool have_sns = cfg.server_pid && proc_cpu_ns(cfg.server_pid, &sns0) == 0;
 	bool have_busy = proc_busy_ticks(&busy0) == 0;
 	double lg0 = rusage_cpu_s();
-	if (cfg.wl == WL_DEL) {
+	if (cfg.count_mode) {
+		for (unsigned t = 0; t < cfg.threads; t++)
+			pthread_join(ws[t].thr, NULL);
+		t_measure_ns = t_count_first_ns ? t_count_first_ns : now_ns();
+		t_end_ns = t_count_last_ns > t_measure_ns ? t_count_last_ns : t_measure_ns + 1;
+	} else if (cfg.wl == WL_DEL) {
 		/* deleting absent keys would measure something else: stop when the keys run out */
 		while (now_ns() < t_end_ns && !atomic_load(&keys_exhausted))
 			sleep_until_ns(now_ns() + 2000000u);
@@ -2174,8 +2259,9 @@ int main(int argc, char **argv)
 		have_busy = false;
 	double lg1 = rusage_cpu_s();
 	atomic_store(&stop_all, true);
-	for (unsigned t = 0; t < cfg.threads; t++)
-		pthread_join(ws[t].thr, NULL);
+	if (!cfg.count_mode)
+		for (unsigned t = 0; t < cfg.threads; t++)
+			pthread_join(ws[t].thr, NULL);
 	long rss_kb = cfg.server_pid ? proc_status_kb(cfg.server_pid, "VmHWM") : -1;
 
 	/* merge */

@@ -29,6 +29,9 @@ import time
 import grpc
 from etcd3.etcdrpc import rpc_pb2, rpc_pb2_grpc
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import history  # noqa: E402
+
 
 def free_port():
     s = socket.socket()
@@ -158,6 +161,12 @@ def main():
     os.makedirs(os.path.dirname(o.out), exist_ok=True)
     with open(o.out, 'w') as f:
         f.write(text)
+    size = '%dM' % (o.keys // 10 ** 6) if o.keys % 10 ** 6 == 0 else '%dk' % (o.keys // 1000)
+    if o.overwrite:
+        size += '-overwritten'
+    names = {'uetcd (checkpoint)': 'ckpt', 'uetcd (log only)': 'log', 'etcd 3.5.16': 'etcd'}
+    history.append('bench-startup', [('startup.%s-%s.seconds' % (names[kind], size), med, 's')
+                                     for kind, _, med, _, _, _, _ in rows])
 
 
 if __name__ == '__main__':

@@ -345,7 +345,7 @@ int auth_token_simple_assign(struct auth_token_simple *s, const uint8_t *user, s
 			break; /* etcd panics on a reused token; drawing again is kinder */
 	}
 	if (s->n >= s->max) {
-		log_warn("auth: %zu simple tokens, dropping the least recently used", s->n);
+		log_warn_limited("auth: %zu simple tokens, dropping the least recently used", s->n);
 		st_remove(s, s->head);
 		pp = st_slot(s, out, (size_t)len);
 	}

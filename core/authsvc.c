@@ -33,6 +33,7 @@ struct authsvc {
 	pthread_mutex_t pw_mu;
 	pthread_cond_t pw_cv;
 	struct authsvc_pw_job *pw_head, *pw_tail;
+	unsigned pw_queued; /* jobs queued and not yet taken: at most AUTHSVC_PW_QUEUE_MAX */
 	bool pw_stop;
 	pthread_t pw_thread;
 };
@@ -64,6 +65,7 @@ static void *pw_main(void *arg)
 		if (a->pw_stop)
 			break;
 		struct authsvc_pw_job *j = a->pw_head;
+		a->pw_queued--;
 		a->pw_head = j->next;
 		if (!a->pw_head)
 			a->pw_tail = NULL;
@@ -232,10 +234,15 @@ void authsvc_tokens_clear(struct authsvc *a)
 	pthread_mutex_unlock(&a->tok_mu);
 }
 
-void authsvc_pw_submit(struct authsvc *a, struct authsvc_pw_job *j)
+int authsvc_pw_submit(struct authsvc *a, struct authsvc_pw_job *j)
 {
 	j->next = NULL;
 	pthread_mutex_lock(&a->pw_mu);
+	if (a->pw_queued >= AUTHSVC_PW_QUEUE_MAX) { /* the bound of the password queue */
+		pthread_mutex_unlock(&a->pw_mu);
+		return -EBUSY;
+	}
+	a->pw_queued++;
 	if (a->pw_tail)
 		a->pw_tail->next = j;
 	else
@@ -243,4 +250,5 @@ void authsvc_pw_submit(struct authsvc *a, struct authsvc_pw_job *j)
 	a->pw_tail = j;
 	pthread_cond_signal(&a->pw_cv);
 	pthread_mutex_unlock(&a->pw_mu);
+	return 0;
 }

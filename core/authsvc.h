@@ -78,6 +78,11 @@ struct authsvc_pw_job {
 	void *arg;
 };
 
-void authsvc_pw_submit(struct authsvc *a, struct authsvc_pw_job *j);
+/* Jobs waiting for the password thread, process-wide: past it a login or password change
+ * is refused (etcd's "too many requests") instead of queueing minutes of bcrypt. */
+#define AUTHSVC_PW_QUEUE_MAX 64
+/* Queues j for the password thread: 0, or -EBUSY when AUTHSVC_PW_QUEUE_MAX wait already
+ * (j is not taken; its done is never called). */
+int authsvc_pw_submit(struct authsvc *a, struct authsvc_pw_job *j);
 
 #endif

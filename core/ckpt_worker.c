@@ -19,6 +19,7 @@
 
 #include "core/log.h"
 #include "core/qsbr.h"
+#include "core/snapstream.h"
 
 struct ckpt_worker {
 	pthread_mutex_t mu;
@@ -83,8 +84,8 @@ static int worker_snapshot(struct ckpt_worker *w, struct ckpt_job *j)
 
 	if (fd < 0)
 		return -errno;
-	struct ckpt_extra x = {j->leases, j->nleases, j->auth, j->auth_len, j->alarms};
-	rc = ckpt_write_fd_x(fd, &j->view, j->log_seq, &x, &j->bytes, &j->hdr);
+	/* etcd's backend database (bbolt), so etcd's tools read it; see core/snapstream.h */
+	rc = snapshot_write_bbolt(fd, &j->view, j->leases, j->nleases, j->auth, j->auth_len, &j->bytes);
 	if (!rc)
 		rc = worker_envelope(fd, &j->bytes);
 	if (rc) {

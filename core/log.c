@@ -1,5 +1,7 @@
 /* See log.h. The message is escaped for JSON; the line is assembled in a stack buffer and
- * written with one write(2) so that lines from different threads never interleave. */
+ * written with one write(2) so that lines from different threads never interleave. A
+ * rate-limited site counts what it drops and says so in its next line, so the log stays
+ * small (LOG_LIMIT_BURST lines a second per site) without hiding that something repeats. */
 #include "core/log.h"
 
 #include <stdarg.h>
@@ -64,4 +66,47 @@ void log_fatal(const char *fmt, ...)
 	log_vwrite(LOG_FATAL, fmt, ap);
 	va_end(ap);
 	_exit(1);
+}
+
+static unsigned long long log_clock_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
+}
+
+bool log_limit_pass(struct log_limit *l, unsigned long long *suppressed)
+{
+	unsigned long long now = log_clock_ms() + LOG_LIMIT_INTERVAL_MS; /* never 0: 0 is "no window yet" */
+	unsigned long long w = atomic_load_explicit(&l->window_ms, memory_order_relaxed);
+
+	*suppressed = 0;
+	if ((w == 0 || now - w >= LOG_LIMIT_INTERVAL_MS) && atomic_compare_exchange_strong(&l->window_ms, &w, now)) {
+		/* a new window: this line opens it and reports what the last one dropped */
+		atomic_store(&l->passed, 1);
+		*suppressed = atomic_exchange(&l->suppressed, 0);
+		return true;
+	}
+	if (atomic_fetch_add(&l->passed, 1) < LOG_LIMIT_BURST)
+		return true;
+	atomic_fetch_add(&l->suppressed, 1);
+	return false;
+}
+
+void log_msg_limited(struct log_limit *l, enum log_level level, const char *fmt, ...)
+{
+	unsigned long long dropped;
+	char msg[1024];
+	va_list ap;
+
+	if (level < log_min || !log_limit_pass(l, &dropped))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (dropped)
+		log_msg(level, "%s (%llu similar lines suppressed)", msg, dropped);
+	else
+		log_msg(level, "%s", msg);
 }

@@ -13,6 +13,24 @@
  *
  * Completions are named by user_data = type | generation | slot, so a completion for a
  * connection slot that has since been reused is recognised and dropped.
+ *
+ * Fairness and bounds (one client must not starve the others):
+ *  - gRPC request messages are not run inside the receive that parsed them: they are
+ *    copied into their connection's work queue and run at the top of the next turn, each
+ *    connection getting at most CONN_TURN_REQS requests or CONN_TURN_US of CPU per turn
+ *    (round robin over connections with work). So a reset stream's or a closed
+ *    connection's queued requests are dropped unrun (RST_STREAM parsed in the same
+ *    receive batch as its request cancels it), and a long backlog is spread over turns.
+ *  - A connection's requests in flight (queued here, or handed to the sequencer and not
+ *    back, a reset stream's included) are bounded by CONN_REQS_MAX and CONN_BYTES_MAX, a
+ *    reactor's by SEQ_REACTOR_REQS_MAX/BYTES_MAX (core/seq.h). Past a bound the
+ *    connection is not read (its multishot receive is cancelled; bytes already on the way
+ *    are held, not parsed) until it is back under half: backpressure through TCP, which
+ *    costs a well-behaved client nothing, rather than REFUSED_STREAM, which would make
+ *    every client implement retries and would not bound a reset stream's work.
+ *  - Accept errors back off (ACCEPT_BACKOFF_MS); out of descriptors, a reserve descriptor
+ *    is given up for a moment to accept and close what waits (as libuv does), and
+ *    connections are capped below RLIMIT_NOFILE so that the log and checkpoints keep some.
  */
 #include "core/reactor.h"
 
@@ -20,7 +38,9 @@
 #include <liburing.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <fcntl.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -28,6 +48,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -59,8 +80,32 @@
 #define PLAIN_BUF_SIZE (32 * 1024)
 #define SLOT_BITS 24
 #define SLOTS_MAX (1u << SLOT_BITS)
+/* Requests in flight on one connection (queued here + on the sequencer): past it the
+ * connection is not read until it is back to CONN_REQS_RESUME. Above any sane client's
+ * concurrency (grpc-go opens at most max-concurrent-streams calls), so only a client
+ * that pipelines into reset streams or one stream (LeaseKeepAlive) ever meets it. */
+#define CONN_REQS_MAX 1024
+#define CONN_REQS_RESUME (CONN_REQS_MAX / 2)
+/* The same for their request bytes (one message may be up to --max-request-bytes). */
+#define CONN_BYTES_MAX (16u << 20)
+/* A connection's share of one loop turn. */
+#define CONN_TURN_REQS 64
+#define CONN_TURN_US 1000
+/* Work queue buffers: the first allocation, and the largest kept once drained. */
+#define WORK_BUF_MIN 4096
+#define WORK_BUF_KEEP (64 * 1024)
+/* Bytes a paused connection may still deliver (what was in flight when it was paused:
+ * its receive is cancelled, so in practice a few receive buffers); more closes it. */
+#define CONN_HELD_MAX (4u << 20)
+/* An accept that failed (no descriptors, no memory) is tried again after this. */
+#define ACCEPT_BACKOFF_MS 100
+/* Descriptors kept for everything but client connections (log segments, checkpoints,
+ * snapshot files, listeners): connections are refused past RLIMIT_NOFILE minus these. */
+#define FD_RESERVE 64
+/* Waiting connections closed at once when the reserve descriptor is given up. */
+#define ACCEPT_SHED_MAX 256
 
-enum ud_type { UD_ACCEPT = 1, UD_RECV, UD_SEND, UD_WAKE, UD_TICK };
+enum ud_type { UD_ACCEPT = 1, UD_RECV, UD_SEND, UD_WAKE, UD_TICK, UD_CANCEL };
 
 static uint64_t ud_make(enum ud_type t, uint32_t gen, uint32_t slot)
 {
@@ -85,7 +130,19 @@ struct conn {
 	uint8_t nsniff;
 	int inflight;           /* operations of this connection in the kernel */
 	bool recv_armed, sending, closing, close_when_flushed, dirty;
-	struct conn *next_dirty;
+	bool paused;            /* over a bound: not read (see the file header) */
+	bool in_ready, in_paused; /* on the reactor's ready / paused list (not freed while so) */
+	struct conn *next_dirty, *next_ready, *next_paused;
+	/* deferred work: entries (struct work_hdr + message) in wbuf[whead, wtail) */
+	uint8_t *wbuf;
+	size_t whead, wtail, wcap;
+	uint32_t work_live;     /* entries neither run nor dropped */
+	uint32_t work_reqs;     /* of which request messages, */
+	size_t work_bytes;      /* and their bytes */
+	uint32_t seq_reqs;      /* requests on the sequencer (svc charges them) */
+	uint64_t seq_bytes;
+	uint8_t *held;          /* received while paused: fed when it resumes */
+	size_t nheld, held_cap;
 	struct msghdr msg;
 	struct iovec iov[CONN_IOV_MAX];
 };
@@ -120,7 +177,28 @@ struct reactor {
 	int qsbr_slot;
 	uint64_t now_ms;
 	uint64_t n_conns;
+	struct conn *ready_head, *ready_tail; /* connections with work queued */
+	struct conn *paused;                  /* connections not read, to resume */
+	uint64_t reqs, bytes;   /* every connection's work queued + requests on the sequencer */
+	int reserve_fd;         /* given up to accept-and-close when out of descriptors */
+	bool accept_armed[CONFIG_URLS_MAX];
+	uint64_t accept_retry_ms[CONFIG_URLS_MAX]; /* backing off after an error: re-armed by the tick */
 };
+
+/* Client connections of every reactor, and their cap (RLIMIT_NOFILE minus FD_RESERVE). */
+static _Atomic long reactor_conns_open;
+static long reactor_conns_max = 1L << 30;
+
+/* One deferred event of a call, followed by its message bytes. */
+enum work_kind { WORK_MESSAGE, WORK_HALF_CLOSE };
+struct work_hdr {
+	uint32_t sid;
+	int32_t method;
+	uint32_t len;
+	uint8_t kind;
+	bool dead; /* run, or its call ended first */
+};
+#define WORK_HDR_SIZE ((sizeof(struct work_hdr) + 7) & ~(size_t)7)
 
 static struct grpc_server_callbacks reactor_grpc_cb;
 
@@ -130,6 +208,14 @@ static uint64_t reactor_clock_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t reactor_clock_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
 static struct io_uring_sqe *reactor_sqe(struct reactor *r)
@@ -210,6 +296,40 @@ static void reactor_arm_accept(struct reactor *r, int li)
 
 	io_uring_prep_multishot_accept(sqe, r->listen_fds[li], NULL, NULL, SOCK_CLOEXEC);
 	io_uring_sqe_set_data64(sqe, ud_make(UD_ACCEPT, 0, (uint32_t)li));
+	r->accept_armed[li] = true;
+	r->accept_retry_ms[li] = 0;
+}
+
+/* Out of descriptors: what waits in the backlog can neither be accepted nor refused, and
+ * accepting again at once would fail at once (a spin). Give up the reserve descriptor for
+ * a moment to accept and close what waits, so those clients hear at once instead of
+ * hanging, then take the reserve back. The listener is ours alone (SO_REUSEPORT), so a
+ * poll that says "ready" means accept4 will not block. */
+static void reactor_shed(struct reactor *r, int li)
+{
+	int shed = 0;
+
+	if (r->reserve_fd >= 0)
+		close(r->reserve_fd);
+	for (; shed < ACCEPT_SHED_MAX; shed++) {
+		struct pollfd p = {.fd = r->listen_fds[li], .events = POLLIN};
+		int fd;
+		if (poll(&p, 1, 0) <= 0 || (fd = accept4(r->listen_fds[li], NULL, NULL, SOCK_CLOEXEC)) < 0)
+			break;
+		close(fd);
+	}
+	r->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	log_warn_limited("reactor %d: out of file descriptors (%ld client connections open): closed %d waiting "
+			 "connection(s)",
+			 r->index, atomic_load(&reactor_conns_open), shed);
+}
+
+static void reactor_accept_failed(struct reactor *r, int li, int err)
+{
+	log_warn_limited("reactor %d: accept: %s; trying again in %d ms", r->index, strerror(err), ACCEPT_BACKOFF_MS);
+	if (err == EMFILE || err == ENFILE)
+		reactor_shed(r, li);
+	r->accept_retry_ms[li] = r->now_ms + ACCEPT_BACKOFF_MS;
 }
 
 /* ---------- connections ---------- */
@@ -245,10 +365,35 @@ static void conn_arm_recv(struct conn *c)
 	c->inflight++;
 }
 
+/* A connection is freed only once nothing refers to it: no operation in the kernel, not
+ * on the dirty, ready or paused list (each list's walk frees a closing one it drops). */
+static bool conn_can_free(const struct conn *c)
+{
+	return c->inflight == 0 && !c->dirty && !c->in_ready && !c->in_paused;
+}
+
+/* Drops every queued request unrun (the connection is closing). */
+static void conn_work_drop(struct conn *c)
+{
+	struct reactor *r = c->r;
+
+	r->reqs -= c->work_reqs;
+	r->bytes -= c->work_bytes;
+	c->work_live = c->work_reqs = 0;
+	c->work_bytes = 0;
+	c->whead = c->wtail = c->wcap = 0;
+	free(c->wbuf);
+	c->wbuf = NULL;
+	free(c->held);
+	c->held = NULL;
+	c->nheld = c->held_cap = 0;
+}
+
 static void conn_free(struct conn *c)
 {
 	struct reactor *r = c->r;
 
+	conn_work_drop(c);
 	if (c->g)
 		grpc_conn_free(c->g);
 	if (c->h) {
@@ -261,6 +406,7 @@ static void conn_free(struct conn *c)
 	r->conns[c->slot] = NULL;
 	r->free_slots[r->n_free_slots++] = c->slot;
 	r->n_conns--;
+	atomic_fetch_sub(&reactor_conns_open, 1);
 	free(c);
 }
 
@@ -277,14 +423,15 @@ static void conn_close(struct conn *c)
 	}
 	/* ends the multishot receive (and any send) so inflight can drain */
 	shutdown(c->fd, SHUT_RDWR);
-	if (c->inflight == 0 && !c->dirty)
+	conn_work_drop(c); /* a closed connection's queued requests are not run */
+	if (conn_can_free(c))
 		conn_free(c);
 }
 
 static void conn_op_done(struct conn *c)
 {
 	c->inflight--;
-	if (c->closing && c->inflight == 0 && !c->dirty)
+	if (c->closing && conn_can_free(c))
 		conn_free(c);
 }
 
@@ -293,12 +440,22 @@ static void reactor_accept(struct reactor *r, int fd, int li)
 	struct conn *c;
 	int one = 1;
 
+	if (atomic_fetch_add(&reactor_conns_open, 1) >= reactor_conns_max) {
+		/* the limit on connections: the descriptors left are the log's and checkpoints' */
+		atomic_fetch_sub(&reactor_conns_open, 1);
+		close(fd);
+		log_warn_limited("reactor %d: %ld client connections open (the limit: RLIMIT_NOFILE less %d): refusing "
+				 "a connection",
+				 r->index, reactor_conns_max, FD_RESERVE);
+		return;
+	}
 	if (r->n_free_slots == 0) {
 		if (r->n_slots == r->cap_slots) {
 			uint32_t ncap = r->cap_slots ? r->cap_slots * 2 : 1024;
 			if (ncap > SLOTS_MAX || !(r->conns = realloc(r->conns, ncap * sizeof *r->conns)) ||
 			    !(r->free_slots = realloc(r->free_slots, ncap * sizeof *r->free_slots))) {
-				log_warn("reactor %d: connection table full, refusing a connection", r->index);
+				log_warn_limited("reactor %d: connection table full, refusing a connection", r->index);
+				atomic_fetch_sub(&reactor_conns_open, 1);
 				close(fd);
 				return;
 			}
@@ -309,6 +466,7 @@ static void reactor_accept(struct reactor *r, int fd, int li)
 	}
 	c = calloc(1, sizeof *c);
 	if (!c) {
+		atomic_fetch_sub(&reactor_conns_open, 1);
 		close(fd);
 		return;
 	}
@@ -320,6 +478,7 @@ static void reactor_accept(struct reactor *r, int fd, int li)
 	c->accepted_ms = r->now_ms;
 	if (r->listen_tls[li] && !(c->tls = tls_conn_new(r->tls_ctx))) {
 		r->free_slots[r->n_free_slots++] = c->slot;
+		atomic_fetch_sub(&reactor_conns_open, 1);
 		close(fd);
 		free(c);
 		return;
@@ -435,17 +594,147 @@ static int conn_recv_tls(struct conn *c, const uint8_t *data, size_t len)
 	return 0;
 }
 
+/* ---------- bounds: requests in flight, pausing and resuming a connection ---------- */
+
+static bool conn_over(const struct conn *c)
+{
+	const struct reactor *r = c->r;
+
+	return c->work_reqs + c->seq_reqs >= CONN_REQS_MAX || c->work_bytes + c->seq_bytes >= CONN_BYTES_MAX ||
+	       r->reqs >= SEQ_REACTOR_REQS_MAX || r->bytes >= SEQ_REACTOR_BYTES_MAX;
+}
+
+static bool conn_may_resume(const struct conn *c)
+{
+	const struct reactor *r = c->r;
+
+	return c->work_reqs + c->seq_reqs <= CONN_REQS_RESUME && c->work_bytes + c->seq_bytes <= CONN_BYTES_MAX / 2 &&
+	       r->reqs <= SEQ_REACTOR_REQS_MAX / 4 * 3 && r->bytes <= SEQ_REACTOR_BYTES_MAX / 4 * 3;
+}
+
+/* Enforces CONN_REQS_MAX, CONN_BYTES_MAX and SEQ_REACTOR_*_MAX: stop reading c. What the
+ * receive buffer being parsed still holds is parsed (at most RECV_BUF_SIZE more bytes of
+ * requests); what arrives before the cancel lands is held. */
+static void conn_maybe_pause(struct conn *c)
+{
+	struct reactor *r = c->r;
+
+	if (c->paused || c->closing || !conn_over(c))
+		return;
+	c->paused = true;
+	log_info_limited("reactor %d: a connection has %u requests (%zu bytes) in flight, the reactor %llu: not "
+			 "reading it until they drain",
+			 r->index, c->work_reqs + c->seq_reqs, (size_t)(c->work_bytes + c->seq_bytes),
+			 (unsigned long long)r->reqs);
+	if (!c->in_paused) {
+		c->in_paused = true;
+		c->next_paused = r->paused;
+		r->paused = c;
+	}
+	if (c->recv_armed) {
+		struct io_uring_sqe *sqe = reactor_sqe(r);
+		io_uring_prep_cancel64(sqe, ud_make(UD_RECV, c->gen, c->slot), 0);
+		io_uring_sqe_set_data64(sqe, ud_make(UD_CANCEL, 0, 0));
+	}
+}
+
+/* svc's charge for a request handed to the sequencer (reqs -1: the hand-off failed). */
+static void reactor_charge(void *arg, uint64_t id, int reqs, int64_t bytes)
+{
+	struct reactor *r = arg;
+	struct conn *c = reactor_conn_lookup(r, (uint32_t)id, (uint32_t)(id >> 32));
+
+	r->reqs += (uint64_t)(int64_t)reqs;
+	r->bytes += (uint64_t)bytes;
+	if (!c)
+		return;
+	c->seq_reqs += (uint32_t)reqs;
+	c->seq_bytes += (uint64_t)bytes;
+	if (reqs > 0)
+		conn_maybe_pause(c);
+}
+
+/* Received bytes (ciphertext under TLS) up to the protocol, or held while paused. */
+static void conn_feed(struct conn *c, const uint8_t *data, size_t len)
+{
+	if (c->closing || c->close_when_flushed)
+		return;
+	if (c->paused) {
+		if (c->nheld + len > CONN_HELD_MAX) {
+			log_warn_limited("reactor %d: a paused connection kept sending past %u bytes: closing it",
+					 c->r->index, CONN_HELD_MAX);
+			conn_close(c);
+			return;
+		}
+		if (c->nheld + len > c->held_cap) {
+			size_t cap = c->held_cap ? c->held_cap : RECV_BUF_SIZE;
+			while (cap < c->nheld + len)
+				cap *= 2;
+			uint8_t *nb = realloc(c->held, cap);
+			if (!nb) {
+				conn_close(c);
+				return;
+			}
+			c->held = nb;
+			c->held_cap = cap;
+		}
+		memcpy(c->held + c->nheld, data, len);
+		c->nheld += len;
+		return;
+	}
+	if ((c->tls ? conn_recv_tls(c, data, len) : conn_proto_recv(c, data, len)) < 0)
+		c->close_when_flushed = true;
+	conn_mark_dirty(c);
+}
+
+/* Top of a turn: connections back under their bounds are read again, held bytes first. */
+static void reactor_resume(struct reactor *r)
+{
+	struct conn *c = r->paused, *next;
+
+	r->paused = NULL;
+	for (; c; c = next) {
+		next = c->next_paused;
+		/* c stays marked in_paused while it is worked on, so nothing frees it meanwhile */
+		if (!c->closing && conn_may_resume(c)) {
+			c->paused = false;
+			/* held bytes go up a receive buffer's worth at a time, as they would have
+			 * come: if they pause it again, the rest stays held */
+			size_t off = 0;
+			while (off < c->nheld && !c->paused && !c->closing) {
+				size_t n = c->nheld - off < RECV_BUF_SIZE ? c->nheld - off : RECV_BUF_SIZE;
+				conn_feed(c, c->held + off, n);
+				off += n;
+			}
+			if (c->held && off) {
+				memmove(c->held, c->held + off, c->nheld - off);
+				c->nheld -= off;
+			}
+			if (c->held && !c->nheld) {
+				free(c->held);
+				c->held = NULL;
+				c->held_cap = 0;
+			}
+			if (!c->paused && !c->recv_armed && !c->closing && !c->close_when_flushed)
+				conn_arm_recv(c);
+		}
+		if (c->closing || !c->paused) {
+			c->in_paused = false;
+			if (c->closing && conn_can_free(c))
+				conn_free(c);
+			continue;
+		}
+		c->next_paused = r->paused; /* still (or again) over its bounds */
+		r->paused = c;
+	}
+}
+
 static void reactor_recv_done(struct reactor *r, struct conn *c, struct io_uring_cqe *cqe)
 {
 	if (cqe->res > 0 && (cqe->flags & IORING_CQE_F_BUFFER)) {
 		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
 		uint8_t *data = r->bufs + (size_t)bid * RECV_BUF_SIZE;
-		if (!c->closing && !c->close_when_flushed) {
-			if (c->tls ? conn_recv_tls(c, data, (size_t)cqe->res) < 0
-				   : conn_proto_recv(c, data, (size_t)cqe->res) < 0)
-				c->close_when_flushed = true;
-			conn_mark_dirty(c);
-		}
+		conn_feed(c, data, (size_t)cqe->res);
 		io_uring_buf_ring_add(r->br, data, RECV_BUF_SIZE, (unsigned short)bid,
 				      io_uring_buf_ring_mask(RECV_BUF_COUNT), 0);
 		io_uring_buf_ring_advance(r->br, 1);
@@ -453,22 +742,165 @@ static void reactor_recv_done(struct reactor *r, struct conn *c, struct io_uring
 	if (cqe->flags & IORING_CQE_F_MORE)
 		return;
 	c->recv_armed = false;
-	if (cqe->res == 0 || (cqe->res < 0 && cqe->res != -ENOBUFS)) {
-		if (c->closing) {
-			conn_op_done(c); /* may free c */
-			return;
-		}
+	c->inflight--;
+	if (c->closing) {
+		if (conn_can_free(c))
+			conn_free(c);
+		return;
+	}
+	if (cqe->res == 0 || (cqe->res < 0 && cqe->res != -ENOBUFS && cqe->res != -ECANCELED)) {
 		/* the peer is gone (or reset): nothing it sends can be answered */
-		c->inflight--;
 		conn_close(c);
 		return;
 	}
-	/* multishot ended (buffers ran out, or the kernel stopped it): arm again */
-	c->inflight--;
-	if (!c->closing)
+	/* multishot ended (buffers ran out, the kernel stopped it, or we paused it): arm
+	 * again unless paused; reactor_resume arms a paused one */
+	if (!c->paused && !c->close_when_flushed)
 		conn_arm_recv(c);
-	else if (c->inflight == 0 && !c->dirty)
-		conn_free(c);
+}
+
+/* ---------- deferred work: a connection's request messages, run in turns ---------- */
+
+static size_t work_size(uint32_t len) { return WORK_HDR_SIZE + (((size_t)len + 7) & ~(size_t)7); }
+
+static void reactor_ready_push(struct reactor *r, struct conn *c)
+{
+	c->in_ready = true;
+	c->next_ready = NULL;
+	if (r->ready_tail)
+		r->ready_tail->next_ready = c;
+	else
+		r->ready_head = c;
+	r->ready_tail = c;
+}
+
+/* Queues one event of a call; false when memory ran out. */
+static bool conn_work_append(struct conn *c, enum work_kind kind, uint32_t sid, int method, const uint8_t *msg,
+			     size_t len)
+{
+	struct reactor *r = c->r;
+	size_t need = work_size((uint32_t)len);
+
+	if (c->wtail + need > c->wcap) {
+		size_t live = c->wtail - c->whead;
+		if (c->whead) {
+			memmove(c->wbuf, c->wbuf + c->whead, live);
+			c->whead = 0;
+			c->wtail = live;
+		}
+		if (live + need > c->wcap) {
+			size_t cap = c->wcap ? c->wcap : WORK_BUF_MIN;
+			while (cap < live + need)
+				cap *= 2;
+			uint8_t *nb = realloc(c->wbuf, cap);
+			if (!nb)
+				return false;
+			c->wbuf = nb;
+			c->wcap = cap;
+		}
+	}
+	struct work_hdr *h = (struct work_hdr *)(c->wbuf + c->wtail);
+	*h = (struct work_hdr){.sid = sid, .method = method, .len = (uint32_t)len, .kind = (uint8_t)kind};
+	if (len)
+		memcpy((uint8_t *)h + WORK_HDR_SIZE, msg, len);
+	c->wtail += need;
+	c->work_live++;
+	if (kind == WORK_MESSAGE) {
+		c->work_reqs++;
+		c->work_bytes += len;
+		r->reqs++;
+		r->bytes += len;
+	}
+	if (!c->in_ready)
+		reactor_ready_push(r, c);
+	return true;
+}
+
+static void conn_work_kill(struct conn *c, struct work_hdr *h)
+{
+	struct reactor *r = c->r;
+
+	h->dead = true;
+	c->work_live--;
+	if (h->kind == WORK_MESSAGE) {
+		c->work_reqs--;
+		c->work_bytes -= h->len;
+		r->reqs--;
+		r->bytes -= h->len;
+	}
+	if (!c->work_live) /* only dead entries left: reclaim them all */
+		c->whead = c->wtail = 0;
+}
+
+/* A call ended (reset, deadline, answered): whatever it still had queued is dropped. */
+static void conn_work_call_end(struct conn *c, uint32_t sid)
+{
+	for (size_t off = c->whead; c->work_live && off < c->wtail;) {
+		struct work_hdr *h = (struct work_hdr *)(c->wbuf + off);
+		off += work_size(h->len);
+		if (!h->dead && h->sid == sid)
+			conn_work_kill(c, h);
+	}
+}
+
+/* Runs c's share of this turn: CONN_TURN_REQS events or CONN_TURN_US, at least one. */
+static void conn_work_run(struct conn *c)
+{
+	struct reactor *r = c->r;
+	uint64_t start = 0;
+	unsigned n = 0;
+
+	while (c->whead < c->wtail && !c->closing) {
+		struct work_hdr *h = (struct work_hdr *)(c->wbuf + c->whead);
+		if (h->dead) {
+			c->whead += work_size(h->len);
+			continue;
+		}
+		if (n == CONN_TURN_REQS || (n && reactor_clock_us() - start >= CONN_TURN_US))
+			break;
+		if (!n)
+			start = reactor_clock_us();
+		struct work_hdr w = *h;
+		const uint8_t *msg = (const uint8_t *)h + WORK_HDR_SIZE; /* stays put: nothing appends meanwhile */
+		c->whead += work_size(h->len);
+		conn_work_kill(c, h); /* consumed */
+		if (w.kind == WORK_MESSAGE)
+			svc_on_message(r->svc, c->g, conn_id(c), w.sid, w.method, msg, w.len);
+		else
+			svc_on_half_close(r->svc, c->g, conn_id(c), w.sid, w.method);
+		n++;
+	}
+	if (c->whead >= c->wtail) {
+		c->whead = c->wtail = 0;
+		if (c->wcap > WORK_BUF_KEEP) {
+			free(c->wbuf);
+			c->wbuf = NULL;
+			c->wcap = 0;
+		}
+	}
+	if (n)
+		conn_mark_dirty(c);
+}
+
+/* Each connection with work gets its share, in round robin. */
+static void reactor_run_work(struct reactor *r)
+{
+	struct conn *c = r->ready_head, *next;
+
+	r->ready_head = r->ready_tail = NULL;
+	for (; c; c = next) {
+		next = c->next_ready;
+		if (!c->closing && !atomic_load_explicit(&r->srv->stopping, memory_order_relaxed))
+			conn_work_run(c);
+		c->in_ready = false; /* only now: nothing may free c while its work runs */
+		if (c->closing) {
+			if (conn_can_free(c))
+				conn_free(c);
+			continue;
+		}
+		if (c->work_live)
+			reactor_ready_push(r, c);
+	}
 }
 
 /* Moves HTTP/2 output into TLS records (as much as TLS takes), then returns the ciphertext
@@ -539,7 +971,7 @@ static void reactor_flush(struct reactor *r)
 		n = c->next_dirty;
 		c->dirty = false;
 		if (c->closing) {
-			if (c->inflight == 0)
+			if (conn_can_free(c))
 				conn_free(c);
 			continue;
 		}
@@ -595,7 +1027,8 @@ void reactor_deliver_watch(struct reactor *r, struct watch_batch *b)
 	reactor_wake(r);
 }
 
-/* Batches come newest first off the stack: deliver them oldest first. */
+/* Batches come newest first off the stack: deliver them oldest first. Their number is
+ * bounded by the sequencer's batches since our last turn, each one reference. */
 static void reactor_drain_watch(struct reactor *r)
 {
 	struct watch_batch *list = atomic_exchange(&r->wdone, NULL), *fifo = NULL, *n;
@@ -611,6 +1044,8 @@ static void reactor_drain_watch(struct reactor *r)
 	}
 }
 
+/* The done stack holds only requests this reactor handed over, so at most
+ * SEQ_REACTOR_REQS_MAX counted ones plus parked calls (core/seq.h). */
 static void reactor_drain_done(struct reactor *r)
 {
 	struct seq_req *list = atomic_exchange(&r->done, NULL), *fifo = NULL, *n;
@@ -624,6 +1059,8 @@ static void reactor_drain_done(struct reactor *r)
 		n = q->next;
 		q->next = NULL;
 		struct conn *c = reactor_conn_lookup(r, (uint32_t)q->conn_id, (uint32_t)(q->conn_id >> 32));
+		if (q->counted) /* back: it no longer counts against the bounds */
+			reactor_charge(r, q->conn_id, -1, -(int64_t)q->in_bytes);
 		if (q->http) {
 			gateway_complete(r->svc, c && !c->closing ? c->h : NULL, q);
 			if (c && !c->closing)
@@ -668,6 +1105,10 @@ static void reactor_tls_reload(struct reactor *r)
 
 static void reactor_tick(struct reactor *r)
 {
+	for (int li = 0; li < r->n_listen; li++)
+		if (r->accept_retry_ms[li] && r->now_ms >= r->accept_retry_ms[li] && !r->accept_armed[li] &&
+		    !atomic_load(&r->srv->stopping))
+			reactor_arm_accept(r, li);
 	reactor_tls_reload(r);
 	svc_tick(r->svc, r->now_ms);
 	for (uint32_t i = 0; i < r->n_slots; i++) {
@@ -695,14 +1136,25 @@ static void reactor_handle(struct reactor *r, struct io_uring_cqe *cqe)
 	struct conn *c;
 
 	switch (ud_type(ud)) {
-	case UD_ACCEPT:
+	case UD_ACCEPT: {
+		int li = (int)ud_slot(ud);
 		if (cqe->res >= 0)
-			reactor_accept(r, cqe->res, (int)ud_slot(ud));
+			reactor_accept(r, cqe->res, li);
 		else if (cqe->res != -ECANCELED)
-			log_warn("reactor %d: accept: %s", r->index, strerror(-cqe->res));
-		if (!(cqe->flags & IORING_CQE_F_MORE) && !atomic_load(&r->srv->stopping))
-			reactor_arm_accept(r, (int)ud_slot(ud));
+			reactor_accept_failed(r, li, -cqe->res);
+		if (cqe->flags & IORING_CQE_F_MORE) {
+			if (r->accept_retry_ms[li]) { /* backing off: stop it; the tick arms it again */
+				struct io_uring_sqe *sqe = reactor_sqe(r);
+				io_uring_prep_cancel64(sqe, ud, 0);
+				io_uring_sqe_set_data64(sqe, ud_make(UD_CANCEL, 0, 0));
+			}
+			break;
+		}
+		r->accept_armed[li] = false;
+		if (!r->accept_retry_ms[li] && !atomic_load(&r->srv->stopping))
+			reactor_arm_accept(r, li);
 		break;
+	}
 	case UD_RECV:
 		c = reactor_conn_lookup(r, ud_slot(ud), ud_gen(ud));
 		if (c)
@@ -750,25 +1202,33 @@ static void reactor_cb_call_start(void *user, uint32_t sid, int method, const st
 	svc_on_call_start(c->r->svc, c->g, c, sid, method, token, tlen);
 }
 
+/* A request message or a half-close: queued, run in this connection's share of the next
+ * turn (the file header says why). */
 static void reactor_cb_message(void *user, uint32_t sid, int method, const uint8_t *msg, size_t len)
 {
 	struct conn *c = user;
 
-	svc_on_message(c->r->svc, c->g, conn_id(c), sid, method, msg, len);
+	if (!conn_work_append(c, WORK_MESSAGE, sid, method, msg, len)) {
+		grpc_send_status(c->g, sid, GRPC_RESOURCE_EXHAUSTED, "uetcd: out of memory for the request");
+		return;
+	}
+	conn_maybe_pause(c);
 }
 
 static void reactor_cb_half_close(void *user, uint32_t sid, int method)
 {
 	struct conn *c = user;
 
-	svc_on_half_close(c->r->svc, c->g, conn_id(c), sid, method);
-	conn_mark_dirty(c);
+	if (!conn_work_append(c, WORK_HALF_CLOSE, sid, method, NULL, 0))
+		grpc_send_status(c->g, sid, GRPC_RESOURCE_EXHAUSTED, "uetcd: out of memory for the request");
 }
 
 static void reactor_cb_call_end(void *user, uint32_t sid, int method, void *call_user)
 {
 	struct conn *c = user;
 
+	if (c->work_live)
+		conn_work_call_end(c, sid);
 	svc_on_call_end(c->r->svc, c->g, conn_id(c), sid, method, call_user);
 }
 
@@ -879,12 +1339,14 @@ static void *reactor_main(void *arg)
 	while (!atomic_load(&r->srv->stopping)) {
 		reactor_drain_done(r);
 		reactor_drain_watch(r);
+		reactor_run_work(r);
+		reactor_resume(r);
 		svc_flush(r->svc);
 		reactor_flush(r);
 		qsbr_quiescent(q, r->qsbr_slot);
 
 		atomic_store(&r->waiting, 1);
-		if (atomic_load(&r->done) || atomic_load(&r->wdone)) {
+		if (r->ready_head || atomic_load(&r->done) || atomic_load(&r->wdone)) {
 			atomic_store(&r->waiting, 0);
 			rc = io_uring_submit_and_get_events(&r->ring); /* runs deferred task work too */
 		} else {
@@ -927,6 +1389,11 @@ struct reactor *reactor_new(struct server *srv, int index)
 	if (r->efd < 0)
 		log_fatal("reactor: eventfd: %s", strerror(errno));
 	r->svc = svc_thread_new(srv, index, reactor_conn_dirty);
+	svc_set_charge(r->svc, reactor_charge, r);
+	r->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	struct rlimit rl;
+	if (index == 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		reactor_conns_max = rl.rlim_cur > 2 * FD_RESERVE ? (long)rl.rlim_cur - FD_RESERVE : (long)rl.rlim_cur / 2;
 	if (srv->tls_ctx) {
 		r->tls_ctx = tls_ctx_ref(srv->tls_ctx);
 		r->tls_reload_gen = atomic_load(&srv->tls_reload_gen);
@@ -973,6 +1440,7 @@ void reactor_free(struct reactor *r)
 	for (uint32_t i = 0; i < r->n_slots; i++) {
 		struct conn *c = r->conns[i];
 		if (c) {
+			conn_work_drop(c);
 			if (c->g)
 				grpc_conn_free(c->g);
 			if (c->h)
@@ -992,6 +1460,8 @@ void reactor_free(struct reactor *r)
 	free(r->bufs);
 	free(r->conns);
 	free(r->free_slots);
+	if (r->reserve_fd >= 0)
+		close(r->reserve_fd);
 	close(r->efd);
 	free(r);
 }

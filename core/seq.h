@@ -35,6 +35,8 @@ struct seq_req {
 	bool keep_open;    /* a message of a streaming call: answer it, do not end the call */
 	bool cancel;       /* the call (method, conn_id, stream_id) ended: drop what waits for it */
 	bool http;         /* from the JSON gateway: answered as JSON on an HTTP/1.1 connection */
+	bool counted;      /* held against its reactor's SEQ_REACTOR_REQS_MAX until it comes back */
+	uint32_t in_bytes; /* its request message's size, for the reactor's byte bounds */
 	uint64_t start_us; /* when it was queued, for the latency histogram */
 	/* result, filled by the sequencer */
 	enum grpc_code code;
@@ -108,6 +110,16 @@ void seq_ckpt_done(void *seq);
 /* What the data occupies on disk: the log segments' written bytes (not their preallocated
  * tails) plus the checkpoint (Status.db_size). Any thread. */
 uint64_t seq_db_size(const struct seq *s);
+
+/* The queue's bound: each reactor holds at most SEQ_REACTOR_REQS_MAX requests that it
+ * handed over (here or through the password thread) and has not had back, and at most
+ * SEQ_REACTOR_BYTES_MAX bytes of their request messages; past either it stops reading
+ * the connections that add more (backpressure, enforced in core/reactor.c). So the queue
+ * and each reactor's done stack hold at most reactors x SEQ_REACTOR_REQS_MAX requests,
+ * plus Lock/Campaign calls parked for their turn (not counted: a parked call waits on
+ * another client, and one per live stream at most, which max-concurrent-streams bounds). */
+#define SEQ_REACTOR_REQS_MAX 16384
+#define SEQ_REACTOR_BYTES_MAX (256u << 20)
 
 /* Queues a chain of requests linked by ->next (first to last in arrival order). */
 void seq_submit(struct seq *s, struct seq_req *first, struct seq_req *last);

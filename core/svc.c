@@ -51,6 +51,8 @@ struct svc_thread {
 	struct seq_req *pend_first, *pend_last;
 	struct watch_hub *watch;
 	struct snapstreams *snaps;
+	void (*charge)(void *arg, uint64_t conn_id, int reqs, int64_t bytes);
+	void *charge_arg;
 };
 
 struct svc_route_entry {
@@ -172,6 +174,8 @@ static struct seq_req *svc_req_get(struct svc_thread *t)
 	r->reactor = t->reactor;
 	r->http = false;
 	r->cancel = false;
+	r->counted = false;
+	r->in_bytes = 0;
 	r->fd = -1;
 	return r;
 }
@@ -272,8 +276,26 @@ static void svc_kv_range(struct svc_thread *t, struct grpc_conn *c, uint32_t sid
 	metrics_observe(&t->m.read_us, metrics_us_bounds, metrics_us_nbounds, svc_now_us() - start);
 }
 
+void svc_set_charge(struct svc_thread *t, void (*charge)(void *arg, uint64_t conn_id, int reqs, int64_t bytes),
+		    void *arg)
+{
+	t->charge = charge;
+	t->charge_arg = arg;
+}
+
+/* A request leaves for the sequencer: held against its connection's and reactor's bounds
+ * until it comes back, except a Lock or Campaign, which may park there for as long as
+ * another client holds the name (one per live stream at most). */
+static void svc_charge(struct svc_thread *t, struct seq_req *r, int sign)
+{
+	r->counted = r->cancel || !r->msg || (r->method != SVC_LOCK_LOCK && r->method != SVC_ELECTION_CAMPAIGN);
+	if (r->counted && t->charge)
+		t->charge(t->charge_arg, r->conn_id, sign, sign * (int64_t)r->in_bytes);
+}
+
 static void svc_queue(struct svc_thread *t, struct seq_req *r)
 {
+	svc_charge(t, r, 1);
 	r->start_us = svc_now_us();
 	if (t->pend_last)
 		t->pend_last->next = r;
@@ -409,7 +431,15 @@ int svc_auth_request(struct svc_thread *t, struct seq_req *r, struct kv_result *
 	}
 	p->job.password = password;
 	p->job.len = strlen(password);
-	authsvc_pw_submit(t->srv->auth, &p->job);
+	svc_charge(t, r, 1); /* before the hand-off: r is the password thread's from then on */
+	if (authsvc_pw_submit(t->srv->auth, &p->job) < 0) {
+		/* AUTHSVC_PW_QUEUE_MAX passwords wait already: etcd's answer to overload */
+		svc_charge(t, r, -1);
+		r->counted = false;
+		res->code = GRPC_RESOURCE_EXHAUSTED;
+		res->message = "etcdserver: too many requests";
+		return -1;
+	}
 	return 0;
 }
 
@@ -506,6 +536,7 @@ static void svc_queue_unpacked(struct svc_thread *t, struct grpc_conn *c, uint64
 	r->conn_id = conn_id;
 	r->stream_id = sid;
 	r->method = method;
+	r->in_bytes = (uint32_t)len;
 	r->keep_open = method == SVC_LEASE_KEEPALIVE;
 	if (method < SVC_AUTH_ENABLE || method > SVC_AUTH_ROLE_REVOKE_PERMISSION) {
 		svc_queue(t, r);
@@ -655,8 +686,8 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 	r->stream_id = sid;
 	r->method = method;
 	r->msg = req;
+	r->in_bytes = (uint32_t)len;
 	r->keep_open = false;
-	grpc_call_hold(c, sid); /* its bytes reopen the client's window once it is answered */
 	svc_queue(t, r);
 }
 
@@ -689,7 +720,6 @@ void svc_complete(struct svc_thread *t, struct grpc_conn *c, struct seq_req *r)
 		return;
 	}
 	if (c) {
-		grpc_call_release(c, r->stream_id);
 		if (r->code == GRPC_OK && !r->resp)
 			svc_status(t, c, r->stream_id, r->method, GRPC_OK, NULL);
 		else if (r->code != GRPC_OK)

@@ -124,6 +124,12 @@ void svc_http_closed(struct svc_thread *t, struct http1_conn *h);
 void svc_stop(struct svc_thread *t);
 /* Periodic work: watch catch-up and progress notifications. */
 void svc_tick(struct svc_thread *t, uint64_t now_ms);
+/* Requests handed to the sequencer are charged to their connection (reqs +1, bytes) as
+ * they are queued (and -1 if a hand-off fails), so the reactor can bound what a connection
+ * has in flight; the reactor releases the charge when the request comes back
+ * (seq_req.counted, .in_bytes). */
+void svc_set_charge(struct svc_thread *t, void (*charge)(void *arg, uint64_t conn_id, int reqs, int64_t bytes),
+		    void *arg);
 /* Hands this turn's write requests to the sequencer (one queue operation). */
 void svc_flush(struct svc_thread *t);
 /* A request came back from the sequencer: answer it on `c` (NULL if the connection is

@@ -5,7 +5,7 @@
 set -e
 build="gcc make pkg-config liburing-dev libwolfssl-dev libprotobuf-c-dev protobuf-c-compiler libxxhash-dev libcrypt-dev"
 test="$build libcriterion-dev clang libclang-rt-14-dev etcd-server etcd-client python3-etcd3 python3-etcd3gw python3-pytest curl openssl"
-bench="$test libnghttp2-dev libssl-dev openssl gnuplot-nox"
+bench="$test libnghttp2-dev libssl-dev openssl gnuplot-nox valgrind"
 case "$1" in
 build) want=$build ;;
 test) want=$test ;;

@@ -1,8 +1,13 @@
 /* uetcd-restore: builds a new data directory from a snapshot or as of a past revision.
  *
  *   uetcd-restore SNAPSHOT_FILE --data-dir NEW_DIR
- *       SNAPSHOT_FILE is what `etcdctl snapshot save` wrote from uetcd (a checkpoint in
- *       etcd's envelope: zero padding and a SHA-256, both checked) or a checkpoint file.
+ *       SNAPSHOT_FILE is what `etcdctl snapshot save` wrote from uetcd (etcd's layout, below;
+ *       before that, a checkpoint in etcd's envelope: zero padding and a SHA-256, both
+ *       checked) or a checkpoint file.
+ *       Or etcd's own snapshot (etcd 3.4/3.5's `etcdctl snapshot save`: a bbolt database
+ *       followed by a SHA-256, checked): every key with its retained history, the compacted
+ *       revision, the leases, users, roles and whether auth is enabled are imported (see
+ *       storage/bbolt.h); members, alarms and etcd's auth revision are not.
  *   uetcd-restore --from-data-dir DIR --revision R --data-dir NEW_DIR
  *       point-in-time: NEW_DIR holds DIR's keys and history as of revision R, for any R
  *       from DIR's compacted revision to its last durable one. DIR is only read (the server
@@ -32,6 +37,7 @@
 #include "core/auth.h"
 #include "core/lease.h"
 #include "core/qsbr.h"
+#include "storage/bbolt.h"
 #include "storage/ckpt.h"
 #include "storage/meta.h"
 #include "storage/mvcc.h"
@@ -108,6 +114,242 @@ static size_t unwrap(const uint8_t *p, size_t len, char *err, size_t errlen)
 	return ck;
 }
 
+/* ---- etcd's snapshot (a bbolt database) ---- */
+
+struct imp {
+	struct bbolt_etcd_kv *kv; /* every record of bucket `key`, pointing into the file */
+	size_t nkv, cap;
+	struct ckpt_lease *leases;
+	size_t nleases, lcap;
+	struct auth *auth;
+	struct bbolt_etcd_meta meta;
+	char *err;
+	size_t errlen;
+};
+
+static int imp_fail(struct imp *im, const char *what, const uint8_t *name, size_t len, int code)
+{
+	snprintf(im->err, im->errlen, "%s %.*s: %s (auth error %d)", what, (int)(len > 200 ? 200 : len),
+		 (const char *)name, "refused by uetcd's auth rules", code);
+	return -EBADMSG;
+}
+
+static int imp_meta(void *arg, const struct bbolt_etcd_meta *m)
+{
+	((struct imp *)arg)->meta = *m;
+	return 0;
+}
+
+static int imp_lease(void *arg, int64_t id, int64_t ttl)
+{
+	struct imp *im = arg;
+
+	if (im->nleases == im->lcap) {
+		size_t cap = im->lcap ? im->lcap * 2 : 64;
+		struct ckpt_lease *l = realloc(im->leases, cap * sizeof *l);
+		if (!l)
+			return -ENOMEM;
+		im->leases = l;
+		im->lcap = cap;
+	}
+	/* etcd restarts a lease with its granted TTL, as uetcd does for its own snapshots */
+	im->leases[im->nleases++] = (struct ckpt_lease){id, ttl < LEASE_MIN_TTL ? LEASE_MIN_TTL : ttl};
+	return 0;
+}
+
+static int imp_role(void *arg, const uint8_t *name, size_t len)
+{
+	struct imp *im = arg;
+	int rc = auth_role_add(im->auth, name, len);
+	return rc ? imp_fail(im, "role", name, len, rc) : 0;
+}
+
+static int imp_role_perm(void *arg, const uint8_t *role, size_t rlen, int type, const uint8_t *key, size_t klen,
+			 const uint8_t *end, size_t elen)
+{
+	struct imp *im = arg;
+	int rc = auth_role_grant_permission(im->auth, role, rlen, type, key, klen, end, elen);
+	return rc ? imp_fail(im, "permission of role", role, rlen, rc) : 0;
+}
+
+static int imp_user(void *arg, const uint8_t *name, size_t len, const uint8_t *hash, size_t hash_len, bool nopw)
+{
+	struct imp *im = arg;
+	int rc = auth_user_add(im->auth, name, len, hash, hash_len, nopw);
+	return rc ? imp_fail(im, "user", name, len, rc) : 0;
+}
+
+static int imp_user_role(void *arg, const uint8_t *user, size_t ulen, const uint8_t *role, size_t rlen)
+{
+	struct imp *im = arg;
+	int rc = auth_user_grant_role(im->auth, user, ulen, role, rlen);
+	return rc ? imp_fail(im, "role grant of user", user, ulen, rc) : 0;
+}
+
+static int imp_kv(void *arg, const struct bbolt_etcd_kv *kv)
+{
+	struct imp *im = arg;
+
+	if (im->nkv == im->cap) {
+		size_t cap = im->cap ? im->cap * 2 : 1024;
+		struct bbolt_etcd_kv *k = realloc(im->kv, cap * sizeof *k);
+		if (!k)
+			return -ENOMEM;
+		im->kv = k;
+		im->cap = cap;
+	}
+	im->kv[im->nkv++] = *kv;
+	return 0;
+}
+
+/* Key ascending, then newest first: the order mvcc_load_key takes. */
+static int imp_kv_cmp(const void *a, const void *b)
+{
+	const struct bbolt_etcd_kv *x = a, *y = b;
+	int c = memcmp(x->key, y->key, x->key_len < y->key_len ? x->key_len : y->key_len);
+
+	if (c || x->key_len != y->key_len)
+		return c ? c : x->key_len < y->key_len ? -1 : 1;
+	if (x->mod_revision != y->mod_revision)
+		return x->mod_revision > y->mod_revision ? -1 : 1;
+	return x->sub > y->sub ? -1 : x->sub < y->sub;
+}
+
+/* Builds the store from the records and writes dir's checkpoint. */
+static int import_store(struct imp *im, const char *dir)
+{
+	struct qsbr *q = qsbr_new(1);
+	struct mvcc_store *s = mvcc_store_new(q);
+	struct mvcc_stored *vers = malloc((im->nkv + 1) * sizeof *vers);
+	int64_t rev = 1, compact = im->meta.finished_compact_rev;
+	struct mvcc_view v;
+	uint8_t *ab = NULL;
+	size_t alen = 0;
+	uint64_t bytes;
+	int rc = 1;
+
+	/* etcd finishes a compaction it had scheduled when it starts: so does the import */
+	if (im->meta.scheduled_compact_rev > compact)
+		compact = im->meta.scheduled_compact_rev;
+	for (size_t i = 0; i < im->nkv; i++) {
+		if (im->kv[i].mod_revision > rev)
+			rev = im->kv[i].mod_revision;
+		if (im->kv[i].sub > UINT32_MAX) {
+			snprintf(im->err, im->errlen, "revision %" PRId64 ": sub-revision %" PRId64 " out of range",
+				 im->kv[i].mod_revision, im->kv[i].sub);
+			goto out;
+		}
+	}
+	if (compact > rev)
+		rev = compact; /* as etcd: the revision never goes below the compacted one */
+	if (im->nkv)
+		qsort(im->kv, im->nkv, sizeof *im->kv, imp_kv_cmp);
+	if (!vers || mvcc_load_begin(s, rev, -1)) {
+		snprintf(im->err, im->errlen, vers ? "revision %" PRId64 " out of range" : "out of memory", rev);
+		goto out;
+	}
+	for (size_t i = 0, j; i < im->nkv; i = j) {
+		for (j = i; j < im->nkv && im->kv[j].key_len == im->kv[i].key_len &&
+			    !memcmp(im->kv[j].key, im->kv[i].key, im->kv[i].key_len);
+		     j++) {
+			const struct bbolt_etcd_kv *k = &im->kv[j];
+			vers[j - i] = (struct mvcc_stored){.value = k->value,
+							   .value_len = k->value_len,
+							   .mod_revision = k->mod_revision,
+							   .create_revision = k->create_revision,
+							   .version = k->version,
+							   .lease = k->lease,
+							   .sub = (uint32_t)k->sub,
+							   .tomb = k->tomb};
+		}
+		if (mvcc_load_key(s, im->kv[i].key, im->kv[i].key_len, vers, j - i)) {
+			snprintf(im->err, im->errlen, "key %.*s: its versions break the store's rules (revision %" PRId64 ")",
+				 (int)(im->kv[i].key_len > 200 ? 200 : im->kv[i].key_len), (const char *)im->kv[i].key,
+				 im->kv[i].mod_revision);
+			goto out;
+		}
+	}
+	mvcc_publish(s);
+	if (compact > 0 && (rc = mvcc_compact(s, compact))) {
+		snprintf(im->err, im->errlen, "compaction at %" PRId64 " failed (%d)", compact, rc);
+		rc = 1;
+		goto out;
+	}
+	mvcc_publish(s);
+	if (im->meta.auth_enabled && (rc = auth_enable(im->auth))) {
+		snprintf(im->err, im->errlen, "auth is enabled but cannot be here: auth error %d (no root user or role)", rc);
+		rc = 1;
+		goto out;
+	}
+	rc = 3;
+	alen = auth_state_size(im->auth);
+	if (!(ab = malloc(alen)) || auth_state_encode(im->auth, ab, alen) < 0) {
+		snprintf(im->err, im->errlen, "out of memory");
+		goto out;
+	}
+	mvcc_view_published(s, &v);
+	rc = ckpt_save_x(dir, &v, 1, &(struct ckpt_extra){im->leases, im->nleases, ab, alen, 0}, false, &bytes, NULL);
+	if (rc) {
+		snprintf(im->err, im->errlen, "cannot write the checkpoint in %s: %s", dir, strerror(-rc));
+		rc = 3;
+		goto out;
+	}
+	printf("imported etcd's snapshot: revision %" PRId64 " (compacted %" PRId64 "): %" PRIu64
+	       " keys, %zu versions, %zu leases, %zu users, %zu roles, auth %s\n",
+	       v.rev, compact, mvcc_keys_live(s), im->nkv, im->nleases, auth_user_count(im->auth),
+	       auth_role_count(im->auth), auth_is_enabled(im->auth) ? "enabled" : "disabled");
+	rc = 0;
+out:
+	free(ab);
+	free(vers);
+	mvcc_store_free(s);
+	qsbr_free(q);
+	return rc;
+}
+
+/* etcd's snapshot: the database, then (from `etcdctl snapshot save`) its SHA-256 — checked
+ * as etcdutl does: present when the size is 32 past a multiple of 512. */
+static int import_etcd(const uint8_t *p, size_t len, const char *file, const char *dir)
+{
+	char err[1024] = "";
+	struct imp im = {.auth = auth_new(), .err = err, .errlen = sizeof err};
+	struct bbolt_etcd_sink sink = {imp_meta, imp_lease, imp_role, imp_role_perm, imp_user, imp_user_role, imp_kv, &im};
+	int rc;
+
+	if (len % 512 == WC_SHA256_DIGEST_SIZE) {
+		uint8_t hash[WC_SHA256_DIGEST_SIZE];
+		wc_Sha256 sha;
+		len -= WC_SHA256_DIGEST_SIZE;
+		wc_InitSha256(&sha);
+		wc_Sha256Update(&sha, p, (word32)len);
+		wc_Sha256Final(&sha, hash);
+		wc_Sha256Free(&sha);
+		if (memcmp(hash, p + len, sizeof hash)) {
+			fprintf(stderr, "%s: SHA-256 mismatch: the snapshot is damaged\n", file);
+			rc = 1;
+			goto out;
+		}
+	} else if (len % 512) {
+		fprintf(stderr, "%s: %zu bytes: neither a bbolt database nor one followed by a SHA-256\n", file, len);
+		rc = 1;
+		goto out;
+	} else
+		fprintf(stderr, "%s: no SHA-256 trailer (a copy of member/snap/db?): integrity not checked\n", file);
+	rc = bbolt_etcd_read(p, len, &sink, err, sizeof err);
+	if (rc) {
+		fprintf(stderr, "%s: %s\n", file, err[0] ? err : strerror(-rc));
+		rc = rc == -ENOMEM ? 3 : 1;
+		goto out;
+	}
+	if ((rc = import_store(&im, dir)))
+		fprintf(stderr, "%s: %s\n", file, err);
+out:
+	free(im.kv);
+	free(im.leases);
+	auth_free(im.auth);
+	return rc;
+}
+
 static int restore_snapshot(const char *file, const char *dir)
 {
 	char err[1024] = "", tmp[PATH_MAX + 32];
@@ -118,6 +360,16 @@ static int restore_snapshot(const char *file, const char *dir)
 	if (!p) {
 		fprintf(stderr, "cannot read %s: %s\n", file, strerror(errno));
 		return 3;
+	}
+	if (bbolt_is_db(p, len)) {
+		rc = import_etcd(p, len, file, dir);
+		free(p);
+		return rc;
+	}
+	if (len < 8 || memcmp(p, "uetcdckp", 8)) {
+		fprintf(stderr, "%s: bad magic: neither a bbolt database (etcd's snapshot) nor a uetcd checkpoint\n", file);
+		free(p);
+		return 1;
 	}
 	if (!(ck = unwrap(p, len, err, sizeof err)) || (rc = ckpt_parse(p, ck, NULL, err, sizeof err))) {
 		fprintf(stderr, "%s: %s\n", file, err);

@@ -152,7 +152,7 @@ def test_damaged_snapshot_is_refused(node, tmp_path):
     snap = str(tmp_path / 'snap.db')
     ok(ctl(node.endpoint, 'snapshot', 'save', snap))
     data = bytearray(open(snap, 'rb').read())
-    for pos, what in ((100, 'SHA-256 mismatch'), (len(data) - 1, 'SHA-256 mismatch'), (3, 'bad magic')):
+    for pos, what in ((100, 'SHA-256 mismatch'), (len(data) - 1, 'SHA-256 mismatch'), (16, 'bad magic')):
         bad = bytearray(data)
         bad[pos] ^= 0x10
         path = str(tmp_path / ('bad%d.db' % pos))
