@@ -314,15 +314,10 @@ int main(int argc, char **argv, char **envp)
 			 cfg.name, cfg.data_dir, srv.nreactors);
 	log_info("ready to serve client requests");
 
-	for (;;) {
-		if (sigwait(&sigs, &sig) != 0)
-			continue;
-		if (sig == SIGHUP) {
-			atomic_fetch_add(&srv.tls_reload_gen, 1); /* reactors reload certificates */
-			continue;
-		}
-		break;
-	}
+	/* SIGHUP ends the server like SIGTERM, as it ends etcd (Go's default): supervisors and
+	 * closing terminals rely on it. Certificates are reloaded when their files change. */
+	while (sigwait(&sigs, &sig) != 0)
+		;
 	log_info("received %s, shutting down", strsignal(sig));
 	atomic_store(&srv.stopping, true);
 	for (int i = 0; i < srv.nreactors; i++)

@@ -3,6 +3,8 @@
 - a second server on a client port already in use fails at start ("bind: address already in
   use"), as etcd's does, and the first keeps serving every connection: uetcd's reactors share
   their port with SO_REUSEPORT, which must not let another process join them;
+- SIGHUP ends the server as it ends etcd (Go's default); uetcd shuts down cleanly and its
+  data is intact at the next start;
 """
 import os
 import shutil
@@ -80,3 +82,26 @@ def test_reactors_still_share_their_port(tmp_path):
         assert rc not in (None, 0) and 'bind: address already in use' in out, out[-2000:]
     finally:
         n.cleanup()
+
+
+def test_sighup_ends_the_server_as_etcd(spawn):
+    for role in ('uetcd', 'etcd'):
+        srv = spawn(role)
+        with srv.channel() as ch:
+            for i in range(20):
+                rpc_pb2_grpc.KVStub(ch).Put(rpc_pb2.PutRequest(key=b'hup%02d' % i, value=b'v%d' % i), timeout=10)
+        srv.proc.send_signal(signal.SIGHUP)
+        try:
+            rc = srv.proc.wait(START_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise AssertionError('%s kept running after SIGHUP' % role)
+        if role == 'etcd':
+            assert rc == -signal.SIGHUP, rc  # Go's default: the signal ends the process
+        else:
+            assert rc == 0, srv.stderr_tail()  # uetcd shuts down as on SIGTERM
+            assert 'shutting down' in srv.stderr_tail()
+        srv.start(wipe=False)  # both keep their data
+        with srv.channel() as ch:
+            r = rpc_pb2_grpc.KVStub(ch).Range(rpc_pb2.RangeRequest(key=b'hup', range_end=b'huq'), timeout=10)
+        assert [(kv.key, kv.value) for kv in r.kvs] == [(b'hup%02d' % i, b'v%d' % i) for i in range(20)]
+        assert r.header.revision == 21
