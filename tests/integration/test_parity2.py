@@ -8,6 +8,9 @@
 - --cipher-suites takes every spelling etcd's tlsutil accepts (Go's names and the two older
   ChaCha20 ones), each selects its suite for a TLS 1.2 client limited to it, and a list without
   an ECDHE AES-128-GCM suite is refused as etcd refuses it (Go's HTTP/2 requirement);
+- /metrics: the same operations move etcd_mvcc_{put,delete,range,txn}_total and the gRPC
+  started/handled series by the same amounts on both servers, with the same label sets;
+  etcd_debugging_mvcc_keys_total agrees; etcd_cluster_version is the server's major.minor;
 """
 import os
 import shutil
@@ -15,6 +18,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 import grpc
 import pytest
@@ -244,3 +248,97 @@ def test_cipher_suite_lists_accepted_and_refused_as_etcd(certs):
                     assert ('unexpected TLS cipher suite' in out or 'HTTP/2-required' in out), (role, out[-2000:])
             finally:
                 srv.stop()
+
+
+def scrape(srv):
+    """{(name, frozenset(labels)): value} of a /metrics page."""
+    out = {}
+    with urllib.request.urlopen('http://%s/metrics' % srv.endpoint, timeout=20) as r:
+        text = r.read().decode()
+    for line in text.splitlines():
+        if not line or line.startswith('#'):
+            continue
+        head, _, value = line.rpartition(' ')
+        name, _, labels = head.partition('{')
+        pairs = frozenset(tuple(kv.split('=', 1)) for kv in labels.rstrip('}').split(',') if kv)
+        out[(name, frozenset((k, v.strip('"')) for k, v in pairs))] = float(value)
+    return out
+
+
+MVCC = ['etcd_mvcc_put_total', 'etcd_mvcc_delete_total', 'etcd_mvcc_range_total', 'etcd_mvcc_txn_total']
+
+
+def kv_workload(ch):
+    kv = rpc_pb2_grpc.KVStub(ch)
+    P, R, D, T = rpc_pb2.PutRequest, rpc_pb2.RangeRequest, rpc_pb2.DeleteRangeRequest, rpc_pb2.TxnRequest
+    Op, Cmp = rpc_pb2.RequestOp, rpc_pb2.Compare
+    kv.Put(P(key=b'm/a', value=b'1'), timeout=10)
+    kv.Put(P(key=b'm/b', value=b'2', prev_kv=True), timeout=10)
+    kv.Put(P(key=b'm/b', ignore_value=True), timeout=10)
+    kv.Range(R(key=b'm/a'), timeout=10)
+    kv.Range(R(key=b'm/', range_end=b'm0', serializable=True), timeout=10)
+    kv.DeleteRange(D(key=b'm/a'), timeout=10)
+    kv.DeleteRange(D(key=b'm/none', prev_kv=True), timeout=10)
+    ver = Cmp(key=b'm/b', target=Cmp.VERSION, result=Cmp.GREATER, version=0)
+    # read only: one compare and one range in one mvcc txn
+    kv.Txn(T(compare=[ver], success=[Op(request_range=R(key=b'm/b'))]), timeout=10)
+    # read only, a single range: no txn
+    kv.Txn(T(success=[Op(request_range=R(key=b'm/b'))]), timeout=10)
+    # writes: a compare, then one put (two mvcc txns of one operation each)
+    kv.Txn(T(compare=[ver], success=[Op(request_put=P(key=b'm/c', value=b'3'))]), timeout=10)
+    # writes: the failure branch, two deletes and a nested txn with a put
+    nested = T(compare=[ver, ver], success=[Op(request_put=P(key=b'm/d', value=b'4', prev_kv=True))])
+    kv.Txn(T(compare=[Cmp(key=b'm/b', target=Cmp.VALUE, result=Cmp.EQUAL, value=b'x')],
+             failure=[Op(request_delete_range=D(key=b'm/c')), Op(request_delete_range=D(key=b'm/zz', prev_kv=True)),
+                      Op(request_txn=nested)]), timeout=10)
+    # a failed request counts started and handled with its code
+    try:
+        kv.Range(R(key=b'm/a', revision=1000), timeout=10)
+    except grpc.RpcError:
+        pass
+    # a watch stream, started and cancelled
+    stream = rpc_pb2_grpc.WatchStub(ch).Watch(iter([rpc_pb2.WatchRequest(
+        create_request=rpc_pb2.WatchCreateRequest(key=b'm/'))]), timeout=10)
+    next(stream)
+    stream.cancel()
+    rpc_pb2_grpc.LeaseStub(ch).LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=60), timeout=10)
+
+
+def grpc_series(m, name):
+    return {k[1]: v for k, v in m.items() if k[0] == name and dict(k[1]).get('grpc_service', '').startswith('etcdserverpb.')}
+
+
+def test_metrics_series_move_as_etcds(spawn):
+    got = {}
+    for role in ('uetcd', 'etcd'):
+        srv = spawn(role)
+        before = scrape(srv)
+        with srv.channel() as ch:
+            kv_workload(ch)
+        # the watch stream's end is counted when the server sees the cancel: bounded wait
+        deadline = time.monotonic() + 10
+        while True:
+            after = scrape(srv)
+            watch = [v for k, v in grpc_series(after, 'grpc_server_handled_total').items()
+                     if dict(k)['grpc_method'] == 'Watch' and v]
+            if watch or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        delta = {n: after[(n, frozenset())] - before[(n, frozenset())] for n in MVCC}
+        series = {}
+        for name in ('grpc_server_started_total', 'grpc_server_handled_total'):
+            b, a = grpc_series(before, name), grpc_series(after, name)
+            series[name] = {k: a[k] - b.get(k, 0) for k in a}
+        version = [dict(k[1]) for k in after if k[0] == 'etcd_server_version'][0]['server_version']
+        cluster = [dict(k[1]) for k in after if k[0] == 'etcd_cluster_version'][0]['cluster_version']
+        assert cluster == '.'.join(version.split('.')[:2]), (role, version, cluster)
+        got[role] = (delta, series, after[('etcd_debugging_mvcc_keys_total', frozenset())])
+    (ud, us, uk), (ed, es, ek) = got['uetcd'], got['etcd']
+    assert ud == ed
+    assert uk == ek
+    for name in ('grpc_server_started_total', 'grpc_server_handled_total'):
+        assert set(us[name]) == set(es[name]), (name, set(us[name]) ^ set(es[name]))
+        # every series moved by as much, the cancelled Watch stream's (Canceled) included
+        assert {k: v for k, v in us[name].items() if v} == {k: v for k, v in es[name].items() if v}, name
+    started = {dict(k)['grpc_method']: (dict(k)['grpc_type'], v) for k, v in us['grpc_server_started_total'].items() if v}
+    assert started['Watch'] == ('bidi_stream', 1)
