@@ -9,8 +9,9 @@
  * /v3/watch answers a create request with a chunked stream of {"result":...} lines (the
  * watch hub writes them) until the client closes the connection.
  * /v3/auth/... are the Auth service's methods; with auth on, every request's token comes in
- * the Authorization header, as etcd's gateway forwards it. Not served yet:
- * /v3/maintenance/snapshot. */
+ * the Authorization header, as etcd's gateway forwards it. /v3/lock/... and /v3/election/...
+ * go through the sequencer like their gRPC calls. Not served yet: /v3/maintenance/snapshot,
+ * /v3/election/observe. */
 #include "core/gateway.h"
 
 #include <errno.h>
@@ -30,6 +31,8 @@
 #include "core/server.h"
 #include "core/svc.h"
 #include "net/http1.h"
+#include "election.pb-c.h"
+#include "lock.pb-c.h"
 #include "rpc.pb-c.h"
 #include "storage/mvcc.h"
 
@@ -87,6 +90,19 @@ static const struct gw_route gw_routes[] = {
 	 &etcdserverpb__member_update_response__descriptor, false},
 	{"/v3/cluster/member/promote", SVC_CLUSTER_MEMBER_PROMOTE, &etcdserverpb__member_promote_request__descriptor,
 	 &etcdserverpb__member_promote_response__descriptor, false},
+	/* Lock and Election (not Observe yet): through the sequencer, a waiting Lock or Campaign
+	 * answered when granted */
+	{"/v3/lock/lock", SVC_LOCK_LOCK, &v3lockpb__lock_request__descriptor, &v3lockpb__lock_response__descriptor, false},
+	{"/v3/lock/unlock", SVC_LOCK_UNLOCK, &v3lockpb__unlock_request__descriptor, &v3lockpb__unlock_response__descriptor,
+	 false},
+	{"/v3/election/campaign", SVC_ELECTION_CAMPAIGN, &v3electionpb__campaign_request__descriptor,
+	 &v3electionpb__campaign_response__descriptor, false},
+	{"/v3/election/proclaim", SVC_ELECTION_PROCLAIM, &v3electionpb__proclaim_request__descriptor,
+	 &v3electionpb__proclaim_response__descriptor, false},
+	{"/v3/election/leader", SVC_ELECTION_LEADER, &v3electionpb__leader_request__descriptor,
+	 &v3electionpb__leader_response__descriptor, false},
+	{"/v3/election/resign", SVC_ELECTION_RESIGN, &v3electionpb__resign_request__descriptor,
+	 &v3electionpb__resign_response__descriptor, false},
 	{"/v3/auth/authenticate", SVC_AUTH_AUTHENTICATE, &etcdserverpb__authenticate_request__descriptor,
 	 &etcdserverpb__authenticate_response__descriptor, false},
 	{"/v3/auth/enable", SVC_AUTH_ENABLE, &etcdserverpb__auth_enable_request__descriptor,
@@ -169,6 +185,21 @@ static void gw_error(struct http1_conn *h, enum grpc_code code, const char *mess
 	free(b.p);
 }
 
+/* A body that is not the request message. Go's JSON decoder reads it before protojson
+ * does, so a truncated body is its bare "unexpected EOF"; the rest are protojson's. */
+static void gw_json_error(struct http1_conn *h, const struct pbjson_error *jerr)
+{
+	char msg[200];
+
+	size_t n = strlen(jerr->msg), eof = sizeof "unexpected EOF" - 1;
+
+	if (n >= eof && strcmp(jerr->msg + n - eof, "unexpected EOF") == 0) /* after "(line l:c): " */
+		snprintf(msg, sizeof msg, "unexpected EOF");
+	else
+		snprintf(msg, sizeof msg, "proto: %s", jerr->msg);
+	gw_error(h, GRPC_INVALID_ARGUMENT, msg);
+}
+
 static void gw_respond(struct http1_conn *h, const struct gw_route *rt, const ProtobufCMessage *m)
 {
 	struct pbjson_buf b = {.max = GW_JSON_MAX};
@@ -210,9 +241,7 @@ bool gateway_handle(struct svc_thread *t, struct http1_conn *h, void *conn_user,
 		arena_reset(a);
 		arena_pb_allocator(a, &al);
 		if (pbjson_unmarshal(&etcdserverpb__watch_request__descriptor, r->body, r->body_len, &al, &req, &jerr) < 0) {
-			char msg[200];
-			snprintf(msg, sizeof msg, "proto: %s", jerr.msg);
-			gw_error(h, GRPC_INVALID_ARGUMENT, msg);
+			gw_json_error(h, &jerr);
 		} else if (!svc_http_watch(t, h, conn_user, (const Etcdserverpb__WatchRequest *)req,
 					   srv->auth && authsvc_enabled(srv->auth) ? gw_identify(srv, r) : NULL)) {
 			gw_error(h, GRPC_INVALID_ARGUMENT, "grpc-gateway: a watch starts with a create_request");
@@ -232,6 +261,7 @@ bool gateway_handle(struct svc_thread *t, struct http1_conn *h, void *conn_user,
 	bool write = rt->method == KV_PUT || rt->method == KV_DELETE_RANGE || rt->method == KV_TXN ||
 		     rt->method == KV_COMPACT || rt->method == SVC_MAINT_DEFRAGMENT || rt->method == SVC_MAINT_ALARM ||
 		     (rt->method >= SVC_LEASE_GRANT && rt->method <= SVC_LEASE_LEASES) ||
+		     (rt->method >= SVC_LOCK_LOCK && rt->method <= SVC_ELECTION_RESIGN) ||
 		     (rt->method >= SVC_AUTH_ENABLE && rt->method <= SVC_AUTH_ROLE_REVOKE_PERMISSION);
 	if (write) {
 		sr = svc_req_new(t);
@@ -242,9 +272,7 @@ bool gateway_handle(struct svc_thread *t, struct http1_conn *h, void *conn_user,
 	}
 	arena_pb_allocator(a, &al);
 	if (pbjson_unmarshal(rt->req, r->body, r->body_len, &al, &req, &jerr) < 0) {
-		char msg[200];
-		snprintf(msg, sizeof msg, "proto: %s", jerr.msg);
-		gw_error(h, GRPC_INVALID_ARGUMENT, msg);
+		gw_json_error(h, &jerr);
 		if (sr)
 			svc_req_release(t, sr);
 		return true;

@@ -11,6 +11,9 @@
 - /metrics: the same operations move etcd_mvcc_{put,delete,range,txn}_total and the gRPC
   started/handled series by the same amounts on both servers, with the same label sets;
   etcd_debugging_mvcc_keys_total agrees; etcd_cluster_version is the server's major.minor;
+- the JSON gateway serves /v3/lock/lock|unlock and /v3/election/campaign|proclaim|leader|
+  resign with etcd's JSON and errors, and answers a malformed Txn body with etcd's 400 and
+  error body (an empty RequestOp is "etcdserver: key not found", not a 200).
 """
 import os
 import shutil
@@ -18,7 +21,10 @@ import signal
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
+import base64
+import json
 
 import grpc
 import pytest
@@ -342,3 +348,110 @@ def test_metrics_series_move_as_etcds(spawn):
         assert {k: v for k, v in us[name].items() if v} == {k: v for k, v in es[name].items() if v}, name
     started = {dict(k)['grpc_method']: (dict(k)['grpc_type'], v) for k, v in us['grpc_server_started_total'].items() if v}
     assert started['Watch'] == ('bidi_stream', 1)
+
+
+def gw_post(srv, path, body):
+    """(status, parsed JSON) of a gateway POST; body is a str (sent as is) or JSON-able."""
+    data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+    req = urllib.request.Request('http://%s%s' % (srv.endpoint, path), data=data, method='POST')
+    try:
+        with urllib.request.urlopen(req, timeout=20) as r:
+            return r.status, json.loads(r.read().decode())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read().decode())
+
+
+def b64(s):
+    return base64.b64encode(s.encode()).decode()
+
+
+def normalize(v, lease):
+    """A gateway answer with what differs between two servers (ids, the lease id inside a
+    key) made equal."""
+    if isinstance(v, dict):
+        return {k: normalize(x, lease) for k, x in v.items() if k not in ('cluster_id', 'member_id')}
+    if isinstance(v, list):
+        return [normalize(x, lease) for x in v]
+    if isinstance(v, str):
+        try:
+            raw = base64.b64decode(v, validate=True).decode()
+        except Exception:
+            return 'LEASE' if v == lease else v
+        return raw.replace('%x' % int(lease), 'LEASE') if '/' in raw else v
+    return v
+
+
+def test_gateway_lock_and_election_as_etcd(spawn):
+    answers = {}
+    for role in ('uetcd', 'etcd'):
+        srv = spawn(role)
+        st, g = gw_post(srv, '/v3/lease/grant', {'TTL': 60})
+        assert st == 200
+        lease = g['ID']
+        steps = [
+            ('/v3/election/campaign', {'name': b64('e1'), 'lease': lease, 'value': b64('v1')}),
+            ('/v3/election/leader', {'name': b64('e1')}),
+            ('/v3/election/leader', {'name': b64('nobody')}),
+            ('/v3/election/proclaim', {'leader': {'name': b64('e1'), 'key': b64('e1/x'), 'rev': '1', 'lease': lease},
+                                       'value': b64('v2')}),
+            ('/v3/lock/lock', {'name': b64('l1'), 'lease': lease}),
+            ('/v3/lock/unlock', {'key': b64('l1/none')}),
+            ('/v3/election/resign', {'leader': {'name': b64('e1'), 'key': b64('e1/x'), 'rev': '1', 'lease': lease}}),
+        ]
+        got = []
+        leader = None
+        for path, body in steps:
+            st, ans = gw_post(srv, path, body)
+            got.append((path, st, normalize(ans, lease)))
+            if path.endswith('campaign'):
+                leader = ans['leader']
+        # the real leader proclaims, is seen with the new value, then resigns
+        st, ans = gw_post(srv, '/v3/election/proclaim', {'leader': leader, 'value': b64('v3')})
+        got.append(('proclaim', st, normalize(ans, lease)))
+        st, ans = gw_post(srv, '/v3/election/leader', {'name': b64('e1')})
+        got.append(('leader', st, normalize(ans, lease)))
+        assert base64.b64decode(ans['kv']['value']) == b'v3'
+        st, ans = gw_post(srv, '/v3/election/resign', {'leader': leader})
+        got.append(('resign', st, normalize(ans, lease)))
+        st, ans = gw_post(srv, '/v3/election/leader', {'name': b64('e1')})
+        got.append(('leader after resign', st, normalize(ans, lease)))
+        answers[role] = got
+    for u, e in zip(answers['uetcd'], answers['etcd']):
+        assert u == e
+
+
+TXN_BODIES = [
+    '{"success":[{}]}',                                       # an empty RequestOp
+    '{"failure":[{"request_put":{"key":"Zm9v"}},{}]}',        # one among others
+    '{"success":[{"request_txn":{"success":[{}]}}]}',         # nested
+    '{',                                                      # truncated
+    '{"compare": "x"}',
+    '{"success":[{"requestPut": {"key": "!!!"}}]}',
+    '{"success":[{"request_put":{"key":""}}]}',
+    '{"success":[{"request_put":{"key":"Zm9v","value":"YmFy"}}]}',
+    '',
+]
+
+
+def test_gateway_malformed_txn_gets_etcds_400(spawn):
+    answers = {}
+    for role in ('uetcd', 'etcd'):
+        srv = spawn(role)
+        answers[role] = [(body,) + gw_post(srv, '/v3/kv/txn', body) for body in TXN_BODIES]
+        for body, st, ans in answers[role]:
+            if st == 200:
+                ans.pop('header')
+            else:  # Go's protojson puts a space or, as a deterrent to matching, a no-break space after "proto:"
+                ans['message'] = ans['message'].replace('proto:\xa0', 'proto: ')
+    for u, e in zip(answers['uetcd'], answers['etcd']):
+        assert u == e
+    assert answers['uetcd'][0][1:] == (400, {'code': 3, 'message': 'etcdserver: key not found'})
+
+
+def test_empty_request_op_over_grpc_as_etcd(server):
+    with server.channel() as ch:
+        try:
+            rpc_pb2_grpc.KVStub(ch).Txn(rpc_pb2.TxnRequest(success=[rpc_pb2.RequestOp()]), timeout=10)
+            raise AssertionError('an empty RequestOp was accepted')
+        except grpc.RpcError as e:
+            assert (e.code(), e.details()) == (grpc.StatusCode.INVALID_ARGUMENT, 'etcdserver: key not found')
