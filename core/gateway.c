@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <protobuf-c/protobuf-c.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,7 +201,25 @@ static void gw_json_error(struct http1_conn *h, const struct pbjson_error *jerr)
 	gw_error(h, GRPC_INVALID_ARGUMENT, msg);
 }
 
-static void gw_respond(struct http1_conn *h, const struct gw_route *rt, const ProtobufCMessage *m)
+/* This reactor's counters: etcd's gateway calls its own gRPC server, so its requests count
+ * in grpc_server_* and etcd_mvcc_* like gRPC calls. The gateway runs on the reactor's
+ * thread, the counters' one writer. */
+static struct svc_metrics *gw_metrics(struct svc_thread *t) { return (struct svc_metrics *)svc_thread_metrics(t); }
+
+static void gw_count(struct svc_thread *t, int method, enum grpc_code code)
+{
+	if (method >= 0 && method < SVC_METHODS && (unsigned)code <= GRPC_UNAUTHENTICATED)
+		atomic_fetch_add_explicit(&gw_metrics(t)->handled[method][code], 1, memory_order_relaxed);
+}
+
+/* An error answer to a call that reached the service (counted as handled). */
+static void gw_fail(struct svc_thread *t, struct http1_conn *h, int method, enum grpc_code code, const char *message)
+{
+	gw_count(t, method, code);
+	gw_error(h, code, message);
+}
+
+static void gw_respond(struct svc_thread *t, struct http1_conn *h, const struct gw_route *rt, const ProtobufCMessage *m)
 {
 	struct pbjson_buf b = {.max = GW_JSON_MAX};
 
@@ -208,9 +227,10 @@ static void gw_respond(struct http1_conn *h, const struct gw_route *rt, const Pr
 		pbjson_put_raw(&b, "{\"result\":", 10);
 	if (pbjson_marshal(m, rt->stream ? PBJSON_STREAM : PBJSON_COMMA_SPACE, &b) < 0) {
 		free(b.p);
-		gw_error(h, GRPC_INTERNAL, "grpc-gateway: failed to marshal the response");
+		gw_fail(t, h, rt->method, GRPC_INTERNAL, "grpc-gateway: failed to marshal the response");
 		return;
 	}
+	gw_count(t, rt->method, GRPC_OK);
 	if (rt->stream) {
 		pbjson_put_raw(&b, "}\n", 2);
 		http1_stream_begin_ex(h, 200, "application/json", GW_HEADERS);
@@ -277,6 +297,7 @@ bool gateway_handle(struct svc_thread *t, struct http1_conn *h, void *conn_user,
 			svc_req_release(t, sr);
 		return true;
 	}
+	atomic_fetch_add_explicit(&gw_metrics(t)->started[rt->method], 1, memory_order_relaxed);
 	/* auth: the token comes in the Authorization header (the gateway never uses a TLS
 	 * client certificate's name, as etcd's) */
 	if (srv->auth && authsvc_enabled(srv->auth)) {
@@ -284,7 +305,7 @@ bool gateway_handle(struct svc_thread *t, struct http1_conn *h, void *conn_user,
 		bool ok = svc_auth_allows(t, id, rt->method, req, sr, &res);
 		free(id);
 		if (!ok) {
-			gw_error(h, res.code, res.message);
+			gw_fail(t, h, rt->method, res.code, res.message);
 			if (sr)
 				svc_req_release(t, sr);
 			return true;
@@ -295,7 +316,7 @@ bool gateway_handle(struct svc_thread *t, struct http1_conn *h, void *conn_user,
 	if (rt->method < KV_METHODS) {
 		size_t len = protobuf_c_message_get_packed_size(req);
 		if (kv_check((enum kv_method)rt->method, req, len, &srv->limits, a, &res)) {
-			gw_error(h, res.code, res.message);
+			gw_fail(t, h, rt->method, res.code, res.message);
 			if (sr)
 				svc_req_release(t, sr);
 			return true;
@@ -304,11 +325,12 @@ bool gateway_handle(struct svc_thread *t, struct http1_conn *h, void *conn_user,
 			struct mvcc_view v;
 			mvcc_view_published(srv->store, &v);
 			kv_read((enum kv_method)rt->method, &v, req, a, &res);
+			metrics_mvcc_count(&gw_metrics(t)->mvcc, rt->method, req, res.resp);
 			if (res.code != GRPC_OK) {
-				gw_error(h, res.code, res.message);
+				gw_fail(t, h, rt->method, res.code, res.message);
 			} else {
 				kv_fill_header(res.resp, (enum kv_method)rt->method, &srv->ids);
-				gw_respond(h, rt, res.resp);
+				gw_respond(t, h, rt, res.resp);
 			}
 			if (sr)
 				svc_req_release(t, sr);
@@ -325,7 +347,7 @@ bool gateway_handle(struct svc_thread *t, struct http1_conn *h, void *conn_user,
 		if (rt->method < SVC_AUTH_ENABLE || rt->method > SVC_AUTH_ROLE_REVOKE_PERMISSION) {
 			svc_req_submit(t, sr);
 		} else if (svc_auth_request(t, sr, &res)) {
-			gw_error(h, res.code, res.message);
+			gw_fail(t, h, rt->method, res.code, res.message);
 			svc_req_release(t, sr);
 		}
 		return true;
@@ -334,18 +356,18 @@ bool gateway_handle(struct svc_thread *t, struct http1_conn *h, void *conn_user,
 	struct mvcc_view v;
 	mvcc_view_published(srv->store, &v);
 	if (rt->method == SVC_MAINT_STATUS) {
-		gw_respond(h, rt, maint_status(srv, &v, a));
+		gw_respond(t, h, rt, maint_status(srv, &v, a));
 	} else if (rt->method == SVC_CLUSTER_MEMBER_LIST) {
-		gw_respond(h, rt, cluster_member_list(srv, &v, a));
+		gw_respond(t, h, rt, cluster_member_list(srv, &v, a));
 	} else {
 		size_t len = protobuf_c_message_get_packed_size(req);
 		uint8_t *bytes = arena_alloc(a, len ? len : 1);
 		protobuf_c_message_pack(req, bytes);
 		maint_handle(srv, rt->method, bytes, len, &v, a, &res);
 		if (res.code != GRPC_OK)
-			gw_error(h, res.code, res.message);
+			gw_fail(t, h, rt->method, res.code, res.message);
 		else
-			gw_respond(h, rt, res.resp);
+			gw_respond(t, h, rt, res.resp);
 	}
 	return true;
 }
@@ -357,14 +379,14 @@ void gateway_complete(struct svc_thread *t, struct http1_conn *h, struct seq_req
 
 	if (h && rt) {
 		if (r->code != GRPC_OK) {
-			gw_error(h, r->code, r->message);
+			gw_fail(t, h, r->method, r->code, r->message);
 		} else {
 			arena_pb_allocator(r->arena, &al);
 			ProtobufCMessage *m = protobuf_c_message_unpack(rt->resp, &al, r->resp_len, r->resp);
 			if (m)
-				gw_respond(h, rt, m);
+				gw_respond(t, h, rt, m);
 			else
-				gw_error(h, GRPC_INTERNAL, "grpc-gateway: bad response");
+				gw_fail(t, h, r->method, GRPC_INTERNAL, "grpc-gateway: bad response");
 		}
 		http1_conn_resume(h); /* answered after the callback: let pipelined requests in */
 	}

@@ -321,6 +321,10 @@ def test_metrics_series_move_as_etcds(spawn):
         before = scrape(srv)
         with srv.channel() as ch:
             kv_workload(ch)
+        # etcd's gateway calls its gRPC server: its requests count as gRPC calls
+        assert gw_post(srv, '/v3/kv/put', {'key': b64('m/gw'), 'value': b64('1')})[0] == 200
+        assert gw_post(srv, '/v3/kv/range', {'key': b64('m/gw')})[0] == 200
+        assert gw_post(srv, '/v3/kv/put', {'key': ''})[0] == 400
         # the watch stream's end is counted when the server sees the cancel: bounded wait
         deadline = time.monotonic() + 10
         while True:
