@@ -160,8 +160,9 @@ static int kv_check_op(const RequestOp *op, int64_t max_ops, const struct kv_err
 		return 0;
 	case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN:
 		return kv_check_txn(op->request_txn, max_ops, err);
-	default:
-		return 0;
+	default: /* an empty op: etcd's checkRequestOp answers this */
+		*err = &err_key_not_found;
+		return -1;
 	}
 }
 

@@ -250,6 +250,7 @@ static void svc_kv_read(struct svc_thread *t, struct grpc_conn *c, uint32_t sid,
 
 	mvcc_view_published(t->srv->store, &v);
 	kv_read((enum kv_method)method, &v, req, a, &res);
+	metrics_mvcc_count(&t->m.mvcc, method, req, res.resp);
 	svc_reply(t, c, sid, method, &res);
 	metrics_observe(&t->m.read_us, metrics_us_bounds, metrics_us_nbounds, svc_now_us() - start);
 }
@@ -783,6 +784,8 @@ void svc_on_call_end(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id
 		r->auth_checked_rev = 0;
 		svc_queue(t, r);
 	}
+	if (method == SVC_WATCH) /* a watch stream ends when its client goes: etcd counts Canceled */
+		atomic_fetch_add_explicit(&t->m.handled[method][GRPC_CANCELLED], 1, memory_order_relaxed);
 	if (method == SVC_WATCH || method == SVC_ELECTION_OBSERVE)
 		watch_stream_close(t->watch, c, sid);
 	else if (method == SVC_MAINT_SNAPSHOT)
