@@ -267,6 +267,7 @@ static void svc_kv_range(struct svc_thread *t, struct grpc_conn *c, uint32_t sid
 	uint64_t start = svc_now_us();
 
 	mvcc_view_published(t->srv->store, &v);
+	metrics_mvcc_count(&t->m.mvcc, KV_RANGE, req, NULL); /* a Range counts whatever its answer */
 	if (kv_range_begin(&v, req, a, &t->srv->ids, SVC_RANGE_WHOLE_MAX, &res, &st, &len) == 1) {
 		struct grpc_msg_source src = {.read = kv_range_stream_read, .free = kv_range_stream_free, .arg = st};
 		if (grpc_send_message_source(c, sid, len, &src) == 0)
