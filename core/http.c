@@ -149,7 +149,7 @@ static size_t http_metrics_grpc(struct server *srv, char *buf, size_t len, size_
 		HTTP_PUT("grpc_server_started_total{grpc_method=\"%s\",grpc_service=\"%.*s\",grpc_type=\"%s\"} %llu\n",
 			 slash + 1, (int)(slash - path - 1), path + 1,
 			 m == SVC_WATCH || m == SVC_LEASE_KEEPALIVE ? "bidi_stream"
-			 : m == SVC_ELECTION_OBSERVE		   ? "server_stream"
+			 : m == SVC_ELECTION_OBSERVE || m == SVC_KV_RANGE_STREAM ? "server_stream"
 							   : "unary",
 			 (unsigned long long)n);
 	}

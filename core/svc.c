@@ -62,6 +62,7 @@ static const struct svc_route_entry svc_routes[] = {
 	{"/etcdserverpb.KV/DeleteRange", KV_DELETE_RANGE},
 	{"/etcdserverpb.KV/Txn", KV_TXN},
 	{"/etcdserverpb.KV/Compact", KV_COMPACT},
+	{"/etcdserverpb.KV/RangeStream", SVC_KV_RANGE_STREAM},
 	{"/etcdserverpb.Maintenance/Status", SVC_MAINT_STATUS},
 	{"/etcdserverpb.Cluster/MemberList", SVC_CLUSTER_MEMBER_LIST},
 	{"/etcdserverpb.Watch/Watch", SVC_WATCH},
@@ -268,6 +269,24 @@ static void svc_kv_range(struct svc_thread *t, struct grpc_conn *c, uint32_t sid
 		svc_reply(t, c, sid, KV_RANGE, &res);
 	}
 	metrics_observe(&t->m.read_us, metrics_us_bounds, metrics_us_nbounds, svc_now_us() - start);
+}
+
+/* A RangeStream: chunks pulled by the call's window from one revision (kv.c). */
+static void svc_kv_range_stream(struct svc_thread *t, struct grpc_conn *c, uint32_t sid,
+				const ProtobufCMessage *req)
+{
+	struct mvcc_view v;
+	struct kv_result res;
+	struct kv_range_stream *st;
+
+	mvcc_view_published(t->srv->store, &v);
+	if (kv_range_stream_begin(&v, req, &t->srv->ids, &res, &st) < 0) {
+		svc_status(t, c, sid, SVC_KV_RANGE_STREAM, res.code, res.message);
+		return;
+	}
+	struct grpc_msg_source src = {.read = kv_range_stream_read_msgs, .free = kv_range_stream_free, .arg = st};
+	if (grpc_send_message_source(c, sid, GRPC_SOURCE_FRAMED, &src) == 0)
+		svc_status(t, c, sid, SVC_KV_RANGE_STREAM, GRPC_OK, NULL); /* trailers wait behind it */
 }
 
 static void svc_queue(struct svc_thread *t, struct seq_req *r)
@@ -520,11 +539,11 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 		svc_queue_unpacked(t, c, conn_id, sid, method, election_request_desc(method), msg, len);
 		return;
 	}
-	if (method < 0 || method >= KV_METHODS) {
+	if ((method < 0 || method >= KV_METHODS) && method != SVC_KV_RANGE_STREAM) {
 		svc_status(t, c, sid, method, GRPC_UNIMPLEMENTED, "unknown method");
 		return;
 	}
-	if (method == KV_RANGE) {
+	if (method == KV_RANGE || method == SVC_KV_RANGE_STREAM) {
 		arena_reset(t->scratch);
 		req = kv_decode(KV_RANGE, t->scratch, msg, len);
 		if (!req) {
@@ -535,9 +554,12 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 			svc_status(t, c, sid, method, res.code, res.message);
 			return;
 		}
-		if (!svc_authorized(t, c, sid, method, req, NULL))
+		if (!svc_authorized(t, c, sid, KV_RANGE, req, NULL)) /* RangeStream: Range's checks */
 			return;
-		svc_kv_range(t, c, sid, req, t->scratch);
+		if (method == SVC_KV_RANGE_STREAM)
+			svc_kv_range_stream(t, c, sid, req);
+		else
+			svc_kv_range(t, c, sid, req, t->scratch);
 		return;
 	}
 
