@@ -3,8 +3,8 @@
  * filters, keys_only, count_only, revisions), Txn semantics (compares on missing keys,
  * range compares, compares evaluated before any op, path checks that keep a txn from being
  * half-applied, nested txns), Compact errors, and RangeStream (its chunks merge to Range's
- * answer in any read size, from one revision, ending past a compaction). The messages are built as protobuf-c
- * structs and also round-tripped through kv_decode. */
+ * answer in any read size, from one revision, ending past a compaction). The messages are
+ * built as protobuf-c structs and also round-tripped through kv_decode. */
 #include <criterion/criterion.h>
 #include <protobuf-c/protobuf-c.h>
 #include <stdio.h>
