@@ -276,3 +276,38 @@ def test_slow_rangestream_reader_does_not_grow_server_memory(spawn):
     assert all(k.value == bytes([65 + i % 26]) * vlen for i, k in enumerate(merged.kvs))
     assert merged.count == n and not merged.more
     assert peak - base < 12 * 1024, 'server RSS grew by %d KiB while a 40 MB answer was read' % (peak - base)
+
+
+def test_rangestream_auth_is_ranges(spawn):
+    """With auth on, RangeStream is checked as Range: same grants, same refusals."""
+    from test_auth import grpc_token, setup_alice
+    srv = spawn('uetcd')
+    with srv.channel() as ch:
+        kv = rpc_pb2_grpc.KVStub(ch)
+        for k in (b'/a/1', b'/a/2', b'/b/1'):
+            kv.Put(rpc_pb2.PutRequest(key=k, value=b'v'), timeout=10)
+    setup_alice('etcdctl35', srv.endpoint)
+    tok = grpc_token(srv.endpoint, 'alice', 'apw')
+    with big_channel(srv) as ch:
+        kv = rpc_pb2_grpc.KVStub(ch)
+        call = ch.unary_stream(STREAM_PATH, request_serializer=lambda m: m.SerializeToString(),
+                               response_deserializer=lambda b: b)
+        for req in (rpc_pb2.RangeRequest(key=b'/a/', range_end=b'/a0'),      # granted
+                    rpc_pb2.RangeRequest(key=b'/b/', range_end=b'/b0'),      # not granted
+                    rpc_pb2.RangeRequest(key=b'/', range_end=b'0')):         # wider than the grant
+            for md in ([('token', tok)], []):
+                outs = []
+                for f in (lambda: kv.Range(req, metadata=md, timeout=10),
+                          lambda: [chunk_range_response(r) for r in call(req, metadata=md, timeout=10)]):
+                    try:
+                        r = f()
+                        if isinstance(r, list):
+                            m = rpc_pb2.RangeResponse()
+                            for c in r:
+                                m.MergeFrom(c)
+                            r = m
+                        outs.append(r)
+                    except grpc.RpcError as e:
+                        outs.append((e.code(), e.details()))
+                assert outs[0] == outs[1], (req, md, outs)
+                assert isinstance(outs[0], tuple) == (req.key != b'/a/' or not md), outs[0]
