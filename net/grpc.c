@@ -716,7 +716,7 @@ static ssize_t pull_read(void *arg, uint8_t *buf, size_t cap, bool *eof)
 		ssize_t k = p->src.read(p->src.arg, buf, cap);
 		if (k < 0 || (size_t)k > cap)
 			return -H2_REFUSED_STREAM;
-		*eof = k == 0;
+		*eof = (size_t)k < cap;
 		return k;
 	}
 	if (p->prefix_sent < GRPC_PREFIX) {
