@@ -311,3 +311,50 @@ def test_rangestream_auth_is_ranges(spawn):
                         outs.append((e.code(), e.details()))
                 assert outs[0] == outs[1], (req, md, outs)
                 assert isinstance(outs[0], tuple) == (req.key != b'/a/' or not md), outs[0]
+
+
+def test_compaction_past_a_draining_rangestream_resets_it(spawn):
+    """Each chunk reads at the stream's revision; once a compaction passes it the next
+    chunk cannot be read and the stream is reset with REFUSED_STREAM (clients see
+    UNAVAILABLE and retry; etcd 3.7 ends it with "required revision has been compacted",
+    which uetcd cannot send from inside the body). The connection goes on."""
+    srv = spawn('uetcd')
+    with srv.channel() as ch:
+        kv = rpc_pb2_grpc.KVStub(ch)
+        for t in range(160):
+            ops = [rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=key_of(i), value=value_of(i)))
+                   for i in range(t * PER_TXN, (t + 1) * PER_TXN)]
+            kv.Txn(rpc_pb2.TxnRequest(success=ops), timeout=30)
+    conn = h2raw.Conn(srv.host, srv.port, auto_window=False)
+    try:
+        conn.request(1, STREAM_PATH.encode(),
+                     rpc_pb2.RangeRequest(key=PREFIX, range_end=END).SerializeToString())
+        got = 0
+        for _ in range(1000):
+            f = conn.recv_frame(timeout=10.0)
+            assert f is not None
+            if f[0] == h2raw.DATA and f[2] == 1:
+                got += len(f[3])
+                if got >= 65535 - 16384:
+                    break
+        with srv.channel() as ch:
+            kv = rpc_pb2_grpc.KVStub(ch)
+            rev = kv.Put(rpc_pb2.PutRequest(key=b'other', value=b'v'), timeout=10).header.revision
+            kv.Compact(rpc_pb2.CompactionRequest(revision=rev), timeout=30)
+        conn.send(h2raw.window_update(0, 64 << 20) + h2raw.window_update(1, 64 << 20))
+        rst = None
+        deadline = time.monotonic() + 60
+        while rst is None and time.monotonic() < deadline:
+            f = conn.recv_frame(timeout=10.0)
+            assert f is not None, 'no frame: eof=%s' % conn.eof
+            assert not (f[2] == 1 and f[1] & h2raw.END_STREAM), 'the answer ended normally'
+            if f[0] == h2raw.RST_STREAM and f[2] == 1:
+                rst = h2raw.error_name(struct.unpack('>I', f[3])[0])
+        assert rst == 'REFUSED_STREAM'
+        conn.request(3, STREAM_PATH.encode(), rpc_pb2.RangeRequest(key=key_of(3)).SerializeToString())
+        r = conn.response(3, timeout=20)
+        assert r['trailers'] and r['trailers'].get('grpc-status') == '0', r
+        (msg,) = h2raw.grpc_messages(r['data'])
+        assert [k.key for k in chunk_range_response(msg).kvs] == [key_of(3)]
+    finally:
+        conn.close()
