@@ -1023,7 +1023,9 @@ static struct kv_range_stream *kv_stream_new(const struct mvcc_view *v, const Ra
 		abort();
 	st->store = v->store;
 	st->rev = r->revision > 0 ? r->revision : v->rev;
-	st->key = kv_dup(r->key.data, r->key.len + r->range_end.len);
+	st->key = kv_dup(NULL, r->key.len + r->range_end.len); /* key then range_end */
+	if (r->key.len)
+		memcpy(st->key, r->key.data, r->key.len);
 	st->key_len = r->key.len;
 	st->end = st->key + r->key.len;
 	if (r->range_end.len)

@@ -614,6 +614,8 @@ static void stream_fill(void)
 	}
 }
 
+static const char from_key[1] = {0};
+
 Test(kv, range_stream_merges_to_range_in_any_read_size)
 {
 	static uint8_t want[1 << 21], got[1 << 21];
@@ -627,16 +629,16 @@ Test(kv, range_stream_merges_to_range_in_any_read_size)
 		{2999, 0, 0, 0, false, false, "s/", "s0"},  {0, 1500, 0, 0, false, false, "s/", "s0"},
 		{0, 0, 2000, 0, false, false, "s/", "s0"},  {100, 0, 0, 1200, true, false, "s/", "s0"},
 		{0, 0, 0, 0, false, true, "s/", "s0"},	    {0, 0, 0, 0, false, false, "s/00042", ""},
-		{0, 0, 0, 0, false, false, "x", "y"},	    {5, 0, 0, 0, false, false, "s/02990", "\0x"},
+		{0, 0, 0, 0, false, false, "x", "y"},	    {5, 0, 0, 0, false, false, "s/02990", from_key},
 	};
 	size_t caps[] = {1, 7, 4096, 8192};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		Etcdserverpb__RangeRequest rr = ETCDSERVERPB__RANGE_REQUEST__INIT;
 		rr.key = bin(cases[i].key);
-		/* "\0": from the key on (a one-byte range_end); "": the key alone */
-		rr.range_end = cases[i].end[0] ? bin(cases[i].end)
-			       : cases[i].end[1] == 'x' ? (ProtobufCBinaryData){1, (uint8_t *)cases[i].end}
-						    : (ProtobufCBinaryData){0, NULL};
+		/* from_key: range_end "\0" (from the key on); "": the key alone */
+		rr.range_end = cases[i].end == from_key ? (ProtobufCBinaryData){1, (uint8_t *)from_key}
+			       : cases[i].end[0]	  ? bin(cases[i].end)
+							  : (ProtobufCBinaryData){0, NULL};
 		rr.limit = cases[i].limit;
 		rr.revision = cases[i].revision;
 		rr.min_mod_revision = cases[i].min_mod;
