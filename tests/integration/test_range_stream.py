@@ -259,7 +259,7 @@ def test_slow_rangestream_reader_does_not_grow_server_memory(spawn):
             elif ftype == h2raw.HEADERS:
                 trailers = dict((a.decode(), b.decode()) for a, b in conn.decoder.decode(payload))
             elif ftype == h2raw.RST_STREAM:
-                raise AssertionError('stream reset: %s' % h2raw.error_name(struct.unpack('>I', payload)[0]))
+                raise AssertionError('stream reset: %s after %d bytes' % (h2raw.error_name(struct.unpack('>I', payload)[0]), len(data)))
             if flags & h2raw.END_STREAM:
                 ended = True
                 break
