@@ -128,7 +128,8 @@ static const char *http_grpc_type(int m)
 {
 	if (m == SVC_WATCH || m == SVC_LEASE_KEEPALIVE)
 		return "bidi_stream";
-	return m == SVC_ELECTION_OBSERVE || m == SVC_MAINT_SNAPSHOT ? "server_stream" : "unary";
+	return m == SVC_ELECTION_OBSERVE || m == SVC_MAINT_SNAPSHOT || m == SVC_KV_RANGE_STREAM ? "server_stream"
+											      : "unary";
 }
 
 /* etcd registers the Lock and Election services after it initialises the gRPC metrics, so
