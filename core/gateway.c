@@ -9,12 +9,14 @@
  * /v3/watch answers a create request with a chunked stream of {"result":...} lines (the
  * watch hub writes them) until the client closes the connection.
  * /v3/auth/... are the Auth service's methods; with auth on, every request's token comes in
- * the Authorization header, as etcd's gateway forwards it. Not served yet:
- * /v3/maintenance/snapshot. */
+ * the Authorization header, as etcd's gateway forwards it. /v3/lock/... and /v3/election/...
+ * go through the sequencer like their gRPC calls. Not served yet: /v3/maintenance/snapshot,
+ * /v3/election/observe. */
 #include "core/gateway.h"
 
 #include <errno.h>
 #include <protobuf-c/protobuf-c.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,8 @@
 #include "core/server.h"
 #include "core/svc.h"
 #include "net/http1.h"
+#include "election.pb-c.h"
+#include "lock.pb-c.h"
 #include "rpc.pb-c.h"
 #include "storage/mvcc.h"
 
@@ -88,6 +92,19 @@ static const struct gw_route gw_routes[] = {
 	 &etcdserverpb__member_update_response__descriptor, false},
 	{"/v3/cluster/member/promote", SVC_CLUSTER_MEMBER_PROMOTE, &etcdserverpb__member_promote_request__descriptor,
 	 &etcdserverpb__member_promote_response__descriptor, false},
+	/* Lock and Election (not Observe yet): through the sequencer, a waiting Lock or Campaign
+	 * answered when granted */
+	{"/v3/lock/lock", SVC_LOCK_LOCK, &v3lockpb__lock_request__descriptor, &v3lockpb__lock_response__descriptor, false},
+	{"/v3/lock/unlock", SVC_LOCK_UNLOCK, &v3lockpb__unlock_request__descriptor, &v3lockpb__unlock_response__descriptor,
+	 false},
+	{"/v3/election/campaign", SVC_ELECTION_CAMPAIGN, &v3electionpb__campaign_request__descriptor,
+	 &v3electionpb__campaign_response__descriptor, false},
+	{"/v3/election/proclaim", SVC_ELECTION_PROCLAIM, &v3electionpb__proclaim_request__descriptor,
+	 &v3electionpb__proclaim_response__descriptor, false},
+	{"/v3/election/leader", SVC_ELECTION_LEADER, &v3electionpb__leader_request__descriptor,
+	 &v3electionpb__leader_response__descriptor, false},
+	{"/v3/election/resign", SVC_ELECTION_RESIGN, &v3electionpb__resign_request__descriptor,
+	 &v3electionpb__resign_response__descriptor, false},
 	{"/v3/auth/authenticate", SVC_AUTH_AUTHENTICATE, &etcdserverpb__authenticate_request__descriptor,
 	 &etcdserverpb__authenticate_response__descriptor, false},
 	{"/v3/auth/enable", SVC_AUTH_ENABLE, &etcdserverpb__auth_enable_request__descriptor,
@@ -170,7 +187,40 @@ static void gw_error(struct http1_conn *h, enum grpc_code code, const char *mess
 	free(b.p);
 }
 
-static void gw_respond(struct http1_conn *h, const struct gw_route *rt, const ProtobufCMessage *m)
+/* A body that is not the request message. Go's JSON decoder reads it before protojson
+ * does, so a truncated body is its bare "unexpected EOF"; the rest are protojson's. */
+static void gw_json_error(struct http1_conn *h, const struct pbjson_error *jerr)
+{
+	char msg[200];
+
+	size_t n = strlen(jerr->msg), eof = sizeof "unexpected EOF" - 1;
+
+	if (n >= eof && strcmp(jerr->msg + n - eof, "unexpected EOF") == 0) /* after "(line l:c): " */
+		snprintf(msg, sizeof msg, "unexpected EOF");
+	else
+		snprintf(msg, sizeof msg, "%s%s", jerr->json ? "" : "proto: ", jerr->msg);
+	gw_error(h, GRPC_INVALID_ARGUMENT, msg);
+}
+
+/* This reactor's counters: etcd's gateway calls its own gRPC server, so its requests count
+ * in grpc_server_* and etcd_mvcc_* like gRPC calls. The gateway runs on the reactor's
+ * thread, the counters' one writer. */
+static struct svc_metrics *gw_metrics(struct svc_thread *t) { return (struct svc_metrics *)svc_thread_metrics(t); }
+
+static void gw_count(struct svc_thread *t, int method, enum grpc_code code)
+{
+	if (method >= 0 && method < SVC_METHODS && (unsigned)code <= GRPC_UNAUTHENTICATED)
+		atomic_fetch_add_explicit(&gw_metrics(t)->handled[method][code], 1, memory_order_relaxed);
+}
+
+/* An error answer to a call that reached the service (counted as handled). */
+static void gw_fail(struct svc_thread *t, struct http1_conn *h, int method, enum grpc_code code, const char *message)
+{
+	gw_count(t, method, code);
+	gw_error(h, code, message);
+}
+
+static void gw_respond(struct svc_thread *t, struct http1_conn *h, const struct gw_route *rt, const ProtobufCMessage *m)
 {
 	struct pbjson_buf b = {.max = GW_JSON_MAX};
 
@@ -178,9 +228,10 @@ static void gw_respond(struct http1_conn *h, const struct gw_route *rt, const Pr
 		pbjson_put_raw(&b, "{\"result\":", 10);
 	if (pbjson_marshal(m, rt->stream ? PBJSON_STREAM : PBJSON_COMMA_SPACE, &b) < 0) {
 		free(b.p);
-		gw_error(h, GRPC_INTERNAL, "grpc-gateway: failed to marshal the response");
+		gw_fail(t, h, rt->method, GRPC_INTERNAL, "grpc-gateway: failed to marshal the response");
 		return;
 	}
+	gw_count(t, rt->method, GRPC_OK);
 	if (rt->stream) {
 		pbjson_put_raw(&b, "}\n", 2);
 		http1_stream_begin_ex(h, 200, "application/json", GW_HEADERS);
@@ -211,9 +262,7 @@ bool gateway_handle(struct svc_thread *t, struct http1_conn *h, void *conn_user,
 		arena_reset(a);
 		arena_pb_allocator(a, &al);
 		if (pbjson_unmarshal(&etcdserverpb__watch_request__descriptor, r->body, r->body_len, &al, &req, &jerr) < 0) {
-			char msg[200];
-			snprintf(msg, sizeof msg, "%s%s", jerr.json ? "" : "proto: ", jerr.msg);
-			gw_error(h, GRPC_INVALID_ARGUMENT, msg);
+			gw_json_error(h, &jerr);
 		} else if (!svc_http_watch(t, h, conn_user, (const Etcdserverpb__WatchRequest *)req,
 					   srv->auth && authsvc_enabled(srv->auth) ? gw_identify(srv, r) : NULL)) {
 			gw_error(h, GRPC_INVALID_ARGUMENT, "grpc-gateway: a watch starts with a create_request");
@@ -233,6 +282,7 @@ bool gateway_handle(struct svc_thread *t, struct http1_conn *h, void *conn_user,
 	bool write = rt->method == KV_PUT || rt->method == KV_DELETE_RANGE || rt->method == KV_TXN ||
 		     rt->method == KV_COMPACT || rt->method == SVC_MAINT_DEFRAGMENT || rt->method == SVC_MAINT_ALARM ||
 		     (rt->method >= SVC_LEASE_GRANT && rt->method <= SVC_LEASE_LEASES) ||
+		     (rt->method >= SVC_LOCK_LOCK && rt->method <= SVC_ELECTION_RESIGN) ||
 		     (rt->method >= SVC_AUTH_ENABLE && rt->method <= SVC_AUTH_ROLE_REVOKE_PERMISSION);
 	if (write) {
 		sr = svc_req_new(t);
@@ -246,13 +296,12 @@ bool gateway_handle(struct svc_thread *t, struct http1_conn *h, void *conn_user,
 	if (pbjson_unmarshal_flat(rt->req, r->body, r->body_len, &al, &req, &jerr,
 				  rt->method == KV_TXN ? pbguard_txn_depth(srv->limits.max_txn_ops) : PBJSON_MSG_DEPTH_MAX + 1,
 				  &flat) < 0) {
-		char msg[200];
-		snprintf(msg, sizeof msg, "%s%s", jerr.json ? "" : "proto: ", jerr.msg);
-		gw_error(h, GRPC_INVALID_ARGUMENT, msg);
+		gw_json_error(h, &jerr);
 		if (sr)
 			svc_req_release(t, sr);
 		return true;
 	}
+	atomic_fetch_add_explicit(&gw_metrics(t)->started[rt->method], 1, memory_order_relaxed);
 	/* etcd's KV checks come before auth (its gateway calls the gRPC server) */
 	if (rt->method < KV_METHODS) {
 		size_t len = protobuf_c_message_get_packed_size(req);
@@ -260,7 +309,7 @@ bool gateway_handle(struct svc_thread *t, struct http1_conn *h, void *conn_user,
 		if (bad || flat) {
 			if (!bad) /* NEVER: a flattened txn always fails etcd's checks; never run one */
 				res.code = GRPC_INVALID_ARGUMENT, res.message = "etcdserver: too many operations in txn request";
-			gw_error(h, res.code, res.message);
+			gw_fail(t, h, rt->method, res.code, res.message);
 			if (sr)
 				svc_req_release(t, sr);
 			return true;
@@ -273,7 +322,7 @@ bool gateway_handle(struct svc_thread *t, struct http1_conn *h, void *conn_user,
 		bool ok = svc_auth_allows(t, id, rt->method, req, sr, &res);
 		free(id);
 		if (!ok) {
-			gw_error(h, res.code, res.message);
+			gw_fail(t, h, rt->method, res.code, res.message);
 			if (sr)
 				svc_req_release(t, sr);
 			return true;
@@ -286,11 +335,12 @@ bool gateway_handle(struct svc_thread *t, struct http1_conn *h, void *conn_user,
 			struct mvcc_view v;
 			mvcc_view_published(srv->store, &v);
 			kv_read((enum kv_method)rt->method, &v, req, a, &res);
+			metrics_mvcc_count(&gw_metrics(t)->mvcc, rt->method, req, res.resp);
 			if (res.code != GRPC_OK) {
-				gw_error(h, res.code, res.message);
+				gw_fail(t, h, rt->method, res.code, res.message);
 			} else {
 				kv_fill_header(res.resp, (enum kv_method)rt->method, &srv->ids);
-				gw_respond(h, rt, res.resp);
+				gw_respond(t, h, rt, res.resp);
 			}
 			if (sr)
 				svc_req_release(t, sr);
@@ -307,7 +357,7 @@ bool gateway_handle(struct svc_thread *t, struct http1_conn *h, void *conn_user,
 		if (rt->method < SVC_AUTH_ENABLE || rt->method > SVC_AUTH_ROLE_REVOKE_PERMISSION) {
 			svc_req_submit(t, sr);
 		} else if (svc_auth_request(t, sr, &res)) {
-			gw_error(h, res.code, res.message);
+			gw_fail(t, h, rt->method, res.code, res.message);
 			svc_req_release(t, sr);
 		}
 		return true;
@@ -316,18 +366,18 @@ bool gateway_handle(struct svc_thread *t, struct http1_conn *h, void *conn_user,
 	struct mvcc_view v;
 	mvcc_view_published(srv->store, &v);
 	if (rt->method == SVC_MAINT_STATUS) {
-		gw_respond(h, rt, maint_status(srv, &v, a));
+		gw_respond(t, h, rt, maint_status(srv, &v, a));
 	} else if (rt->method == SVC_CLUSTER_MEMBER_LIST) {
-		gw_respond(h, rt, cluster_member_list(srv, &v, a));
+		gw_respond(t, h, rt, cluster_member_list(srv, &v, a));
 	} else {
 		size_t len = protobuf_c_message_get_packed_size(req);
 		uint8_t *bytes = arena_alloc(a, len ? len : 1);
 		protobuf_c_message_pack(req, bytes);
 		maint_handle(srv, rt->method, bytes, len, &v, a, &res);
 		if (res.code != GRPC_OK)
-			gw_error(h, res.code, res.message);
+			gw_fail(t, h, rt->method, res.code, res.message);
 		else
-			gw_respond(h, rt, res.resp);
+			gw_respond(t, h, rt, res.resp);
 	}
 	return true;
 }
@@ -339,14 +389,14 @@ void gateway_complete(struct svc_thread *t, struct http1_conn *h, struct seq_req
 
 	if (h && rt) {
 		if (r->code != GRPC_OK) {
-			gw_error(h, r->code, r->message);
+			gw_fail(t, h, r->method, r->code, r->message);
 		} else {
 			arena_pb_allocator(r->arena, &al);
 			ProtobufCMessage *m = protobuf_c_message_unpack(rt->resp, &al, r->resp_len, r->resp);
 			if (m)
-				gw_respond(h, rt, m);
+				gw_respond(t, h, rt, m);
 			else
-				gw_error(h, GRPC_INTERNAL, "grpc-gateway: bad response");
+				gw_fail(t, h, r->method, GRPC_INTERNAL, "grpc-gateway: bad response");
 		}
 		http1_conn_resume(h); /* answered after the callback: let pipelined requests in */
 	}

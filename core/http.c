@@ -8,6 +8,7 @@
 
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/config.h"
@@ -122,7 +123,23 @@ static const char *const http_codes[] = {"OK", "Canceled", "Unknown", "InvalidAr
 					  "FailedPrecondition", "Aborted", "OutOfRange", "Unimplemented", "Internal",
 					  "Unavailable", "DataLoss", "Unauthenticated"};
 
-/* grpc_server_started_total / handled_total (summed over reactors) and uetcd's latency
+/* go-grpc-prometheus's grpc_type of a method. */
+static const char *http_grpc_type(int m)
+{
+	if (m == SVC_WATCH || m == SVC_LEASE_KEEPALIVE)
+		return "bidi_stream";
+	return m == SVC_ELECTION_OBSERVE || m == SVC_MAINT_SNAPSHOT || m == SVC_KV_RANGE_STREAM ? "server_stream"
+											      : "unary";
+}
+
+/* etcd registers the Lock and Election services after it initialises the gRPC metrics, so
+ * their series appear once called; every other method's are there from the start, at 0. */
+static bool http_metrics_lazy(int m) { return m >= SVC_LOCK_LOCK && m <= SVC_ELECTION_OBSERVE; }
+
+/* the mvcc counter sets summed at a scrape: the sequencer's and one per reactor */
+#define HTTP_METRICS_PARTS_MAX 1025
+
+/* etcd_mvcc_*_total, grpc_server_started_total / handled_total (summed over reactors) and uetcd's latency
  * histograms, appended to the body. */
 static size_t http_metrics_grpc(struct server *srv, char *buf, size_t len, size_t cap)
 {
@@ -135,6 +152,28 @@ static size_t http_metrics_grpc(struct server *srv, char *buf, size_t len, size_
 			len = n_ < 0 ? len : (size_t)n_ >= cap - len ? cap : len + (size_t)n_; \
 		}                                                                            \
 	} while (0)
+	struct metrics_mvcc mv = {0};
+	const struct metrics_mvcc *parts[HTTP_METRICS_PARTS_MAX];
+	int nparts = 0;
+	parts[nparts++] = &metrics_seq_mvcc;
+	for (int i = 0; i < srv->nreactors && nparts < HTTP_METRICS_PARTS_MAX; i++)
+		parts[nparts++] = &svc_thread_metrics(reactor_svc(srv->reactors[i]))->mvcc;
+	for (int i = 0; i < nparts; i++) {
+		mv.ranges += atomic_load_explicit(&parts[i]->ranges, memory_order_relaxed);
+		mv.puts += atomic_load_explicit(&parts[i]->puts, memory_order_relaxed);
+		mv.deletes += atomic_load_explicit(&parts[i]->deletes, memory_order_relaxed);
+		mv.txns += atomic_load_explicit(&parts[i]->txns, memory_order_relaxed);
+	}
+	HTTP_PUT("# HELP etcd_mvcc_delete_total Total number of deletes seen by this member.\n"
+		 "# TYPE etcd_mvcc_delete_total counter\netcd_mvcc_delete_total %llu\n"
+		 "# HELP etcd_mvcc_put_total Total number of puts seen by this member.\n"
+		 "# TYPE etcd_mvcc_put_total counter\netcd_mvcc_put_total %llu\n"
+		 "# HELP etcd_mvcc_range_total Total number of ranges seen by this member.\n"
+		 "# TYPE etcd_mvcc_range_total counter\netcd_mvcc_range_total %llu\n"
+		 "# HELP etcd_mvcc_txn_total Total number of txns seen by this member.\n"
+		 "# TYPE etcd_mvcc_txn_total counter\netcd_mvcc_txn_total %llu\n",
+		 (unsigned long long)mv.deletes, (unsigned long long)mv.puts, (unsigned long long)mv.ranges,
+		 (unsigned long long)mv.txns);
 	HTTP_PUT("# HELP grpc_server_started_total Total number of RPCs started on the server.\n"
 		 "# TYPE grpc_server_started_total counter\n");
 	for (int m = 0; m < SVC_METHODS; m++) {
@@ -145,13 +184,11 @@ static size_t http_metrics_grpc(struct server *srv, char *buf, size_t len, size_
 		for (int i = 0; i < srv->nreactors; i++)
 			n += atomic_load_explicit(&svc_thread_metrics(reactor_svc(srv->reactors[i]))->started[m],
 						  memory_order_relaxed);
+		if (!n && http_metrics_lazy(m))
+			continue;
 		const char *slash = strchr(path + 1, '/');
 		HTTP_PUT("grpc_server_started_total{grpc_method=\"%s\",grpc_service=\"%.*s\",grpc_type=\"%s\"} %llu\n",
-			 slash + 1, (int)(slash - path - 1), path + 1,
-			 m == SVC_WATCH || m == SVC_LEASE_KEEPALIVE ? "bidi_stream"
-			 : m == SVC_ELECTION_OBSERVE		   ? "server_stream"
-							   : "unary",
-			 (unsigned long long)n);
+			 slash + 1, (int)(slash - path - 1), path + 1, http_grpc_type(m), (unsigned long long)n);
 	}
 	HTTP_PUT("# HELP grpc_server_handled_total Total number of RPCs completed on the server, regardless of success or failure.\n"
 		 "# TYPE grpc_server_handled_total counter\n");
@@ -166,10 +203,10 @@ static size_t http_metrics_grpc(struct server *srv, char *buf, size_t len, size_
 				n += atomic_load_explicit(
 					&svc_thread_metrics(reactor_svc(srv->reactors[i]))->handled[m][code],
 					memory_order_relaxed);
-			if (n)
-				HTTP_PUT("grpc_server_handled_total{grpc_code=\"%s\",grpc_method=\"%s\",grpc_service=\"%.*s\"} %llu\n",
+			if (n || !http_metrics_lazy(m))
+				HTTP_PUT("grpc_server_handled_total{grpc_code=\"%s\",grpc_method=\"%s\",grpc_service=\"%.*s\",grpc_type=\"%s\"} %llu\n",
 					 http_codes[code], slash + 1, (int)(slash - path - 1), path + 1,
-					 (unsigned long long)n);
+					 http_grpc_type(m), (unsigned long long)n);
 		}
 	}
 	for (int i = 0; i < srv->nreactors; i++) {
@@ -201,17 +238,34 @@ static size_t http_metrics_grpc(struct server *srv, char *buf, size_t len, size_
 	return len;
 }
 
+/* etcd reports its cluster version as major.minor ("3.5"). */
+static const char *http_cluster_version(char *out, size_t cap)
+{
+	const char *full = UETCD_ETCD_API_VERSION, *dot = strchr(full, '.');
+	int n = dot && strchr(dot + 1, '.') ? (int)(strchr(dot + 1, '.') - full) : (int)strlen(full);
+
+	snprintf(out, cap, "%.*s", n, full);
+	return out;
+}
+
 static void http_metrics(struct server *srv, struct http1_conn *h)
 {
 	struct mvcc_view v;
-	char body[32768];
+	/* etcd's series at 0 for every method and code make ~120 KiB; a scrape is rare, so the
+	 * body is allocated for it rather than held per reactor */
+	enum { HTTP_METRICS_BODY_MAX = 256 << 10 };
+	char *body = malloc(HTTP_METRICS_BODY_MAX), cv[16];
 	uint64_t db, in_use;
 	unsigned alarms = atomic_load(&srv->alarms);
 	int n;
 
+	if (!body) {
+		http1_respond(h, 503, "text/plain; charset=utf-8", "out of memory\n", 14);
+		return;
+	}
 	maint_db_sizes(srv, &db, &in_use);
 	mvcc_view_published(srv->store, &v);
-	n = snprintf(body, sizeof body,
+	n = snprintf(body, HTTP_METRICS_BODY_MAX,
 		     "# HELP etcd_server_has_leader Whether or not a leader exists. 1 is existence, 0 is not.\n"
 		     "# TYPE etcd_server_has_leader gauge\netcd_server_has_leader 1\n"
 		     "# HELP etcd_server_is_leader Whether or not this member is a leader. 1 if is, 0 otherwise.\n"
@@ -251,9 +305,10 @@ static void http_metrics(struct server *srv, struct http1_conn *h)
 		     (unsigned long long)mvcc_keys_live(srv->store),
 		     (long long)v.rev, (long long)v.compact_rev,
 		     (long long)config_quota_bytes(srv->cfg),
-		     UETCD_ETCD_API_VERSION, UETCD_ETCD_API_VERSION, alarms, (unsigned long long)seq_batches(srv->seq));
-	size_t len = http_metrics_grpc(srv, body, n < 0 ? 0 : (size_t)n, sizeof body);
+		     UETCD_ETCD_API_VERSION, http_cluster_version(cv, sizeof cv), alarms, (unsigned long long)seq_batches(srv->seq));
+	size_t len = http_metrics_grpc(srv, body, n < 0 ? 0 : (size_t)n, HTTP_METRICS_BODY_MAX);
 	http1_respond(h, 200, "text/plain; version=0.0.4; charset=utf-8", body, len);
+	free(body);
 }
 
 void http_handle(struct server *srv, struct http1_conn *h, const struct http1_request *r)

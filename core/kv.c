@@ -160,8 +160,9 @@ static int kv_check_op(const RequestOp *op, int64_t max_ops, const struct kv_err
 		return 0;
 	case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN:
 		return kv_check_txn(op->request_txn, max_ops, err);
-	default:
-		return 0;
+	default: /* an empty op: etcd's checkRequestOp answers this */
+		*err = &err_key_not_found;
+		return -1;
 	}
 }
 
@@ -795,6 +796,12 @@ struct kv_range_stream {
 	uint8_t *list;
 	size_t *list_off; /* n + 1 offsets into list */
 	size_t list_n, list_i;
+	/* RangeStream (kv_range_stream_begin): RangeStreamResponse messages, one chunk built
+	 * and framed at a time in `chunk` (served from chunk_off to chunk_len) */
+	uint8_t *chunk;
+	size_t chunk_cap, chunk_off, chunk_len, target;
+	int64_t rs_count, rs_limit, rs_sent;
+	bool rs_more, rs_done, count_only;
 };
 
 static bool kv_stream_filter(const struct kv_range_stream *st, const struct mvcc_kv *m)
@@ -952,6 +959,7 @@ void kv_range_stream_free(void *arg)
 	free(st->last);
 	free(st->list);
 	free(st->list_off);
+	free(st->chunk);
 	free(st);
 }
 
@@ -969,6 +977,7 @@ static uint8_t *kv_dup(const uint8_t *p, size_t n)
 static struct kv_range_stream *kv_stream_new(const struct mvcc_view *v, const RangeRequest *r);
 static void kv_stream_frame(struct kv_range_stream *st, const struct mvcc_view *v, const struct kv_header_ids *ids,
 			    bool more, int64_t count);
+static void kv_stream_tail(struct kv_range_stream *st, bool more, int64_t count);
 static int kv_range_begin_sorted(const struct mvcc_view *v, const RangeRequest *r, const struct kv_header_ids *ids,
 				 size_t whole_max, struct kv_result *res, struct kv_range_stream **out,
 				 uint64_t *len);
@@ -1015,7 +1024,9 @@ static struct kv_range_stream *kv_stream_new(const struct mvcc_view *v, const Ra
 		abort();
 	st->store = v->store;
 	st->rev = r->revision > 0 ? r->revision : v->rev;
-	st->key = kv_dup(r->key.data, r->key.len + r->range_end.len);
+	st->key = kv_dup(NULL, r->key.len + r->range_end.len); /* key then range_end */
+	if (r->key.len)
+		memcpy(st->key, r->key.data, r->key.len);
 	st->key_len = r->key.len;
 	st->end = st->key + r->key.len;
 	if (r->range_end.len)
@@ -1046,6 +1057,12 @@ static void kv_stream_frame(struct kv_range_stream *st, const struct mvcc_view *
 	h = kv_varint_put(h, hlen);
 	etcdserverpb__response_header__pack(&hdr, h);
 	st->head_len = (uint32_t)(h + hlen - st->head);
+	kv_stream_tail(st, more, count);
+}
+
+/* `more` and `count`, the fields after the kvs. */
+static void kv_stream_tail(struct kv_range_stream *st, bool more, int64_t count)
+{
 	uint8_t *t = st->tail;
 	if (more) {
 		*t++ = 0x18;
@@ -1093,6 +1110,180 @@ static int kv_range_begin_sorted(const struct mvcc_view *v, const RangeRequest *
 	*out = st;
 	*len = st->head_len + bytes + st->tail_len;
 	return 1;
+}
+
+/* ---------- RangeStream (etcd 3.7, KEP-5966) ----------
+ *
+ * The same answer as Range, as a server stream of RangeStreamResponse{range_response = 1}
+ * messages whose merge is Range's RangeResponse: every chunk but the last carries kvs only,
+ * the last one adds the header (its revision the view's when the call began, as Range's),
+ * `more` and `count`. It reuses the streamed Range's state and its snapshot rule (see
+ * above): no snapshot pointer is held between reads; each chunk takes the then-published
+ * view and resumes after the last key sent, reading at the fixed revision R. Unlike the
+ * single-message Range nothing is sized up front (a message's length is only needed per
+ * chunk), so the first bytes go out after one small chunk's walk, and count is the tally
+ * of keys walked (the walk goes on past `limit`, counting only, as Range's does). A chunk
+ * is built whole before it is framed, so a stream holds at most one chunk: about
+ * KV_RS_CHUNK_MAX bytes plus one entry (an entry over that is a chunk alone). Sorting by
+ * anything but the key, ascending, is etcd's UNIMPLEMENTED (clients use Range for it). */
+
+/* The first chunk is small so that the first bytes leave soon; each next one doubles up
+ * to KV_RS_CHUNK_MAX (bytes of kvs; the bound on a stream's buffer, with one entry). */
+#define KV_RS_CHUNK_FIRST (4u * 1024)
+#define KV_RS_CHUNK_MAX (64u * 1024)
+/* Room before the kvs for the gRPC prefix (5), the range_response tag (1) and its length
+ * (at most 5 bytes: a chunk is under 2^32). */
+#define KV_RS_RESERVE 16
+
+static void kv_rs_reserve(struct kv_range_stream *st, size_t more)
+{
+	size_t need = st->chunk_len + more + sizeof st->head + sizeof st->tail;
+
+	if (need <= st->chunk_cap)
+		return;
+	size_t cap = st->chunk_cap ? st->chunk_cap : KV_RS_CHUNK_FIRST + 256;
+	while (cap < need)
+		cap *= 2;
+	uint8_t *n = realloc(st->chunk, cap);
+	if (!n)
+		abort();
+	st->chunk = n;
+	st->chunk_cap = cap;
+}
+
+static void kv_rs_put(struct kv_range_stream *st, const void *p, size_t n)
+{
+	kv_rs_reserve(st, n);
+	memcpy(st->chunk + st->chunk_len, p, n);
+	st->chunk_len += n;
+}
+
+static int kv_rs_fn(void *arg, const struct mvcc_kv *m)
+{
+	struct kv_range_stream *st = arg;
+	struct kv_enc e;
+
+	st->rs_count++;
+	if (st->count_only || !kv_stream_filter(st, m))
+		return 0;
+	if (st->rs_limit > 0 && st->rs_sent >= st->rs_limit) {
+		st->rs_more = true;
+		return 0;
+	}
+	kv_enc_build(&e, m, st->keys_only);
+	kv_rs_reserve(st, e.total);
+	st->chunk_len += kv_enc_copy(&e, 0, st->chunk + st->chunk_len, e.total);
+	st->rs_sent++;
+	if (st->rs_limit > 0 && st->rs_sent >= st->rs_limit)
+		return 0; /* the last chunk: the walk goes on counting */
+	if (st->end_len == 0 || st->chunk_len - KV_RS_RESERVE < st->target)
+		return 0;
+	kv_stream_remember(st, m->key, m->key_len);
+	return 1;
+}
+
+/* Builds and frames the next chunk; -1 when a compaction passed R. */
+static int kv_rs_fill(struct kv_range_stream *st)
+{
+	struct mvcc_view v;
+	const uint8_t *k = st->key;
+	size_t klen = st->key_len;
+
+	mvcc_view_published(st->store, &v);
+	if (st->have_last) {
+		st->last[st->last_len] = 0; /* the first key after `last` */
+		k = st->last;
+		klen = st->last_len + 1;
+	}
+	st->chunk_len = KV_RS_RESERVE;
+	kv_rs_reserve(st, 0);
+	int rc = mvcc_range(&v, k, klen, st->end, st->end_len, st->rev, false, kv_rs_fn, st);
+	if (rc < 0)
+		return -1;
+	st->rs_done = rc == 0;
+	if (st->rs_done) {
+		kv_stream_tail(st, st->rs_more, st->rs_count);
+		kv_rs_put(st, st->head, st->head_len);
+		kv_rs_put(st, st->tail, st->tail_len);
+	}
+	size_t inner = st->chunk_len - KV_RS_RESERVE;
+	size_t body = 1 + kv_varint_len(inner) + inner;
+	uint8_t *p = st->chunk + KV_RS_RESERVE - (body - inner) - 5;
+	st->chunk_off = (size_t)(p - st->chunk);
+	p[0] = 0;
+	p[1] = (uint8_t)(body >> 24);
+	p[2] = (uint8_t)(body >> 16);
+	p[3] = (uint8_t)(body >> 8);
+	p[4] = (uint8_t)body;
+	p[5] = 0x0a;
+	kv_varint_put(p + 6, inner);
+	if (st->target < KV_RS_CHUNK_MAX)
+		st->target *= 2;
+	return 0;
+}
+
+ssize_t kv_range_stream_read_msgs(void *arg, uint8_t *buf, size_t cap)
+{
+	struct kv_range_stream *st = arg;
+	size_t n = 0;
+
+	while (n < cap) {
+		if (st->chunk_off == st->chunk_len) {
+			if (st->rs_done)
+				break;
+			if (kv_rs_fill(st) < 0)
+				return -1;
+		}
+		size_t k = st->chunk_len - st->chunk_off;
+		if (k > cap - n)
+			k = cap - n;
+		memcpy(buf + n, st->chunk + st->chunk_off, k);
+		st->chunk_off += k;
+		n += k;
+	}
+	if (st->rs_done && st->chunk_off == st->chunk_len && st->chunk) {
+		free(st->chunk); /* all out: the stream keeps nothing while the trailers go */
+		st->chunk = NULL;
+		st->chunk_cap = st->chunk_off = st->chunk_len = 0;
+	}
+	return (ssize_t)n;
+}
+
+static int kv_rs_probe_fn(void *arg, const struct mvcc_kv *m)
+{
+	(void)arg;
+	(void)m;
+	return 1;
+}
+
+int kv_range_stream_begin(const struct mvcc_view *v, const struct ProtobufCMessage *req,
+			  const struct kv_header_ids *ids, struct kv_result *res, struct kv_range_stream **out)
+{
+	const RangeRequest *r = (const RangeRequest *)req;
+
+	res->code = GRPC_OK;
+	res->message = NULL;
+	res->resp = NULL;
+	if (r->sort_target != ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY ||
+	    r->sort_order == ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__DESCEND) {
+		res->code = GRPC_UNIMPLEMENTED;
+		res->message = "etcdserver: RangeStream does not support sorting; use Range";
+		return -1;
+	}
+	/* Range's errors (a compacted or future revision) before any message */
+	int rc = mvcc_range(v, r->key.data, r->key.len, r->range_end.data, r->range_end.len,
+			    r->revision > 0 ? r->revision : 0, false, kv_rs_probe_fn, NULL);
+	if (rc < 0) {
+		kv_set_error(res, kv_mvcc_error(rc));
+		return -1;
+	}
+	struct kv_range_stream *st = kv_stream_new(v, r);
+	st->rs_limit = r->limit;
+	st->count_only = r->count_only;
+	st->target = KV_RS_CHUNK_FIRST;
+	kv_stream_frame(st, v, ids, false, 0);
+	*out = st;
+	return 0;
 }
 
 /* ---------- Txn compares ---------- */

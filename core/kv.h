@@ -65,6 +65,15 @@ int kv_range_begin(const struct mvcc_view *v, const struct ProtobufCMessage *req
  * revision). */
 ssize_t kv_range_stream_read(void *st, uint8_t *buf, size_t cap);
 void kv_range_stream_free(void *st);
+/* RangeStream (etcd 3.7): the same Range as a stream of RangeStreamResponse chunks, from one
+ * revision, one chunk in memory at a time. Returns 0 with *out (read it with
+ * kv_range_stream_read_msgs, a GRPC_SOURCE_FRAMED source: whole framed messages, filling
+ * cap until the end, -1 when a compaction passed its revision; free it with
+ * kv_range_stream_free), or
+ * -1 with *res holding the error Range would give (or UNIMPLEMENTED for a sort). */
+int kv_range_stream_begin(const struct mvcc_view *v, const struct ProtobufCMessage *req,
+			  const struct kv_header_ids *ids, struct kv_result *res, struct kv_range_stream **out);
+ssize_t kv_range_stream_read_msgs(void *st, uint8_t *buf, size_t cap);
 /* Read path: a Range or a read-only Txn answered from a view. */
 void kv_read(enum kv_method method, const struct mvcc_view *v, const struct ProtobufCMessage *req,
 	     struct arena *a, struct kv_result *res);

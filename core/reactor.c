@@ -277,10 +277,16 @@ int reactor_listen(struct reactor *r, const struct config_url *u)
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
+	/* The port is ours alone, as etcd's: reactor 0 binds without SO_REUSEPORT, so the bind
+	 * fails (EADDRINUSE) if any socket, another uetcd's included, holds the address; only
+	 * then does it turn SO_REUSEPORT on (Linux checks the flag of bound sockets at each later
+	 * bind), so our other reactors join its group. Another process's exclusive bind keeps
+	 * failing while any of our sockets is bound: no window between a probe and the binds. */
+	bool first = r->index == 0;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
+	    (!first && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
 	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0 || bind(fd, (struct sockaddr *)&ss, len) < 0 ||
-	    listen(fd, 4096) < 0) {
+	    (first && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) || listen(fd, 4096) < 0) {
 		rc = -errno;
 		close(fd);
 		return rc;

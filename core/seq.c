@@ -459,6 +459,7 @@ static bool seq_apply(struct seq *s, struct seq_req *r, const struct kv_sink *si
 		return election_apply(s->election, s->store, r, sink, &s->ids);
 	if (r->method < KV_METHODS) {
 		kv_write((enum kv_method)r->method, s->store, r->msg, r->arena, sink, &res);
+		metrics_mvcc_count(&metrics_seq_mvcc, r->method, r->msg, res.resp);
 	} else if (r->method == SVC_MAINT_ALARM) {
 		static _Atomic unsigned none;
 		res.resp = maint_alarm(&s->ids, mvcc_rev(s->store), s->alarms ? s->alarms : &none, r->msg, r->arena,

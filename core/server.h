@@ -30,7 +30,7 @@ struct server {
 	struct reactor **reactors;
 	struct tls_ctx *tls_ctx;            /* for https listeners; each reactor holds its own ref */
 	struct authsvc *auth;               /* users, roles, tokens (core/authsvc.h) */
-	_Atomic unsigned tls_reload_gen;    /* bumped by SIGHUP: reactors reload certificates */
+	_Atomic unsigned tls_reload_gen;    /* bumping it makes reactors reload certificates */
 	_Atomic unsigned alarms;            /* this member's active alarms: 1 << AlarmType */
 	_Atomic bool stopping;
 };

@@ -66,6 +66,7 @@ static const struct svc_route_entry svc_routes[] = {
 	{"/etcdserverpb.KV/DeleteRange", KV_DELETE_RANGE},
 	{"/etcdserverpb.KV/Txn", KV_TXN},
 	{"/etcdserverpb.KV/Compact", KV_COMPACT},
+	{"/etcdserverpb.KV/RangeStream", SVC_KV_RANGE_STREAM},
 	{"/etcdserverpb.Maintenance/Status", SVC_MAINT_STATUS},
 	{"/etcdserverpb.Cluster/MemberList", SVC_CLUSTER_MEMBER_LIST},
 	{"/etcdserverpb.Watch/Watch", SVC_WATCH},
@@ -250,6 +251,7 @@ static void svc_kv_read(struct svc_thread *t, struct grpc_conn *c, uint32_t sid,
 
 	mvcc_view_published(t->srv->store, &v);
 	kv_read((enum kv_method)method, &v, req, a, &res);
+	metrics_mvcc_count(&t->m.mvcc, method, req, res.resp);
 	svc_reply(t, c, sid, method, &res);
 	metrics_observe(&t->m.read_us, metrics_us_bounds, metrics_us_nbounds, svc_now_us() - start);
 }
@@ -266,6 +268,7 @@ static void svc_kv_range(struct svc_thread *t, struct grpc_conn *c, uint32_t sid
 	uint64_t start = svc_now_us();
 
 	mvcc_view_published(t->srv->store, &v);
+	metrics_mvcc_count(&t->m.mvcc, KV_RANGE, req, NULL); /* a Range counts whatever its answer */
 	if (kv_range_begin(&v, req, a, &t->srv->ids, SVC_RANGE_WHOLE_MAX, &res, &st, &len) == 1) {
 		struct grpc_msg_source src = {.read = kv_range_stream_read, .free = kv_range_stream_free, .arg = st};
 		if (grpc_send_message_source(c, sid, len, &src) == 0)
@@ -291,6 +294,24 @@ static void svc_charge(struct svc_thread *t, struct seq_req *r, int sign)
 	r->counted = r->cancel || !r->msg || (r->method != SVC_LOCK_LOCK && r->method != SVC_ELECTION_CAMPAIGN);
 	if (r->counted && t->charge)
 		t->charge(t->charge_arg, r->conn_id, sign, sign * (int64_t)r->in_bytes);
+}
+
+/* A RangeStream: chunks pulled by the call's window from one revision (kv.c). */
+static void svc_kv_range_stream(struct svc_thread *t, struct grpc_conn *c, uint32_t sid,
+				const ProtobufCMessage *req)
+{
+	struct mvcc_view v;
+	struct kv_result res;
+	struct kv_range_stream *st;
+
+	mvcc_view_published(t->srv->store, &v);
+	if (kv_range_stream_begin(&v, req, &t->srv->ids, &res, &st) < 0) {
+		svc_status(t, c, sid, SVC_KV_RANGE_STREAM, res.code, res.message);
+		return;
+	}
+	struct grpc_msg_source src = {.read = kv_range_stream_read_msgs, .free = kv_range_stream_free, .arg = st};
+	if (grpc_send_message_source(c, sid, GRPC_SOURCE_FRAMED, &src) == 0)
+		svc_status(t, c, sid, SVC_KV_RANGE_STREAM, GRPC_OK, NULL); /* trailers wait behind it */
 }
 
 static void svc_queue(struct svc_thread *t, struct seq_req *r)
@@ -637,12 +658,12 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 		svc_queue_unpacked(t, c, conn_id, sid, method, election_request_desc(method), msg, len);
 		return;
 	}
-	if (method < 0 || method >= KV_METHODS) {
+	if ((method < 0 || method >= KV_METHODS) && method != SVC_KV_RANGE_STREAM) {
 		svc_status(t, c, sid, method, GRPC_UNIMPLEMENTED, "unknown method");
 		return;
 	}
 	bool flat;
-	if (method == KV_RANGE) {
+	if (method == KV_RANGE || method == SVC_KV_RANGE_STREAM) {
 		arena_reset(t->scratch);
 		req = svc_decode(t, c, sid, method, svc_kv_desc[KV_RANGE], t->scratch, msg, len, &flat);
 		if (!req)
@@ -651,9 +672,12 @@ void svc_on_message(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id,
 			svc_status(t, c, sid, method, res.code, res.message);
 			return;
 		}
-		if (!svc_authorized(t, c, sid, method, req, NULL))
+		if (!svc_authorized(t, c, sid, KV_RANGE, req, NULL)) /* RangeStream: Range's checks */
 			return;
-		svc_kv_range(t, c, sid, req, t->scratch);
+		if (method == SVC_KV_RANGE_STREAM)
+			svc_kv_range_stream(t, c, sid, req);
+		else
+			svc_kv_range(t, c, sid, req, t->scratch);
 		return;
 	}
 
@@ -783,6 +807,8 @@ void svc_on_call_end(struct svc_thread *t, struct grpc_conn *c, uint64_t conn_id
 		r->auth_checked_rev = 0;
 		svc_queue(t, r);
 	}
+	if (method == SVC_WATCH) /* a watch stream ends when its client goes: etcd counts Canceled */
+		atomic_fetch_add_explicit(&t->m.handled[method][GRPC_CANCELLED], 1, memory_order_relaxed);
 	if (method == SVC_WATCH || method == SVC_ELECTION_OBSERVE)
 		watch_stream_close(t->watch, c, sid);
 	else if (method == SVC_MAINT_SNAPSHOT)

@@ -54,6 +54,7 @@ enum svc_method {
 	SVC_AUTH_ROLE_DELETE,
 	SVC_AUTH_ROLE_GRANT_PERMISSION,
 	SVC_AUTH_ROLE_REVOKE_PERMISSION,
+	SVC_KV_RANGE_STREAM, /* etcd 3.7's KV.RangeStream */
 	SVC_METHODS,
 };
 
@@ -70,6 +71,7 @@ struct svc_metrics {
 	_Alignas(64) _Atomic uint64_t started[SVC_METHODS];
 	_Atomic uint64_t handled[SVC_METHODS][17]; /* by gRPC status code */
 	struct metrics_hist read_us, write_us;     /* request latency in microseconds */
+	struct metrics_mvcc mvcc;                  /* etcd_mvcc_*_total of the reads answered here */
 };
 
 const struct svc_metrics *svc_thread_metrics(const struct svc_thread *t);

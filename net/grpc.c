@@ -712,6 +712,13 @@ static ssize_t pull_read(void *arg, uint8_t *buf, size_t cap, bool *eof)
 {
 	struct grpc_pull *p = arg;
 	size_t n = 0;
+	if (p->len == GRPC_SOURCE_FRAMED) {
+		ssize_t k = p->src.read(p->src.arg, buf, cap);
+		if (k < 0 || (size_t)k > cap)
+			return -H2_REFUSED_STREAM;
+		*eof = (size_t)k < cap;
+		return k;
+	}
 	if (p->prefix_sent < GRPC_PREFIX) {
 		size_t k = GRPC_PREFIX - p->prefix_sent;
 		if (k > cap)
@@ -750,7 +757,7 @@ int grpc_send_message_source(struct grpc_conn *c, uint32_t stream_id, uint64_t l
 	int r = -ENOENT;
 	if (!call || !call_live(call, stream_id))
 		goto fail;
-	if (!send_size_ok(c, call, len)) {
+	if (len != GRPC_SOURCE_FRAMED && !send_size_ok(c, call, len)) {
 		r = -EMSGSIZE;
 		goto fail;
 	}

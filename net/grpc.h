@@ -136,6 +136,11 @@ struct grpc_msg_source {
 	void (*free)(void *arg);
 	void *arg;
 };
+/* len GRPC_SOURCE_FRAMED: a server stream of several messages from one source: read
+ * writes whole gRPC messages, 5-byte prefixes included, filling `cap` while any bytes are
+ * left: fewer than `cap` (0 included) means these were the last (the body then ends with
+ * them; trailers follow). */
+#define GRPC_SOURCE_FRAMED UINT64_MAX
 int grpc_send_message_source(struct grpc_conn *c, uint32_t stream_id, uint64_t len,
 			     const struct grpc_msg_source *src);
 /* Ends a call with a status: trailers after any queued messages, or a trailers-only

@@ -429,6 +429,9 @@ static const struct {
 	{"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "ECDHE-ECDSA-AES256-GCM-SHA384"},
 	{"TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", "ECDHE-RSA-CHACHA20-POLY1305"},
 	{"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", "ECDHE-ECDSA-CHACHA20-POLY1305"},
+	/* the names Go had before 1.14, which etcd's tlsutil still maps to the two above */
+	{"TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305", "ECDHE-RSA-CHACHA20-POLY1305"},
+	{"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305", "ECDHE-ECDSA-CHACHA20-POLY1305"},
 	{"TLS_AES_128_GCM_SHA256", NULL},
 	{"TLS_AES_256_GCM_SHA384", NULL},
 	{"TLS_CHACHA20_POLY1305_SHA256", NULL},
@@ -466,6 +469,7 @@ static int tls_cipher_list(const char *names, bool tls13, char *out, size_t cap,
 		int w = snprintf(out, cap, "%s", tls_suites13);
 		len = (size_t)w;
 	}
+	bool h2_suite = false; /* Go's HTTP/2 server refuses a TLS 1.2 list without one */
 	for (const char *p = names; *p;) {
 		const char *e = strchr(p, ',');
 		size_t n = e ? (size_t)(e - p) : strlen(p);
@@ -478,6 +482,9 @@ static int tls_cipher_list(const char *names, bool tls13, char *out, size_t cap,
 			snprintf(err, errlen, "unexpected TLS cipher suite \"%.*s\"", (int)(n > 100 ? 100 : n), p);
 			return -EINVAL;
 		}
+		if (strcmp(tls_suites[i].go, "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256") == 0 ||
+		    strcmp(tls_suites[i].go, "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256") == 0)
+			h2_suite = true;
 		if (tls_suites[i].wolf != NULL) {
 			int w = snprintf(out + len, cap - len, "%s%s", len ? ":" : "", tls_suites[i].wolf);
 			if (w < 0 || (size_t)w >= cap - len) {
@@ -487,6 +494,12 @@ static int tls_cipher_list(const char *names, bool tls13, char *out, size_t cap,
 			len += (size_t)w;
 		}
 		p = e ? e + 1 : p + n;
+	}
+	if (!h2_suite) { /* etcd fails to start with Go's message (RFC 9113 §9.2.2's mandatory suite) */
+		snprintf(err, errlen, "http2: TLSConfig.CipherSuites is missing an HTTP/2-required AES_128_GCM_SHA256 cipher "
+				      "(need at least one of TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 or "
+				      "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)");
+		return -EINVAL;
 	}
 	return 0;
 }

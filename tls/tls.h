@@ -24,7 +24,7 @@
  *
  * Certificates: a tls_ctx holds the loaded certificate, key, CA and CRL, and is reference
  * counted; each connection holds a reference to the ctx it started with, so replacing the
- * ctx (tls_ctx_reload_if_changed, on SIGHUP or when a file's mtime changes) affects new
+ * ctx (tls_ctx_reload_if_changed, when a file's mtime changes) affects new
  * connections only. Session tickets are sealed with a process-wide key, so a client resumes
  * across reloads and across ctxs of different reactor threads. Contexts that verify client
  * certificates issue and accept no tickets (wolfSSL would lose the client's CN on resumption).
@@ -81,7 +81,7 @@ struct tls_ctx *tls_ctx_ref(struct tls_ctx *ctx);
 /* Drops a reference; the last one frees the context. NULL is ignored. */
 void tls_ctx_free(struct tls_ctx *ctx);
 
-/* If `force` (SIGHUP) or the certificate, key, CA or CRL file changed on disk since *ctxp
+/* If `force` or the certificate, key, CA or CRL file changed on disk since *ctxp
  * was built (mtime, size or inode), builds a new context from the same configuration and
  * replaces *ctxp with it, dropping the caller's reference to the old one (connections keep
  * theirs). Returns 1 if replaced, 0 if nothing changed, or a negative errno if the new files

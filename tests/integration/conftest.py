@@ -8,6 +8,22 @@ Environment:
               whose basename is "etcd" is launched as etcd (with peer flags), anything
               else as uetcd. This lets the whole suite be validated with
               UETCD_BIN pointing at the reference etcd.
+  UETCD_ARGS  optional: more flags for every uetcd the fixtures start (`make tsan` passes
+              "--threads 2").
+  UETCD_START_TIMEOUT  seconds a fixture's server has to become ready (20; `make tsan`
+              gives 90: under ThreadSanitizer, reading a 64 MiB log segment at start-up
+              takes about 25 s).
+  UETCD_REF_RUNS=0  deselects the reference etcd's run of tests parametrized over both
+              servers (`server`, or a `role` parameter): that run checks the test, not
+              uetcd, so the sanitizer runs leave it out.
+
+Sanitized builds (`make test` runs a part of the suite against build/asan/uetcd, `make tsan`
+against build/tsan/uetcd): ASAN_OPTIONS, UBSAN_OPTIONS and TSAN_OPTIONS send every report
+to a file in one directory for the session (log_path), whichever process wrote it (fixture
+servers, servers a test starts itself, tools). The test during which a report appears fails
+with the report's text (reports written while a module's servers stop fail its last test's
+teardown). Unsanitized binaries ignore these variables. tests/lsan.supp and tests/tsan.supp
+list the reports judged harmless, each with its reason.
 
 Fixtures:
   uetcd, etcd_ref   a running server (module scoped: tests namespace their keys and take
@@ -20,7 +36,7 @@ On a test failure the stderr tail of every server the test used is added to the 
 """
 import os
 
-# The servers are started with fork + exec (preexec_fn). gRPC's fork support makes a fork
+# The servers are started with fork + exec. gRPC's fork support makes a fork
 # wait until gRPC's thread pool is idle, which a call still in flight in some thread (a
 # test's leftover daemon thread) can postpone forever; the child execs at once and never
 # touches gRPC, so that support is not needed here. Must be set before grpc is imported.
@@ -48,8 +64,72 @@ if _soft != resource.RLIM_INFINITY and (_hard == resource.RLIM_INFINITY or _soft
     resource.setrlimit(resource.RLIMIT_NOFILE,
                        (min(_hard, 65536) if _hard != resource.RLIM_INFINITY else 65536, _hard))
 REPO = os.path.abspath(os.path.join(HERE, '..', '..'))
-START_TIMEOUT = 20.0
+START_TIMEOUT = float(os.environ.get('UETCD_START_TIMEOUT') or 20.0)  # make tsan: 90
 STOP_TIMEOUT = 10.0
+
+
+# -- sanitizer reports ---------------------------------------------------------------------
+# Every sanitizer report goes to SAN_DIR/<asan|ubsan|tsan>.<pid>; _san_take() returns what
+# was written since it was last called. ASan and UBSan stop the process at the first report
+# (the server's death fails the test too); TSan reports and goes on, so only these files
+# show its races. Leaks are checked when a server exits (main() exits with its state still
+# reachable, so only memory lost while serving is reported).
+SAN_DIR = tempfile.mkdtemp(prefix='uetcd-sanitizer-')
+SAN_REPORT_LINES = 200             # per report in a failure message; the file has all of it
+_SAN_SEEN = {}                     # report file -> bytes already taken
+_SAN_FOUND = []                    # report files that had anything (kept after the session)
+TSAN_SUPP = os.path.join(REPO, 'tests', 'tsan.supp')
+LSAN_SUPP = os.path.join(REPO, 'tests', 'lsan.supp')
+
+
+def _san_env():
+    opts = {
+        'ASAN_OPTIONS': 'log_path=%s/asan:halt_on_error=1:detect_leaks=1:print_summary=1' % SAN_DIR,
+        'UBSAN_OPTIONS': 'log_path=%s/ubsan:halt_on_error=1:print_stacktrace=1:print_summary=1' % SAN_DIR,
+        'TSAN_OPTIONS': 'log_path=%s/tsan:halt_on_error=0:second_deadlock_stack=1:print_summary=1'
+                        % SAN_DIR + (':suppressions=' + TSAN_SUPP if os.path.exists(TSAN_SUPP) else ''),
+        'LSAN_OPTIONS': 'print_suppressions=0' + (':suppressions=' + LSAN_SUPP
+                                                  if os.path.exists(LSAN_SUPP) else ''),
+    }
+    for k, v in opts.items():      # the caller's own options come last, so they win
+        os.environ[k] = v + (':' + os.environ[k] if os.environ.get(k) else '')
+
+
+_san_env()
+
+
+def _san_take():
+    """Text of the sanitizer reports written since the last call ('' if none)."""
+    out = []
+    try:
+        names = sorted(os.listdir(SAN_DIR))
+    except OSError:
+        return ''
+    for name in names:
+        path = os.path.join(SAN_DIR, name)
+        try:
+            with open(path, 'rb') as f:
+                f.seek(_SAN_SEEN.get(path, 0))
+                data = f.read()
+        except OSError:
+            continue
+        if not data:
+            continue
+        _SAN_SEEN[path] = _SAN_SEEN.get(path, 0) + len(data)
+        if path not in _SAN_FOUND:
+            _SAN_FOUND.append(path)
+        lines = data.decode('utf-8', 'replace').splitlines()
+        if len(lines) > SAN_REPORT_LINES:
+            lines = lines[:SAN_REPORT_LINES] + ['... (%d more lines in %s)' % (
+                len(lines) - SAN_REPORT_LINES, path)]
+        out.append('--- sanitizer report %s ---\n%s' % (path, '\n'.join(lines)))
+    return '\n'.join(out)
+
+
+def _san_fail(when):
+    text = _san_take()
+    if text:
+        pytest.fail('sanitizer report(s) %s:\n%s' % (when, text), pytrace=False)
 
 
 def _env_path(name, default):
@@ -80,14 +160,15 @@ def launch_kind(binary, role):
 _START_FAILURES = {}
 
 
-def _die_with_parent():
-    """preexec_fn: SIGKILL the server if the test process dies (a killed pytest run must
-    not leave servers behind)."""
-    try:
-        import ctypes
-        ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
+# A server gets SIGKILL if the test process dies (a killed pytest run must not leave servers
+# behind): util-linux's setpriv sets PR_SET_PDEATHSIG and execs the server. Not a
+# preexec_fn: Python code between fork and exec in this many-threaded process was seen to
+# abort in the child (threading's after-fork lock reinit), failing a server start.
+_SETPRIV = shutil.which('setpriv')
+
+
+def _with_pdeathsig(args):
+    return [_SETPRIV, '--pdeathsig', 'KILL', '--'] + args if _SETPRIV else args
 
 
 def free_port():
@@ -133,6 +214,8 @@ class Server:
             self.url = 'http://' + self.endpoint
             args = [self.binary, '--data-dir', self.data_dir,
                     '--listen-client-urls', self.url, '--advertise-client-urls', self.url]
+            if self.kind == 'uetcd':
+                args += os.environ.get('UETCD_ARGS', '').split()
             if self.kind == 'etcd':
                 peer = 'http://127.0.0.1:%d' % free_port()
                 args += ['--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
@@ -144,10 +227,9 @@ class Server:
             # ETCD_* variables are flags to etcd (and to uetcd): do not leak ours (ETCD_REF).
             env = {k: v for k, v in os.environ.items()
                    if not k.startswith('ETCD_') and not k.startswith('ETCDCTL_')}
-            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log,
+            self.proc = subprocess.Popen(_with_pdeathsig(args), stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, cwd=self.tmp, env=env,
-                                         start_new_session=True,   # own process group
-                                         preexec_fn=_die_with_parent)
+                                         start_new_session=True)   # own process group
             log.close()
             last_err = self._wait_ready()
             if last_err is None:
@@ -272,8 +354,23 @@ class _Holder:
 
 def _check_alive(srv):
     if not srv.alive():
-        pytest.fail('%s died during the test (exit status %s)\n--- server output tail ---\n%s'
-                    % (srv.name, srv.proc.returncode, srv.stderr_tail()), pytrace=False)
+        pytest.fail('%s died during the test (exit status %s)\n--- server output tail ---\n%s\n%s'
+                    % (srv.name, srv.proc.returncode, srv.stderr_tail(), _san_take()), pytrace=False)
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _sanitizer_reports_module():
+    """Set up before (so torn down after) the module's servers: reports written as they
+    stop (leaks) fail the module's last test at teardown."""
+    yield
+    _san_fail('while this module\'s servers stopped')
+
+
+@pytest.fixture(autouse=True)
+def _sanitizer_reports():
+    """Torn down after the test's other fixtures (spawned servers have stopped by then)."""
+    yield
+    _san_fail('during this test')
 
 
 @pytest.fixture(scope='module')
@@ -330,8 +427,21 @@ def spawn(request):
         s.stop()
     if dead:
         s, tail = dead[0]
-        pytest.fail('%s died during the test (exit status %s)\n--- server output tail ---\n%s'
-                    % (s.name, s.proc.returncode, tail), pytrace=False)
+        pytest.fail('%s died during the test (exit status %s)\n--- server output tail ---\n%s\n%s'
+                    % (s.name, s.proc.returncode, tail, _san_take()), pytrace=False)
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get('UETCD_REF_RUNS', '1') != '0':
+        return
+    keep, drop = [], []
+    for item in items:
+        params = getattr(getattr(item, 'callspec', None), 'params', {})
+        ref = any(params.get(k) == 'etcd' for k in ('server', 'role'))
+        (drop if ref else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -359,3 +469,11 @@ def pytest_sessionfinish(session, exitstatus):
             srv.stop()
         except Exception:
             pass
+    late = _san_take()
+    if late:                       # written after the last test's checks: fail the run
+        print('\nsanitizer report(s) after the last test:\n' + late)
+        session.exitstatus = 1
+    if _SAN_FOUND:
+        print('\nsanitizer reports kept in %s' % SAN_DIR)
+    else:
+        shutil.rmtree(SAN_DIR, ignore_errors=True)

@@ -2,11 +2,13 @@
  * in txns, contradictory flags, request size), Range options (limit/more/count, sort,
  * filters, keys_only, count_only, revisions), Txn semantics (compares on missing keys,
  * range compares, compares evaluated before any op, path checks that keep a txn from being
- * half-applied, nested txns) and Compact errors. The messages are built as protobuf-c
- * structs and also round-tripped through kv_decode. */
+ * half-applied, nested txns), Compact errors, and RangeStream (its chunks merge to Range's
+ * answer in any read size, from one revision, ending past a compaction). The messages are
+ * built as protobuf-c structs and also round-tripped through kv_decode. */
 #include <criterion/criterion.h>
 #include <protobuf-c/protobuf-c.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/arena.h"
@@ -506,4 +508,201 @@ Test(kv, request_too_large)
 	expect_error(run(KV_PUT, &p.base), GRPC_INVALID_ARGUMENT, "etcdserver: request is too large");
 	p.value.len = n - 100;
 	cr_assert_eq(run(KV_PUT, &p.base).code, GRPC_OK);
+}
+
+/* ---------- RangeStream ---------- */
+
+/* Reads a whole RangeStream answer in reads of at most `cap` bytes, writing between reads
+ * when `mid` is set; merges the RangeStreamResponse chunks (kvs appended, the rest from the
+ * last) and packs the result. Returns its length, or -1 when a read failed. */
+static ssize_t stream_merged(const Etcdserverpb__RangeRequest *rr, size_t cap, void (*mid)(void), uint8_t *out,
+			     size_t out_cap, size_t *chunks)
+{
+	static const struct kv_header_ids ids = {1, 2, 3};
+	size_t len;
+	ProtobufCMessage *d = roundtrip(KV_RANGE, &rr->base, &len);
+	struct mvcc_view v;
+	struct kv_result res;
+	struct kv_range_stream *st;
+	size_t body_cap = 1 << 22, n = 0;
+	uint8_t *body = malloc(body_cap), buf[8192];
+
+	mvcc_view_published(s, &v);
+	cr_assert_eq(kv_range_stream_begin(&v, d, &ids, &res, &st), 0);
+	for (int i = 0; i < 1 << 22; i++) {
+		ssize_t k = kv_range_stream_read_msgs(st, buf, cap);
+		if (k < 0) {
+			kv_range_stream_free(st);
+			free(body);
+			return -1;
+		}
+		if (k == 0)
+			break;
+		cr_assert_leq(n + (size_t)k, body_cap);
+		memcpy(body + n, buf, (size_t)k);
+		n += (size_t)k;
+		if (mid && i == 0)
+			mid();
+	}
+	kv_range_stream_free(st);
+	Etcdserverpb__RangeResponse m = ETCDSERVERPB__RANGE_RESPONSE__INIT;
+	Mvccpb__KeyValue **kvs = arena_alloc(a, 4096 * sizeof *kvs);
+	*chunks = 0;
+	for (size_t off = 0; off < n;) {
+		cr_assert_leq(off + 5, n);
+		size_t ml = (size_t)body[off + 1] << 24 | (size_t)body[off + 2] << 16 | (size_t)body[off + 3] << 8 |
+			    body[off + 4];
+		cr_assert_eq(body[off], 0);
+		cr_assert_leq(off + 5 + ml, n);
+		Etcdserverpb__RangeStreamResponse *c =
+			etcdserverpb__range_stream_response__unpack(NULL, ml, body + off + 5);
+		cr_assert_not_null(c);
+		cr_assert_not_null(c->range_response);
+		bool last = off + 5 + ml == n;
+		cr_assert_eq(c->range_response->header != NULL, last, "the header is in the last chunk only");
+		if (!last)
+			cr_assert(c->range_response->n_kvs > 0 && !c->range_response->count && !c->range_response->more);
+		for (size_t i = 0; i < c->range_response->n_kvs; i++) {
+			cr_assert_lt(m.n_kvs, 4096);
+			Mvccpb__KeyValue *kv = arena_alloc(a, sizeof *kv);
+			*kv = *c->range_response->kvs[i];
+			kv->key.data = arena_alloc(a, kv->key.len + 1);
+			memcpy(kv->key.data, c->range_response->kvs[i]->key.data, kv->key.len);
+			kv->value.data = arena_alloc(a, kv->value.len + 1);
+			if (kv->value.len)
+				memcpy(kv->value.data, c->range_response->kvs[i]->value.data, kv->value.len);
+			kvs[m.n_kvs++] = kv;
+		}
+		if (last) {
+			Etcdserverpb__ResponseHeader *h = arena_alloc(a, sizeof *h);
+			*h = *c->range_response->header;
+			m.header = h;
+			m.count = c->range_response->count;
+			m.more = c->range_response->more;
+		}
+		etcdserverpb__range_stream_response__free_unpacked(c, NULL);
+		off += 5 + ml;
+		(*chunks)++;
+	}
+	free(body);
+	m.kvs = kvs;
+	size_t pl = etcdserverpb__range_response__get_packed_size(&m);
+	cr_assert_leq(pl, out_cap);
+	etcdserverpb__range_response__pack(&m, out);
+	return (ssize_t)pl;
+}
+
+static size_t range_packed(const Etcdserverpb__RangeRequest *rr, uint8_t *out, size_t out_cap)
+{
+	static const struct kv_header_ids ids = {1, 2, 3};
+	struct kv_result r = run(KV_RANGE, &rr->base);
+	cr_assert_eq(r.code, GRPC_OK);
+	kv_fill_header(r.resp, KV_RANGE, &ids);
+	size_t pl = protobuf_c_message_get_packed_size(r.resp);
+	cr_assert_leq(pl, out_cap);
+	protobuf_c_message_pack(r.resp, out);
+	return pl;
+}
+
+static void stream_fill(void)
+{
+	char k[32], v[300];
+	for (int i = 0; i < 3000; i++) {
+		snprintf(k, sizeof k, "s/%05d", i);
+		snprintf(v, sizeof v, "%0*d", 1 + i % 250, i);
+		put(k, v);
+	}
+}
+
+static const char from_key[1] = {0};
+
+Test(kv, range_stream_merges_to_range_in_any_read_size)
+{
+	static uint8_t want[1 << 21], got[1 << 21];
+	stream_fill();
+	struct {
+		int64_t limit, revision, min_mod, max_create;
+		bool keys_only, count_only;
+		const char *key, *end;
+	} cases[] = {
+		{0, 0, 0, 0, false, false, "s/", "s0"},	    {10, 0, 0, 0, false, false, "s/", "s0"},
+		{2999, 0, 0, 0, false, false, "s/", "s0"},  {0, 1500, 0, 0, false, false, "s/", "s0"},
+		{0, 0, 2000, 0, false, false, "s/", "s0"},  {100, 0, 0, 1200, true, false, "s/", "s0"},
+		{0, 0, 0, 0, false, true, "s/", "s0"},	    {0, 0, 0, 0, false, false, "s/00042", ""},
+		{0, 0, 0, 0, false, false, "x", "y"},	    {5, 0, 0, 0, false, false, "s/02990", from_key},
+	};
+	size_t caps[] = {1, 7, 4096, 8192};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		Etcdserverpb__RangeRequest rr = ETCDSERVERPB__RANGE_REQUEST__INIT;
+		rr.key = bin(cases[i].key);
+		/* from_key: range_end "\0" (from the key on); "": the key alone */
+		rr.range_end = cases[i].end == from_key ? (ProtobufCBinaryData){1, (uint8_t *)from_key}
+			       : cases[i].end[0]	  ? bin(cases[i].end)
+							  : (ProtobufCBinaryData){0, NULL};
+		rr.limit = cases[i].limit;
+		rr.revision = cases[i].revision;
+		rr.min_mod_revision = cases[i].min_mod;
+		rr.max_create_revision = cases[i].max_create;
+		rr.keys_only = cases[i].keys_only;
+		rr.count_only = cases[i].count_only;
+		size_t wl = range_packed(&rr, want, sizeof want);
+		for (size_t c = 0; c < sizeof caps / sizeof caps[0]; c++) {
+			size_t chunks;
+			ssize_t gl = stream_merged(&rr, caps[c], NULL, got, sizeof got, &chunks);
+			cr_assert_eq(gl, (ssize_t)wl, "case %zu cap %zu: %zd vs %zu bytes", i, caps[c], gl, wl);
+			cr_assert(!memcmp(got, want, wl), "case %zu cap %zu differs", i, caps[c]);
+			if (i == 0)
+				cr_assert_gt(chunks, 5, "a large answer comes in chunks");
+		}
+	}
+}
+
+static void stream_mid_writes(void)
+{
+	put("s/00001", "changed");
+	put("s/99999", "new");
+	Etcdserverpb__DeleteRangeRequest d = ETCDSERVERPB__DELETE_RANGE_REQUEST__INIT;
+	d.key = bin("s/01000");
+	d.range_end = bin("s/01100");
+	cr_assert_eq(run(KV_DELETE_RANGE, &d.base).code, GRPC_OK);
+}
+
+static void stream_mid_compact(void)
+{
+	stream_mid_writes();
+	Etcdserverpb__CompactionRequest c = ETCDSERVERPB__COMPACTION_REQUEST__INIT;
+	c.revision = 3006; /* the stream reads at 3004 (after the first call's writes) */
+	cr_assert_eq(run(KV_COMPACT, &c.base).code, GRPC_OK);
+}
+
+Test(kv, range_stream_reads_one_revision_and_fails_past_a_compaction)
+{
+	static uint8_t want[1 << 21], got[1 << 21];
+	size_t chunks;
+	stream_fill(); /* revisions 2..3001 */
+	Etcdserverpb__RangeRequest rr = ETCDSERVERPB__RANGE_REQUEST__INIT;
+	rr.key = bin("s/");
+	rr.range_end = bin("s0");
+	size_t wl = range_packed(&rr, want, sizeof want);
+	ssize_t gl = stream_merged(&rr, 4096, stream_mid_writes, got, sizeof got, &chunks);
+	cr_assert_eq(gl, (ssize_t)wl);
+	cr_assert(!memcmp(got, want, wl), "writes during the stream are not seen");
+	cr_assert_eq(stream_merged(&rr, 4096, stream_mid_compact, got, sizeof got, &chunks), -1,
+		     "a compaction past the stream's revision ends it");
+
+	struct mvcc_view v;
+	struct kv_result res;
+	struct kv_range_stream *st;
+	static const struct kv_header_ids ids = {1, 2, 3};
+	mvcc_view_published(s, &v);
+	rr.revision = 2;
+	cr_assert_eq(kv_range_stream_begin(&v, &rr.base, &ids, &res, &st), -1);
+	expect_error(res, GRPC_OUT_OF_RANGE, "etcdserver: mvcc: required revision has been compacted");
+	rr.revision = v.rev + 1;
+	cr_assert_eq(kv_range_stream_begin(&v, &rr.base, &ids, &res, &st), -1);
+	expect_error(res, GRPC_OUT_OF_RANGE, "etcdserver: mvcc: required revision is a future revision");
+	rr.revision = 0;
+	rr.sort_order = ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__DESCEND;
+	cr_assert_eq(kv_range_stream_begin(&v, &rr.base, &ids, &res, &st), -1);
+	cr_assert_eq(res.code, GRPC_UNIMPLEMENTED);
 }

@@ -901,7 +901,7 @@ Test(tls, truncated_handshake_stalls_without_blocking)
 Test(tls, cipher_suite_restriction)
 {
 	struct tls_server_config cfg = cfg_rsa();
-	cfg.cipher_suites = "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384";
+	cfg.cipher_suites = "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"; /* an RSA key */
 	cfg.max_version = TLS_VERSION_1_2;
 	struct tls_ctx *ctx = ctx_new(&cfg);
 	struct tls_conn *s = tls_conn_new(ctx);
@@ -922,7 +922,7 @@ Test(tls, cipher_suite_restriction)
 
 	/* With TLS 1.3 allowed, a 1.3 client gets 1.3 whatever the (1.2) list says, as in Go. */
 	cfg.max_version = 0;
-	cfg.cipher_suites = "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256";
+	cfg.cipher_suites = "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305,TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256";
 	ctx = ctx_new(&cfg);
 	s = tls_conn_new(ctx);
 	client_init(&c, &(struct cli_opts){0});
@@ -957,6 +957,9 @@ Test(tls, config_errors_like_etcd)
 	cfg.cipher_suites = "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_FOO";
 	cr_assert_null(tls_ctx_new(&cfg, err, sizeof err));
 	cr_assert_str_eq(err, "unexpected TLS cipher suite \"TLS_FOO\"");
+	cfg.cipher_suites = "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384";
+	cr_assert_null(tls_ctx_new(&cfg, err, sizeof err));
+	cr_assert(strstr(err, "missing an HTTP/2-required AES_128_GCM_SHA256 cipher"), "%s", err);
 	cfg.cipher_suites = "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256";
 	cfg.min_version = TLS_VERSION_1_3;
 	cr_assert_null(tls_ctx_new(&cfg, err, sizeof err));
