@@ -104,7 +104,7 @@ define pytest_run
 	@rm -rf $(dir $(abspath $(1)))test-tmp && mkdir -p $(dir $(abspath $(1)))test-tmp
 	@tmp=$(dir $(abspath $(1)))test-tmp; \
 	if TMPDIR=$$tmp UETCD_BIN=$(abspath $(1)) ETCD_REF=$(abspath $(BUILD)/etcd-ref/usr/bin/etcd) $(2) \
-		$(PYTHON) -m pytest -q -p no:cacheprovider --basetemp=$$tmp/pytest $(3); \
+		$(PYTHON) -m pytest -q -p no:cacheprovider --durations=15 --basetemp=$$tmp/pytest $(3); \
 	then rm -rf $$tmp; else rc=$$?; echo "test files kept in $$tmp"; exit $$rc; fi
 endef
 

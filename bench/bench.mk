@@ -38,6 +38,13 @@ bench-uetcd:
 bench: bench-deps $(BENCH_LOADGEN) etcd-ref bench-uetcd
 	@$(BENCH_LOADGEN) --self-test
 	$(PYTHON) bench/bench.py run --build $(BUILD) $(BENCH_ARGS)
+	$(MAKE) --no-print-directory bench-rangestream
+
+# Range against RangeStream on one 100K-key list (~110 MB): time to first byte, to the end,
+# and the server's RSS while each is read (bench/results/rangestream.txt). About a minute.
+.PHONY: bench-rangestream
+bench-rangestream: bench-deps bench-uetcd
+	UETCD_BIN=$(abspath $(BUILD)/uetcd) $(PYTHON) bench/rangestream.py | tee bench/results/rangestream.txt
 
 # The gate: fails (exit 1) when a workload's server instructions per op grew by more than the
 # tolerance against bench/gate-baseline.json, and names the functions that grew. ~2-4 minutes.

@@ -16,28 +16,10 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "core/fs.h"
+
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/hash.h>
-
-static int meta_mkdirs(const char *dir)
-{
-	char buf[PATH_MAX];
-	size_t n = strlen(dir);
-
-	if (n == 0 || n >= sizeof buf)
-		return -ENAMETOOLONG;
-	memcpy(buf, dir, n + 1);
-	for (size_t i = 1; i <= n; i++) {
-		if (buf[i] != '/' && buf[i] != '\0')
-			continue;
-		char c = buf[i];
-		buf[i] = '\0';
-		if (mkdir(buf, 0700) < 0 && errno != EEXIST)
-			return -errno;
-		buf[i] = c;
-	}
-	return 0;
-}
 
 static uint64_t meta_random_id(void)
 {
@@ -94,7 +76,7 @@ int meta_open_with(const char *data_dir, const struct meta *want, struct meta *o
 {
 	char path[PATH_MAX];
 	FILE *f;
-	int rc = meta_mkdirs(data_dir);
+	int rc = fs_mkdirs(data_dir, 0700);
 
 	if (rc)
 		return rc;

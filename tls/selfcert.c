@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fs.h"
+
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/ecc.h>
@@ -114,26 +116,6 @@ static int selfcert_write(const char *path, const uint8_t *data, size_t len, mod
 	if (rc)
 		unlink(tmp);
 	return rc;
-}
-
-static int selfcert_mkdirs(const char *dir)
-{
-	char buf[PATH_MAX];
-	size_t n = strlen(dir);
-
-	if (n == 0 || n >= sizeof buf)
-		return -ENAMETOOLONG;
-	memcpy(buf, dir, n + 1);
-	for (size_t i = 1; i <= n; i++) {
-		if (buf[i] != '/' && buf[i] != '\0')
-			continue;
-		char c = buf[i];
-		buf[i] = '\0';
-		if (mkdir(buf, 0700) < 0 && errno != EEXIST)
-			return -errno;
-		buf[i] = c;
-	}
-	return 0;
 }
 
 /* The key and the certificate as PEM, into key_pem / cert_pem (SELFCERT_PEM_MAX each). */
@@ -241,7 +223,7 @@ int tls_selfcert_ensure(const char *dir, const char *const *hosts, size_t nhosts
 	if ((size_t)snprintf(cert_path, sizeof cert_path, "%s/cert.pem", dir) >= sizeof cert_path ||
 	    (size_t)snprintf(key_path, sizeof key_path, "%s/key.pem", dir) >= sizeof key_path)
 		return selfcert_fail(err, errlen, -ENAMETOOLONG, "%s: path too long", dir);
-	if ((rc = selfcert_mkdirs(dir)) < 0)
+	if ((rc = fs_mkdirs(dir, 0700)) < 0)
 		return selfcert_fail(err, errlen, rc, "cannot create %s: %s", dir, strerror(-rc));
 	if (stat(cert_path, &st) == 0 && stat(key_path, &st) == 0)
 		return 0;

@@ -9,7 +9,6 @@ fast something was answered; the deadlines below only keep a broken server from 
 the run (the old code blew every one of them).
 """
 import os
-import resource
 import socket
 import struct
 import subprocess
@@ -45,10 +44,12 @@ class Uetcd(conftest.Server):
         self.extra = list(extra)
         self.nofile = nofile
 
-    def _preexec(self):
-        conftest._die_with_parent()
+    def _command(self, args):
+        """The server's command line: SIGKILL with the test process, and the descriptor
+        limit set by util-linux's prlimit (no Python code between fork and exec)."""
         if self.nofile:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
+            args = ['prlimit', '--nofile=%d:%d' % (self.nofile, self.nofile), '--'] + args
+        return conftest._with_pdeathsig(args)
 
     def start(self, wipe=True):
         if conftest.launch_kind(self.binary, 'uetcd') != 'uetcd':
@@ -61,9 +62,9 @@ class Uetcd(conftest.Server):
         env = {k: v for k, v in os.environ.items()
                if not k.startswith('ETCD_') and not k.startswith('ETCDCTL_')}
         with open(self.log_path, 'ab') as log:
-            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log,
+            self.proc = subprocess.Popen(self._command(args), stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, cwd=self.tmp, env=env,
-                                         start_new_session=True, preexec_fn=self._preexec)
+                                         start_new_session=True)
         err = self._wait_ready()
         if err is not None:
             self.stop()
@@ -293,6 +294,9 @@ def test_emfile_does_not_spin(start):
     once (not left to spin accept), the log stays small, CPU stays low, and the server
     serves again once the connections close."""
     srv = start(nofile=128)
+    with open('/proc/%d/limits' % srv.proc.pid) as f:
+        limit = [l.split()[3:5] for l in f if l.startswith('Max open files')][0]
+    assert limit == ['128', '128'], limit  # the limit really applies to the server
     lines0 = srv.log_lines()
     socks = []
     for _ in range(400):

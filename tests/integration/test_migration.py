@@ -26,7 +26,7 @@ import time
 import grpc
 import pytest
 
-from conftest import _die_with_parent, etcd_ref_bin, etcdctl_bins, free_port, uetcd_bin
+from conftest import _with_pdeathsig, etcd_ref_bin, etcdctl_bins, free_port, uetcd_bin
 from etcd3.etcdrpc import rpc_pb2, rpc_pb2_grpc
 from test_crash import Node
 
@@ -274,12 +274,12 @@ def export(spawn, enable_auth):
         assert r.returncode == 0, r.stderr
         url = 'http://127.0.0.1:%d' % free_port()
         log = open(os.path.join(tmp, 'etcd.log'), 'wb')
-        etcd = subprocess.Popen([etcd_ref_bin(), '--data-dir', data_dir, '--name', 'default',
-                                 '--listen-client-urls', url, '--advertise-client-urls', url,
-                                 '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
-                                 '--initial-cluster', 'default=' + peer, '--log-level', 'warn'],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=clean_env(),
-                                preexec_fn=_die_with_parent)
+        etcd = subprocess.Popen(_with_pdeathsig([
+                                    etcd_ref_bin(), '--data-dir', data_dir, '--name', 'default',
+                                    '--listen-client-urls', url, '--advertise-client-urls', url,
+                                    '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
+                                    '--initial-cluster', 'default=' + peer, '--log-level', 'warn']),
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=clean_env())
         log.close()
         endpoint = url[len('http://'):]
         for _ in range(400):  # at most ~20 s

@@ -346,6 +346,8 @@ def test_metrics_series_move_as_etcds(spawn):
     (ud, us, uk), (ed, es, ek) = got['uetcd'], got['etcd']
     assert ud == ed
     assert uk == ek
+    # RangeStream is etcd 3.7's: the 3.5.16 reference has no series for it
+    us = {n: {k: v for k, v in d.items() if dict(k)['grpc_method'] != 'RangeStream'} for n, d in us.items()}
     for name in ('grpc_server_started_total', 'grpc_server_handled_total'):
         assert set(us[name]) == set(es[name]), (name, set(us[name]) ^ set(es[name]))
         # every series moved by as much, the cancelled Watch stream's (Canceled) included

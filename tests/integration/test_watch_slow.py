@@ -120,7 +120,7 @@ def test_slow_watcher_cancelled_when_history_is_compacted(spawn):
 STREAM_WATCHERS_MAX = 65536          # WATCH_STREAM_WATCHERS_MAX in core/watch.c
 
 
-def _watch_call(ch, requests, timeout=120):
+def _watch_call(ch, requests, timeout=300):
     call = ch.stream_stream('/etcdserverpb.Watch/Watch', request_serializer=lambda r: r,
                             response_deserializer=rpc_pb2.WatchResponse.FromString)
     return call(requests, timeout=timeout)

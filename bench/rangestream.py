@@ -9,7 +9,7 @@ h2raw.py) that opens its windows as bytes arrive, and prints one line per method
 median time to the first DATA byte, median time to the trailers, peak server RSS above
 what it was before the reads. Loopback only; bounded in rounds and time; stops the server.
 
-  /usr/bin/python3 tools/rangestream-measure.py [--keys N] [--value-bytes B] [--rounds R]
+  make bench-rangestream  (or: /usr/bin/python3 bench/rangestream.py [--keys N] [--value-bytes B] [--rounds R]) [--keys N] [--value-bytes B] [--rounds R]
 """
 import argparse
 import concurrent.futures
