@@ -1719,13 +1719,19 @@ static int validate(struct config *c, struct parse *ps, bool from_file)
 		c->exit_status = 2;
 		return -1;
 	}
+	bool to_stdout = false, to_stderr = false;
 	for (const char *p = c->log_outputs; *p;) {
 		size_t l = strcspn(p, ",");
-		if (!(l == 7 && !memcmp(p, "default", 7)) && !(l == 6 && !memcmp(p, "stderr", 6)) &&
-		    !(l == 6 && !memcmp(p, "stdout", 6)))
-			log_warn("--log-outputs target \"%.*s\" is not supported by uetcd (it logs to stderr), ignored", (int)l, p);
+		if ((l == 7 && !memcmp(p, "default", 7)) || (l == 6 && !memcmp(p, "stderr", 6)))
+			to_stderr = true;
+		else if (l == 6 && !memcmp(p, "stdout", 6))
+			to_stdout = true;
+		else /* a file path: etcd opens it; uetcd does not */
+			log_warn("--log-outputs target \"%.*s\" is not supported by uetcd (only stderr, stdout), ignored",
+				 (int)l, p);
 		p += l + (p[l] == ',');
 	}
+	log_set_outputs(to_stdout, to_stderr || !to_stdout);
 
 	if (check_tls_version(c, c->tls_min_version) || check_tls_version(c, c->tls_max_version))
 		return -1;

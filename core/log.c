@@ -5,15 +5,23 @@
 #include "core/log.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
 static enum log_level log_min = LOG_INFO;
+static bool log_to_stdout, log_to_stderr = true; /* --log-outputs: set once at start-up */
 static const char *const log_names[] = {"debug", "info", "warn", "error", "fatal"};
 
 void log_set_level(enum log_level min) { log_min = min; }
+
+void log_set_outputs(bool to_stdout, bool to_stderr)
+{
+	log_to_stdout = to_stdout;
+	log_to_stderr = to_stderr;
+}
 
 static void log_vwrite(enum log_level level, const char *fmt, va_list ap)
 {
@@ -42,8 +50,10 @@ static void log_vwrite(enum log_level level, const char *fmt, va_list ap)
 	line[n++] = '"';
 	line[n++] = '}';
 	line[n++] = '\n';
-	if (write(2, line, n) < 0) {
+	if (log_to_stderr && write(2, line, n) < 0) {
 		/* nowhere left to report it */
+	}
+	if (log_to_stdout && write(1, line, n) < 0) {
 	}
 }
 

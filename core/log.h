@@ -1,4 +1,4 @@
-/* Logging: one line per event to stderr, in the shape of etcd's JSON logger
+/* Logging: one line per event to stderr (or stdout: --log-outputs), in the shape of etcd's JSON logger
  * ({"level":…,"ts":…,"msg":…}), so log collectors that parse etcd's output keep working.
  * Reactor threads may log only on rare paths (start-up, errors): a line is one write(2).
  * A line that a client can cause again and again goes through log_limited (below). */
@@ -11,6 +11,8 @@
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR, LOG_FATAL };
 
 void log_set_level(enum log_level min);
+/* etcd's --log-outputs: stderr (its "default"), stdout, or both. Call before other threads log. */
+void log_set_outputs(bool to_stdout, bool to_stderr);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Logs at LOG_FATAL and exits the process with status 1: for a failed fsync and other
  * states from which continuing would risk acknowledged data. */

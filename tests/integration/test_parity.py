@@ -28,6 +28,7 @@ import time
 import grpc
 import pytest
 
+import conftest
 from conftest import etcd_ref_bin, free_port, uetcd_bin
 from etcd3.etcdrpc import rpc_pb2, rpc_pb2_grpc
 from test_crash import Node
@@ -484,3 +485,25 @@ def test_cluster_and_member_ids_derived_as_etcd(tmp_path):
 
 def ref_default():
     return 0xcdf818194e3a8c32, 0x8e9e05c52164694d
+
+
+def test_log_outputs_stdout_as_etcd(tmp_path):
+    """--log-outputs stdout sends the log to stdout (etcd's zap does; uetcd ignored it)."""
+    port = conftest.free_port()
+    url = 'http://127.0.0.1:%d' % port
+    out, err = open(tmp_path / 'out', 'wb'), open(tmp_path / 'err', 'wb')
+    p = subprocess.Popen(conftest._with_pdeathsig([conftest.uetcd_bin(), '--data-dir', str(tmp_path / 'd'),
+                                                    '--listen-client-urls', url, '--advertise-client-urls', url,
+                                                    '--log-outputs', 'stdout']),
+                         stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                         env={k: v for k, v in os.environ.items() if not k.startswith('ETCD')})
+    try:
+        deadline = time.monotonic() + 30
+        while b'ready to serve' not in (tmp_path / 'out').read_bytes():
+            assert p.poll() is None and time.monotonic() < deadline, (tmp_path / 'err').read_bytes()[-2000:]
+            time.sleep(0.1)
+    finally:
+        p.terminate()
+        p.wait(30)
+        out.close(), err.close()
+    assert b'"level"' not in (tmp_path / 'err').read_bytes()
